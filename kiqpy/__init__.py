@@ -1,0 +1,56 @@
+"""kiqpy: Sidekiq for Python. Background jobs in Redis, run by a threaded worker through a
+middleware chain, with retries, scheduling and a dashboard.
+
+    import kiqpy
+
+    class HardWorker(kiqpy.Worker, queue="mail"):
+        def perform(self, name, count): ...
+
+    HardWorker.perform_async("bob", 5)
+
+Then run ``kiqpy -r myapp.jobs -q default,mail``.
+"""
+
+from __future__ import annotations
+
+from kiqpy.chain import Chain
+from kiqpy.client import Client, enqueue
+from kiqpy.config import Config, configure, default_client, default_config
+from kiqpy.errors import (
+    ArgumentError,
+    ConfigurationError,
+    KiqpyError,
+    NoJobsError,
+    OptionsError,
+    PayloadError,
+    RedisUnavailableError,
+    UnknownJobError,
+)
+from kiqpy.execution import current_job
+from kiqpy.options import declare_option
+from kiqpy.worker import Worker, registered
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ArgumentError",
+    "Chain",
+    "Client",
+    "Config",
+    "ConfigurationError",
+    "KiqpyError",
+    "NoJobsError",
+    "OptionsError",
+    "PayloadError",
+    "RedisUnavailableError",
+    "UnknownJobError",
+    "Worker",
+    "__version__",
+    "configure",
+    "current_job",
+    "declare_option",
+    "default_client",
+    "default_config",
+    "enqueue",
+    "registered",
+]

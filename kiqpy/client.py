@@ -1,0 +1,209 @@
+"""The client: builds job maps, runs the client middleware chain, and pushes to Redis.
+
+    perform_async -> options + defaults -> client chain -> encode -> push.lua (SADD queues; LPUSH)
+    perform_in/at -> ... -> ZADD schedule <run-at> <payload>
+    perform_bulk  -> ... -> one pipeline per batch: push.lua once per queue, one ZADD
+
+Which client a push uses is decided by :func:`current_client`: the default configuration's,
+unless a testing mode (``kiqpy.testing``) has put another in place for the current context.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import itertools
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import redis
+
+from kiqpy.config import Config, default_client
+from kiqpy.connection import connect, translate_errors
+from kiqpy.errors import ArgumentError
+from kiqpy.keys import Keys
+from kiqpy.payload import Job, check_args, encode, new_jid, now_ms
+from kiqpy.scripts import Scripts
+from kiqpy.worker import Worker, lookup, payload_options, run_at
+
+JobClass = type[Worker] | str
+
+# The testing seam: a context-local replacement for the default client (fake/inline modes).
+_override: contextvars.ContextVar[Any] = contextvars.ContextVar("kiqpy_client", default=None)
+
+
+def current_client() -> Any:
+    """The client pushes go to in this context: a testing mode's, else the default one."""
+    client = _override.get()
+    return client if client is not None else default_client()
+
+
+def _name_and_options(job_class: JobClass) -> tuple[str, dict[str, Any]]:
+    if isinstance(job_class, str):
+        try:
+            cls = lookup(job_class)
+        except LookupError:
+            return job_class, {}
+        return job_class, dict(cls.kiqpy_options_resolved)
+    return job_class.kiqpy_job_name, dict(job_class.kiqpy_options_resolved)
+
+
+class JobBuilder:
+    """Builds job maps and runs them through the client chain. Shared by every client (real,
+    fake, inline), so a test sees exactly the job a real push would store. Does no I/O."""
+
+    def __init__(self, config: Config, redis_client: redis.Redis | None = None) -> None:
+        self.config = config
+        self.redis = redis_client
+
+    def build(self, job_class: JobClass, args: Sequence[Any], options: dict[str, Any],
+              at: float | None) -> Job | None:
+        """The job map for one push, after the client chain (None if a middleware stopped it)."""
+        args = list(args)
+        check_args(args, self.config.serializer)
+        name = job_class if isinstance(job_class, str) else job_class.kiqpy_job_name
+        job: Job = {"class": name, "args": args, "queue": "default", "retry": True}
+        job.update(payload_options(options))
+        job["jid"] = new_jid()
+        job["created_at"] = now_ms()
+        if at is not None:
+            job["at"] = at
+        return self.run_chain(job_class, job)
+
+    def run_chain(self, job_class: JobClass, job: Job) -> Job | None:
+        chain = self.config.client_middleware
+        if not chain:
+            return job
+        result = chain.invoke(lambda: job, job_class, job, job["queue"], self.redis)
+        if result is None:
+            return None
+        # A middleware may have put anything in the job; check it again before any I/O.
+        check_args(job["args"], self.config.serializer)
+        return job
+
+
+class Client:
+    """Pushes jobs to the Redis of ``config`` (the default configuration when omitted)."""
+
+    def __init__(self, config: Config | None = None, redis_client: redis.Redis | None = None
+                 ) -> None:
+        from kiqpy.config import default_config
+
+        self.config = config or default_config()
+        self.redis = redis_client or connect(
+            self.config.redis_url, self.config.pool_size or 10, self.config.socket_timeout)
+        self.keys = Keys(self.config.namespace)
+        self.scripts = Scripts(self.redis)
+        self.builder = JobBuilder(self.config, self.redis)
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self.redis.connection_pool.disconnect()
+
+    # -- the mixin's entry points ------------------------------------------------------------
+    def enqueue(self, job_class: JobClass, args: Sequence[Any], options: dict[str, Any],
+                at: float | None = None) -> str | None:
+        """Push one job; returns its jid, or None when client middleware stopped it."""
+        job = self.builder.build(job_class, args, options, at)
+        if job is None:
+            return None
+        self._store([job])
+        return job["jid"]  # type: ignore[no-any-return]
+
+    def enqueue_bulk(self, job_class: JobClass, arg_lists: Iterable[Sequence[Any]],
+                     options: dict[str, Any], at: float | None = None, batch_size: int = 1000
+                     ) -> list[str | None]:
+        """Push one job per arg list in batches; returns jids in order (None where stopped)."""
+        if batch_size < 1:
+            raise ArgumentError(f"batch_size must be at least 1, got {batch_size}")
+        jids: list[str | None] = []
+        for batch in _batches(arg_lists, batch_size):
+            jobs = []
+            for index, args in enumerate(batch):
+                if not isinstance(args, (list, tuple)):
+                    raise ArgumentError(
+                        f"perform_bulk item {len(jids) + index}: each item must be a list of "
+                        f"args, got {type(args).__name__}")
+                job = self.builder.build(job_class, args, options, at)
+                jids.append(None if job is None else job["jid"])
+                if job is not None:
+                    jobs.append(job)
+            self._store(jobs)
+        return jids
+
+    # -- Sidekiq-style item API --------------------------------------------------------------
+    def push(self, item: dict[str, Any]) -> str | None:
+        """Push a Sidekiq-style item: ``{"class": name_or_class, "args": [...], "queue": ...,
+        "at": epoch, ...options}``. Works for job classes defined in other codebases."""
+        job_class, args, options, at = self._split(item)
+        return self.enqueue(job_class, args, options, at)
+
+    def push_bulk(self, item: dict[str, Any], batch_size: int = 1000) -> list[str | None]:
+        """Like :meth:`push` with ``args`` a list of arg lists."""
+        job_class, args, options, at = self._split(item)
+        return self.enqueue_bulk(job_class, args, options, at, batch_size)
+
+    def _split(self, item: dict[str, Any]) -> tuple[JobClass, Any, dict[str, Any], float | None]:
+        item = dict(item)
+        job_class = item.pop("class", None)
+        if not job_class:
+            raise ArgumentError("a job item needs a 'class' (a job class or its name)")
+        args = item.pop("args", [])
+        at = item.pop("at", None)
+        _, options = _name_and_options(job_class)
+        options.update(item)
+        when = None if at is None else run_at(at=at)
+        return job_class, args, options, when
+
+    # -- storage -----------------------------------------------------------------------------
+    def _store(self, jobs: list[Job]) -> None:
+        """Write encoded jobs: queued ones via push.lua per queue, scheduled ones by ZADD."""
+        if not jobs:
+            return
+        serializer, keys = self.config.serializer, self.keys
+        if len(jobs) == 1 and "at" not in jobs[0]:
+            job = jobs[0]
+            queue = job["queue"]
+            job["enqueued_at"] = now_ms()
+            with translate_errors(self.redis):
+                self.scripts.push(keys=[keys.queues, keys.queue(queue)],
+                                  args=[queue, encode(job, serializer)])
+            return
+        by_queue: dict[str, list[bytes]] = {}
+        scheduled: dict[bytes, float] = {}
+        enqueued_at = now_ms()
+        for job in jobs:
+            if "at" in job:
+                scheduled[encode(job, serializer)] = job["at"]
+            else:
+                job["enqueued_at"] = enqueued_at
+                by_queue.setdefault(job["queue"], []).append(encode(job, serializer))
+        with translate_errors(self.redis):
+            pipe = self.redis.pipeline(transaction=False)
+            for queue, payloads in by_queue.items():
+                self.scripts.push(keys=[keys.queues, keys.queue(queue)], args=[queue, *payloads],
+                                  client=pipe)
+            if scheduled:
+                pipe.zadd(keys.schedule, scheduled)
+            pipe.execute()
+
+
+def _batches(items: Iterable[Sequence[Any]], size: int) -> Iterator[list[Sequence[Any]]]:
+    iterator = iter(items)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch
+
+
+def enqueue(name: JobClass, *args: Any, **options: Any) -> str | None:
+    """Enqueue a job by class or by name, for jobs defined in another codebase::
+
+        kiqpy.enqueue("OtherApp::Job", 1, 2, queue="x")
+
+    Options are checked like a class's; ``at`` (epoch or datetime) or ``delay`` (seconds)
+    schedule it."""
+    from kiqpy.options import validate_options
+
+    at, delay = options.pop("at", None), options.pop("delay", None)
+    _, base = _name_and_options(name)
+    base.update(validate_options(options, f"enqueue({name!r})"))
+    when = run_at(delay=delay) if delay is not None else (None if at is None else run_at(at=at))
+    return current_client().enqueue(name, args, base, when)  # type: ignore[no-any-return]

@@ -1,0 +1,157 @@
+"""Configuration: one typed, frozen object handed to every constructor.
+
+Values come, lowest precedence first, from the defaults here, ``KIQPY_*`` / ``REDIS_URL``
+environment variables, a TOML file (CLI ``-C``), and explicit keywords or CLI flags. Library code
+reads no globals except the one default configuration used by the Worker mixin, set with
+:func:`kiqpy.configure`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from kiqpy.chain import Chain
+from kiqpy.errors import ConfigurationError
+from kiqpy.payload import SERIALIZERS
+
+if TYPE_CHECKING:
+    from kiqpy.client import Client
+
+DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+ErrorHandler = Callable[[BaseException, dict[str, Any]], None]
+DeathHandler = Callable[[dict[str, Any], BaseException], None]
+
+
+def env_redis_url(environ: Mapping[str, str] | None = None) -> str:
+    """The Redis URL from ``KIQPY_REDIS_URL``, then ``REDIS_URL``, then localhost."""
+    env = os.environ if environ is None else environ
+    return env.get("KIQPY_REDIS_URL") or env.get("REDIS_URL") or DEFAULT_REDIS_URL
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything a kiqpy client or worker needs to know. Build with :meth:`from_env` or
+    :func:`dataclasses.replace`; never mutated after construction (the middleware chains and
+    handler lists it holds are editable on purpose, like Sidekiq's)."""
+
+    redis_url: str = DEFAULT_REDIS_URL
+    namespace: str = ""
+    serializer: str = "msgpack"
+    pool_size: int = 0  # 0: concurrency + 5 on a worker, 10 on a client
+    socket_timeout: float = 5.0
+    # -- worker ----------------------------------------------------------------------------
+    concurrency: int = 10
+    queues: tuple[tuple[str, int], ...] = (("default", 0),)
+    timeout: float = 25.0
+    tag: str = ""
+    heartbeat_interval: float = 10.0
+    process_ttl: float = 60.0
+    poll_interval_average: float | None = None  # None: 5 s times the number of processes
+    max_retries: int = 25
+    dead_max_jobs: int = 10_000
+    dead_timeout: float = 180 * 24 * 3600.0
+    poison_pill_recoveries: int = 3
+    poison_pill_window: float = 72 * 3600.0
+    prefetch: int = 0  # jobs fetched ahead of free threads; 0: same as concurrency
+    # -- middleware and handlers (shared, editable) ------------------------------------------
+    client_middleware: Chain = field(default_factory=Chain, compare=False)
+    server_middleware: Chain = field(default_factory=Chain, compare=False)
+    error_handlers: list[ErrorHandler] = field(default_factory=list, compare=False)
+    death_handlers: list[DeathHandler] = field(default_factory=list, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.serializer not in SERIALIZERS:
+            raise ConfigurationError(
+                f"serializer must be one of {', '.join(SERIALIZERS)}, got {self.serializer!r}"
+            )
+        if self.concurrency < 1:
+            raise ConfigurationError(f"concurrency must be at least 1, got {self.concurrency}")
+        if not self.queues:
+            raise ConfigurationError("at least one queue is needed")
+        for name, weight in self.queues:
+            if not name or weight < 0:
+                raise ConfigurationError(f"bad queue {name!r} with weight {weight}")
+        if self.timeout < 0 or self.heartbeat_interval <= 0 or self.process_ttl <= 0:
+            raise ConfigurationError("timeout, heartbeat_interval and process_ttl must be positive")
+        if self.pool_size < 0:
+            raise ConfigurationError(f"pool_size must be positive, got {self.pool_size}")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
+        """Defaults, then the environment, then ``overrides``."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {"redis_url": env_redis_url(env)}
+        if env.get("KIQPY_NAMESPACE"):
+            values["namespace"] = env["KIQPY_NAMESPACE"]
+        if env.get("KIQPY_SERIALIZER"):
+            values["serializer"] = env["KIQPY_SERIALIZER"]
+        values.update(overrides)
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Config:
+        """A copy with ``changes`` applied (middleware chains and handlers are shared)."""
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def queue_names(self) -> list[str]:
+        return [name for name, _ in self.queues]
+
+
+class _Default:
+    """The one default configuration, and the client built from it on first use."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.config: Config | None = None
+        self.client: Client | None = None
+
+
+_default = _Default()
+
+
+def default_config() -> Config:
+    """The default configuration (from the environment until :func:`configure` is called)."""
+    config = _default.config
+    if config is None:
+        with _default.lock:
+            if _default.config is None:
+                _default.config = Config.from_env()
+            config = _default.config
+    return config
+
+
+def configure(config: Config | None = None, **changes: Any) -> Config:
+    """Set the default configuration used by ``perform_async`` and friends.
+
+    >>> kiqpy.configure(redis_url="redis://cache:6379/2", namespace="myapp")  # doctest: +SKIP
+
+    Pass a whole :class:`Config`, or keywords applied to the current default. The middleware
+    chains and handlers carry over. Returns the new default.
+    """
+    with _default.lock:
+        base = config if config is not None else (_default.config or Config.from_env())
+        new = base.replace(**changes) if changes else base
+        old_client, _default.client = _default.client, None
+        _default.config = new
+    if old_client is not None:
+        old_client.close()
+    return new
+
+
+def default_client() -> Client:
+    """The client for the default configuration, built (and its pool opened) on first use."""
+    client = _default.client
+    if client is None:
+        from kiqpy.client import Client
+
+        config = default_config()
+        with _default.lock:
+            if _default.client is None:
+                _default.client = Client(config)
+            client = _default.client
+    return client

@@ -1,0 +1,71 @@
+"""Redis connections: a thread-safe pool from a URL, and the translation of redis-py errors.
+
+Every other module that talks to Redis gets its ``redis.Redis`` from here and wraps calls whose
+failure a user would see in :func:`translate_errors`, so a missing Redis reads as "cannot reach
+Redis at redis://host:6379/0: Connection refused" rather than a redis-py traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from kiqpy.errors import ConfigurationError, RedisUnavailableError
+
+# The errors that mean "Redis is not there right now" (as opposed to a bug in a command).
+REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
+              redis.exceptions.BusyLoadingError, OSError)
+
+
+def safe_url(url: str) -> str:
+    """``url`` with any password replaced by ``***``, fit for logs and error messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+def connect(url: str, pool_size: int = 10, socket_timeout: float | None = 5.0) -> redis.Redis:
+    """A ``redis.Redis`` on a blocking pool of ``pool_size`` connections to ``url``.
+
+    Responses stay bytes (payloads are binary msgpack). Commands are retried briefly on a
+    dropped connection; longer outages surface to the caller, who decides how to wait.
+    """
+    try:
+        pool = redis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=max(pool_size, 1),
+            timeout=30,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=5,
+            socket_keepalive=True,
+            health_check_interval=30,
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.01), 2),
+            retry_on_error=[redis.exceptions.ConnectionError],
+        )
+    except ValueError as exc:
+        raise ConfigurationError(f"bad Redis URL {safe_url(url)!r}: {exc}") from exc
+    client = redis.Redis(connection_pool=pool)
+    client.kiqpy_url = safe_url(url)  # type: ignore[attr-defined]
+    return client
+
+
+def describe(client: redis.Redis) -> str:
+    """The (password-free) URL a client was built from."""
+    return getattr(client, "kiqpy_url", "redis")
+
+
+@contextlib.contextmanager
+def translate_errors(client: redis.Redis) -> Iterator[None]:
+    """Turn "Redis is not there" errors into :class:`RedisUnavailableError`."""
+    try:
+        yield
+    except REDIS_DOWN as exc:
+        raise RedisUnavailableError(f"cannot reach Redis at {describe(client)}: {exc}") from exc

@@ -1,0 +1,73 @@
+"""Every Redis key name kiqpy uses, in one place. No other module formats key strings.
+
+The layout follows Sidekiq's (see DESIGN.md §2) so dashboards and tools recognise it. An optional
+namespace prefixes every key as ``<namespace>:<key>``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+
+
+class Keys:
+    """Key names for one namespace. Cheap to build; attributes are precomputed strings."""
+
+    __slots__ = (
+        "dead",
+        "inflight_owners",
+        "prefix",
+        "processes",
+        "queue_prefix",
+        "queues",
+        "recovery_lock",
+        "retry",
+        "schedule",
+    )
+
+    def __init__(self, namespace: str = "") -> None:
+        self.prefix = f"{namespace}:" if namespace else ""
+        p = self.prefix
+        self.queues = f"{p}queues"
+        self.queue_prefix = f"{p}queue:"
+        self.schedule = f"{p}schedule"
+        self.retry = f"{p}retry"
+        self.dead = f"{p}dead"
+        self.processes = f"{p}processes"
+        # Identities that may still own in-flight lists; kept apart from `processes` so that a
+        # dashboard pruning dead processes can never orphan their jobs.
+        self.inflight_owners = f"{p}kiqpy:inflight-owners"
+        self.recovery_lock = f"{p}kiqpy:recovery-lock"
+
+    def queue(self, name: str) -> str:
+        """The list holding jobs of queue ``name``."""
+        return f"{self.queue_prefix}{name}"
+
+    def queue_name(self, key: str) -> str:
+        """The queue name of a key made by :meth:`queue`."""
+        return key[len(self.queue_prefix) :]
+
+    def process(self, identity: str) -> str:
+        """The heartbeat hash of a worker process."""
+        return f"{self.prefix}{identity}"
+
+    def work(self, identity: str) -> str:
+        """The hash of jobs a process is running right now."""
+        return f"{self.prefix}{identity}:work"
+
+    def signals(self, identity: str) -> str:
+        """The list of remote commands (quiet, stop, dump) for a process."""
+        return f"{self.prefix}{identity}-signals"
+
+    def inflight(self, identity: str, queue: str) -> str:
+        """Jobs of ``queue`` that process ``identity`` has taken and not finished."""
+        return f"{self.prefix}{identity}:inflight:{queue}"
+
+    def stat(self, name: str, day: _dt.date | None = None) -> str:
+        """A counter: ``stat:processed`` or, with ``day``, ``stat:processed:2026-11-23``."""
+        if day is None:
+            return f"{self.prefix}stat:{name}"
+        return f"{self.prefix}stat:{name}:{day.isoformat()}"
+
+    def unprefixed(self, key: str) -> str:
+        """``key`` without this namespace's prefix (for display)."""
+        return key[len(self.prefix) :] if self.prefix and key.startswith(self.prefix) else key

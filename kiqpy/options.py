@@ -1,0 +1,115 @@
+"""Worker options: who declares each one, how it is checked, and the error for unknown ones.
+
+Core options are declared here. Bundled middleware declares its own with :func:`declare_option`
+when imported, so ``unique_for`` is only accepted once ``kiqpy_middleware.unique`` is loaded, and
+a class that uses it earlier gets an error saying which module to import.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import difflib
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from kiqpy.errors import OptionsError
+
+Validator = Callable[[Any], Any]  # returns the normalized value or raises ValueError/TypeError
+
+
+def _queue(value: Any) -> str:
+    if type(value) is not str or not value.strip():
+        raise TypeError("must be a non-empty str")
+    return value
+
+
+def _retry(value: Any) -> bool | int:
+    if type(value) is bool:
+        return value
+    if type(value) is int and value >= 0:
+        return value
+    raise TypeError("must be True, False or a number of retries (int >= 0)")
+
+
+def seconds(value: Any) -> float:
+    """A positive duration given as a number of seconds or a timedelta."""
+    if isinstance(value, _dt.timedelta):
+        value = value.total_seconds()
+    if type(value) in (int, float) and value > 0:
+        return float(value)
+    raise TypeError("must be a positive number of seconds or a timedelta")
+
+
+def _bool_or_lines(value: Any) -> bool | int:
+    if type(value) is bool or (type(value) is int and value > 0):
+        return value  # type: ignore[no-any-return]
+    raise TypeError("must be True, False or a number of lines (int > 0)")
+
+
+def _bool(value: Any) -> bool:
+    if type(value) is not bool:
+        raise TypeError("must be True or False")
+    return value
+
+
+def _tags(value: Any) -> list[str]:
+    if isinstance(value, (list, tuple)) and all(type(t) is str for t in value):
+        return list(value)
+    raise TypeError("must be a list of str")
+
+
+# name -> (validator, declared by)
+_DECLARED: dict[str, tuple[Validator, str]] = {
+    "queue": (_queue, "kiqpy"),
+    "retry": (_retry, "kiqpy"),
+    "retry_queue": (_queue, "kiqpy"),
+    "retry_for": (seconds, "kiqpy"),
+    "backtrace": (_bool_or_lines, "kiqpy"),
+    "dead": (_bool, "kiqpy"),
+    "tags": (_tags, "kiqpy"),
+    "name": (_queue, "kiqpy"),
+}
+
+# Options of bundled middleware, known before they are imported so the error can say where
+# they live.
+_BUNDLED = {
+    "unique_for": "kiqpy_middleware.unique",
+    "unique_until": "kiqpy_middleware.unique",
+    "expires_in": "kiqpy_middleware.expiry",
+    "rate_limit": "kiqpy_middleware.rate_limit",
+}
+
+# Options that only shape how a job is pushed; they are not copied into the payload.
+PUSH_ONLY = frozenset({"name"})
+
+
+def declare_option(name: str, validator: Validator, owner: str) -> None:
+    """Let workers use option ``name``, checked by ``validator`` (declared by ``owner``)."""
+    current = _DECLARED.get(name)
+    if current is not None and current[1] != owner:
+        raise OptionsError(f"option {name!r} is already declared by {current[1]}")
+    _DECLARED[name] = (validator, owner)
+
+
+def validate_options(options: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """Check every option; return them normalized. ``where`` names the class for messages."""
+    result: dict[str, Any] = {}
+    for name, value in options.items():
+        declared = _DECLARED.get(name)
+        if declared is None:
+            raise OptionsError(f"{where}: {_unknown(name)}")
+        try:
+            result[name] = declared[0](value)
+        except (TypeError, ValueError) as exc:
+            raise OptionsError(f"{where}: option {name}={value!r} {exc}") from None
+    return result
+
+
+def _unknown(name: str) -> str:
+    if name in _BUNDLED:
+        return (f"option {name!r} belongs to {_BUNDLED[name]}; import it (and add its "
+                f"middleware) before defining this class")
+    known = sorted(set(_DECLARED) | set(_BUNDLED))
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"unknown option {name!r}{hint} Known options: {', '.join(known)}"

@@ -1,0 +1,159 @@
+"""Job payloads: the job map <-> bytes, and the argument check that runs before any I/O.
+
+A job map holds ``class``, ``args``, ``queue``, ``jid`` (24 hex chars), ``created_at`` and
+``enqueued_at`` (epoch milliseconds), ``retry`` and, after a failure, the error fields. Unknown
+fields are kept untouched. Two encodings exist side by side: msgpack (the default) and JSON
+(Sidekiq-compatible); :func:`decode` tells them apart by the first byte, since a JSON job starts
+with ``{`` while a msgpack map never does.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from typing import Any
+
+import msgpack
+
+from kiqpy.errors import ArgumentError, PayloadError
+
+Job = dict[str, Any]
+
+SERIALIZERS = ("msgpack", "json")
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
+_JSON_START = frozenset(b"{ \t\r\n")
+# Deep nesting is not a real use of job args; bounding it keeps a hostile payload from
+# exhausting the stack of the checker or of a decoder.
+MAX_DEPTH = 100
+
+
+def new_jid() -> str:
+    """A fresh job id: 24 lowercase hex characters, like Sidekiq's."""
+    return os.urandom(12).hex()
+
+
+def now_ms() -> int:
+    """The current time in epoch milliseconds (the unit of ``created_at``/``enqueued_at``)."""
+    return time.time_ns() // 1_000_000
+
+
+def check_args(args: Any, serializer: str = "msgpack") -> None:
+    """Raise :class:`ArgumentError` naming the first value that cannot travel as a job arg.
+
+    >>> check_args([1, {"when": "2026-01-01"}])
+    >>> check_args([1, {"when": object()}])
+    Traceback (most recent call last):
+    ...
+    kiqpy.errors.ArgumentError: args[1]["when"]: object is not serializable; ...
+    """
+    if type(args) is not list:
+        raise ArgumentError(f"args must be a list, got {type(args).__name__}")
+    problem = _find_problem(args, serializer == "json", 0)
+    if problem is not None:
+        path, message = problem
+        raise ArgumentError(f"args{''.join(reversed(path))}: {message}")
+
+
+def _find_problem(value: Any, json_mode: bool, depth: int) -> tuple[list[str], str] | None:
+    """Walk ``value``; on the first bad value return (reversed path parts, message)."""
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return None
+    if kind is int:
+        if _INT_MIN <= value <= _INT_MAX:
+            return None
+        return [], "int out of the 64-bit range; pass it as a str"
+    if kind is float:
+        if json_mode and not math.isfinite(value):
+            return [], f"{value!r} is not valid JSON; use None or a str"
+        return None
+    if depth >= MAX_DEPTH:
+        return [], f"nested deeper than {MAX_DEPTH} levels"
+    if kind is list:
+        for index, item in enumerate(value):
+            problem = _find_problem(item, json_mode, depth + 1)
+            if problem is not None:
+                problem[0].append(f"[{index}]")
+                return problem
+        return None
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str:
+                return [f"[{key!r}]"], f"dict key of type {type(key).__name__}; keys must be str"
+            problem = _find_problem(item, json_mode, depth + 1)
+            if problem is not None:
+                problem[0].append(f"[{json.dumps(key)}]")
+                return problem
+        return None
+    return [], _hint(value)
+
+
+def _hint(value: Any) -> str:
+    name = type(value).__name__
+    hints = {
+        "datetime": "pass an ISO string or epoch",
+        "date": "pass an ISO string",
+        "time": "pass an ISO string",
+        "timedelta": "pass seconds as a number",
+        "Decimal": "pass a str (exact) or a float",
+        "UUID": "pass str(uuid)",
+        "set": "pass a list",
+        "frozenset": "pass a list",
+        "tuple": "pass a list",
+        "bytes": "pass a str (decode or base64 it)",
+        "bytearray": "pass a str (decode or base64 it)",
+    }
+    hint = hints.get(name, "pass only str, int, float, bool, None, list and dict with str keys")
+    return f"{name} is not serializable; {hint}"
+
+
+def encode(job: Job, serializer: str = "msgpack") -> bytes:
+    """Encode a job map. Args must already have passed :func:`check_args`."""
+    if serializer == "msgpack":
+        return msgpack.packb(job, use_bin_type=True)  # type: ignore[no-any-return]
+    return json.dumps(job, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+def decode(data: bytes) -> Job:
+    """Decode payload bytes of either encoding into a validated job map.
+
+    Raises :class:`PayloadError` with a readable reason for anything that is not a job.
+    """
+    if not data:
+        raise PayloadError("empty payload")
+    try:
+        if data[0] in _JSON_START:
+            job = json.loads(data)
+        else:
+            job = msgpack.unpackb(data, raw=False, strict_map_key=True)
+    except (ValueError, TypeError, RecursionError, msgpack.UnpackException) as exc:
+        kind = "JSON" if data[0] in _JSON_START else "msgpack"
+        raise PayloadError(f"not a valid {kind} payload: {exc}") from exc
+    return validate(job)
+
+
+def validate(job: Any) -> Job:
+    """Check the fields every job needs; return the job map."""
+    if type(job) is not dict:
+        raise PayloadError(f"payload is a {type(job).__name__}, not a map")
+    for field, kind in (("class", str), ("args", list), ("jid", str), ("queue", str)):
+        value = job.get(field)
+        if value is None:
+            raise PayloadError(f"payload has no {field!r}")
+        if type(value) is not kind:
+            raise PayloadError(f"payload {field!r} is a {type(value).__name__}, not a {kind.__name__}")
+    if not job["queue"]:
+        raise PayloadError("payload 'queue' is empty")
+    return job
+
+
+def epoch_seconds(value: Any) -> float | None:
+    """A timestamp field as epoch seconds, whether stored as ms ints (Sidekiq 8) or float s."""
+    if type(value) is int:
+        # Integers past 1e11 are milliseconds (1e11 s is the year 5138).
+        return value / 1000.0 if value > 100_000_000_000 else float(value)
+    if type(value) is float:
+        return value
+    return None

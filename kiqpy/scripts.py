@@ -1,0 +1,36 @@
+"""The Lua scripts, loaded from ``kiqpy/lua/*.lua`` and registered once per Redis client.
+
+Each script is one atomic operation with its own file and a header documenting KEYS, ARGV and
+what it touches. redis-py's ``register_script`` runs them by SHA and reloads them after a Redis
+restart (NOSCRIPT).
+"""
+
+from __future__ import annotations
+
+import functools
+from importlib import resources
+
+import redis
+from redis.commands.core import Script
+
+NAMES = ("push", "fetch", "requeue", "schedule")
+
+
+@functools.lru_cache(maxsize=None)
+def source(name: str) -> str:
+    """The text of ``kiqpy/lua/<name>.lua``."""
+    return resources.files("kiqpy").joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
+
+
+class Scripts:
+    """The registered scripts for one Redis client, as attributes: ``scripts.push(keys, args)``."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        for name in NAMES:
+            if resources.files("kiqpy").joinpath("lua", f"{name}.lua").is_file():
+                setattr(self, name, client.register_script(source(name)))
+
+    push: Script
+    fetch: Script
+    requeue: Script
+    schedule: Script

@@ -1,0 +1,218 @@
+"""The Worker mixin: ``perform_async``/``perform_in``/``perform_at``/``set``/``perform_bulk`` on
+job classes, per-class options checked at class definition, and the registry of job classes.
+
+    class HardWorker(kiqpy.Worker, queue="mail", retry=5):
+        def perform(self, name: str, count: int) -> None: ...
+
+    HardWorker.perform_async("bob", 5)
+
+The registry maps a job's name (``module.QualName`` unless the ``name`` option says otherwise,
+for example to match a Ruby class) to its class. A worker only ever instantiates registered
+classes; it never imports a name taken from a payload.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any, ClassVar
+
+from kiqpy.errors import ArgumentError, UnknownJobError
+from kiqpy.options import PUSH_ONLY, validate_options
+
+# -- registry -------------------------------------------------------------------------------
+_registry: dict[str, type[Worker]] = {}
+_registry_lock = threading.Lock()
+
+
+def register(name: str, cls: type[Worker]) -> None:
+    """Register ``cls`` under ``name`` (the last class defined under a name wins)."""
+    with _registry_lock:
+        _registry[name] = cls
+
+
+def lookup(name: str) -> type[Worker]:
+    """The registered job class called ``name``, or :class:`UnknownJobError`."""
+    cls = _registry.get(name)
+    if cls is None:
+        raise UnknownJobError(
+            f"no job class registered as {name!r} in this process (is the module that defines "
+            f"it imported with -r?)"
+        )
+    return cls
+
+
+def registered() -> dict[str, type[Worker]]:
+    """A copy of the registry: job name -> class."""
+    with _registry_lock:
+        return dict(_registry)
+
+
+# -- scheduling helpers ---------------------------------------------------------------------
+def run_at(*, delay: Any = None, at: Any = None) -> float | None:
+    """Epoch seconds for ``delay`` (seconds or timedelta) or ``at`` (datetime or epoch);
+    None when the time is now or already past, so the job is pushed at once."""
+    now = time.time()
+    if delay is not None:
+        if isinstance(delay, _dt.timedelta):
+            delay = delay.total_seconds()
+        if type(delay) not in (int, float):
+            raise ArgumentError(f"perform_in takes seconds or a timedelta, got {type(delay).__name__}")
+        when = now + delay
+    else:
+        if isinstance(at, _dt.datetime):
+            when = at.timestamp()  # a naive datetime is taken as local time
+        elif type(at) in (int, float):
+            when = float(at)
+        else:
+            raise ArgumentError(f"perform_at takes a datetime or epoch seconds, got {type(at).__name__}")
+    return when if when > now else None
+
+
+# -- the mixin ------------------------------------------------------------------------------
+class _Enqueue:
+    """The enqueue methods, shared by worker classes and by :meth:`Worker.set`'s result."""
+
+    def _target(self) -> tuple[type[Worker], dict[str, Any]]:
+        raise NotImplementedError
+
+    def perform_async(self, *args: Any) -> str | None:
+        """Enqueue now. Returns the jid, or None when client middleware stopped the push."""
+        cls, options = self._target()
+        return _client().enqueue(cls, args, options)
+
+    def perform_in(self, delay: float | _dt.timedelta, *args: Any) -> str | None:
+        """Enqueue to run after ``delay`` seconds (or a timedelta)."""
+        cls, options = self._target()
+        return _client().enqueue(cls, args, options, at=run_at(delay=delay))
+
+    def perform_at(self, when: float | _dt.datetime, *args: Any) -> str | None:
+        """Enqueue to run at ``when`` (datetime or epoch seconds); a past time runs now."""
+        cls, options = self._target()
+        return _client().enqueue(cls, args, options, at=run_at(at=when))
+
+    def perform_bulk(self, arg_lists: Iterable[Sequence[Any]], batch_size: int = 1000,
+                     at: float | _dt.datetime | None = None) -> list[str | None]:
+        """Enqueue one job per arg list, one round trip per ``batch_size`` jobs.
+
+        Returns the jids in order (None where client middleware stopped a job)."""
+        cls, options = self._target()
+        when = None if at is None else run_at(at=at)
+        return _client().enqueue_bulk(cls, arg_lists, options, at=when, batch_size=batch_size)
+
+    def perform_inline(self, *args: Any) -> Any:
+        """Run the job now, in this thread, after the same serialization round trip as a
+        real push and through the server middleware chain. Returns what ``perform`` returns."""
+        from kiqpy.testing import run_inline
+
+        cls, options = self._target()
+        return run_inline(cls, args, options)
+
+    def set(self, **options: Any) -> _Setter:
+        """Options for one push: ``HardWorker.set(queue="critical").perform_async(1)``."""
+        cls, current = self._target()
+        checked = validate_options(options, f"{cls.__qualname__}.set()")
+        return _Setter(cls, {**current, **checked})
+
+
+class _Setter(_Enqueue):
+    __slots__ = ("_cls", "_options")
+
+    def __init__(self, cls: type[Worker], options: dict[str, Any]) -> None:
+        self._cls, self._options = cls, options
+
+    def _target(self) -> tuple[type[Worker], dict[str, Any]]:
+        return self._cls, self._options
+
+
+class _ClassEnqueue:
+    """Makes ``HardWorker.perform_async(...)`` work on the class itself."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, instance: Any, owner: type[Worker]) -> Any:
+        return getattr(_Setter(owner, owner.kiqpy_options_resolved), self.name)
+
+
+class _FakeJobs:
+    """``HardWorker.jobs``: the class's jobs in fake mode (see kiqpy.testing)."""
+
+    def __get__(self, instance: Any, owner: type[Worker]) -> list[dict[str, Any]]:
+        from kiqpy.testing import jobs_of
+
+        return jobs_of(owner)
+
+
+class Worker:
+    """Mixin for job classes. Subclass it and define ``perform``.
+
+    Options (class keywords or a ``kiqpy_options`` dict, checked when the class is defined):
+    ``queue`` (default "default"), ``retry`` (True = 25 tries, False, or a count),
+    ``retry_queue``, ``retry_for`` (seconds), ``backtrace`` (True or lines), ``dead``, ``tags``,
+    ``name`` (the registered job name), plus options declared by bundled middleware.
+
+    Optional hooks: ``kiqpy_retry_in(cls, count, exc, job)`` returns seconds, "kill",
+    "discard" or None (default backoff); ``kiqpy_retries_exhausted(cls, job, exc)``.
+    """
+
+    kiqpy_options: ClassVar[dict[str, Any]] = {}
+    kiqpy_options_resolved: ClassVar[dict[str, Any]] = {}
+    kiqpy_job_name: ClassVar[str] = ""
+    jid: str | None = None
+
+    perform_async = _ClassEnqueue("perform_async")
+    perform_in = _ClassEnqueue("perform_in")
+    perform_at = _ClassEnqueue("perform_at")
+    perform_bulk = _ClassEnqueue("perform_bulk")
+    perform_inline = _ClassEnqueue("perform_inline")
+    set = _ClassEnqueue("set")
+    jobs = _FakeJobs()
+
+    @classmethod
+    def drain(cls) -> int:
+        """Fake mode: run this class's fake jobs until none is left; returns how many ran."""
+        from kiqpy.testing import drain
+
+        return drain(cls)
+
+    @classmethod
+    def perform_one(cls) -> Any:
+        """Fake mode: run this class's oldest fake job."""
+        from kiqpy.testing import perform_one
+
+        return perform_one(cls)
+
+    @classmethod
+    def clear(cls) -> None:
+        """Fake mode: forget this class's fake jobs."""
+        from kiqpy.testing import clear
+
+        clear(cls)
+
+    def __init_subclass__(cls, **options: Any) -> None:
+        super().__init_subclass__()
+        own = dict(cls.__dict__.get("kiqpy_options", {}))
+        own.update(options)
+        checked = validate_options(own, cls.__qualname__)
+        inherited = {k: v for k, v in cls.kiqpy_options_resolved.items()}
+        name = checked.pop("name", None) or f"{cls.__module__}.{cls.__qualname__}"
+        cls.kiqpy_options_resolved = {**inherited, **checked}
+        cls.kiqpy_job_name = name
+        register(name, cls)
+
+    def perform(self, *args: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__qualname__} must define perform()")
+
+
+def payload_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The options that travel in the payload (all but push-only ones)."""
+    return {k: v for k, v in options.items() if k not in PUSH_ONLY}
+
+
+def _client() -> Any:
+    from kiqpy.client import current_client
+
+    return current_client()
