@@ -3,8 +3,8 @@
 A job map holds ``class``, ``args``, ``queue``, ``jid`` (24 hex chars), ``created_at`` and
 ``enqueued_at`` (epoch milliseconds), ``retry`` and, after a failure, the error fields. Unknown
 fields are kept untouched. Two encodings exist side by side: msgpack (the default) and JSON
-(Sidekiq-compatible); :func:`decode` tells them apart by the first byte, since a JSON job starts
-with ``{`` while a msgpack map never does.
+(Sidekiq-compatible); :func:`decode` tells them apart by the first byte: JSON text starts with
+an ASCII byte (< 0x80), while a msgpack value starting with one is a lone small int, never a map.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ Job = dict[str, Any]
 
 SERIALIZERS = ("msgpack", "json")
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
-_JSON_START = frozenset(b"{ \t\r\n")
 # Deep nesting is not a real use of job args; bounding it keeps a hostile payload from
 # exhausting the stack of the checker or of a decoder.
 MAX_DEPTH = 100
@@ -59,7 +58,9 @@ def check_args(args: Any, serializer: str = "msgpack") -> None:
 def _find_problem(value: Any, json_mode: bool, depth: int) -> tuple[list[str], str] | None:
     """Walk ``value``; on the first bad value return (reversed path parts, message)."""
     kind = type(value)
-    if kind is str or kind is bool or value is None:
+    if kind is str:
+        return None if _is_text(value) else ([], f"str {_NOT_TEXT}")
+    if kind is bool or value is None:
         return None
     if kind is int:
         if _INT_MIN <= value <= _INT_MAX:
@@ -82,12 +83,49 @@ def _find_problem(value: Any, json_mode: bool, depth: int) -> tuple[list[str], s
         for key, item in value.items():
             if type(key) is not str:
                 return [f"[{key!r}]"], f"dict key of type {type(key).__name__}; keys must be str"
+            if not _is_text(key):
+                return [f"[{key!r}]"], f"dict key {_NOT_TEXT}"
             problem = _find_problem(item, json_mode, depth + 1)
             if problem is not None:
                 problem[0].append(f"[{json.dumps(key)}]")
                 return problem
         return None
     return [], _hint(value)
+
+
+_NOT_TEXT = "is not valid UTF-8 text (lone surrogate); fix its decoding"
+
+
+def _is_text(value: str) -> bool:
+    """Whether ``value`` encodes as UTF-8 (both encoders need that); ASCII is the fast path."""
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def check_job(job: Any, serializer: str = "msgpack") -> None:
+    """Raise :class:`ArgumentError` if ``job`` (as client middleware left it) cannot be pushed:
+    the fields every job needs, and every value msgpack/JSON-native. No I/O."""
+    if type(job) is not dict:
+        raise ArgumentError(f"the job is {_a(type(job).__name__)}, not a dict")
+    check_args(job.get("args"), serializer)
+    for field in ("class", "queue", "jid"):
+        value = job.get(field)
+        if type(value) is not str or not value:
+            raise ArgumentError(f'job["{field}"] must be a non-empty str, got {value!r}')
+    rest = {key: value for key, value in job.items() if key != "args"}
+    problem = _find_problem(rest, serializer == "json", 0)
+    if problem is not None:
+        path, message = problem
+        raise ArgumentError(f"job{''.join(reversed(path))}: {message}")
+
+
+def _a(name: str) -> str:
+    return f"an {name}" if name[:1] in "aeiouAEIOU" else f"a {name}"
 
 
 def _hint(value: Any) -> str:
@@ -123,13 +161,11 @@ def decode(data: bytes) -> Job:
     """
     if not data:
         raise PayloadError("empty payload")
+    is_json = data[0] < 0x80
     try:
-        if data[0] in _JSON_START:
-            job = json.loads(data)
-        else:
-            job = msgpack.unpackb(data, raw=False, strict_map_key=True)
+        job = json.loads(data) if is_json else msgpack.unpackb(data, raw=False, strict_map_key=True)
     except (ValueError, TypeError, RecursionError, msgpack.UnpackException) as exc:
-        kind = "JSON" if data[0] in _JSON_START else "msgpack"
+        kind = "JSON" if is_json else "msgpack"
         raise PayloadError(f"not a valid {kind} payload: {exc}") from exc
     return validate(job)
 
@@ -137,13 +173,14 @@ def decode(data: bytes) -> Job:
 def validate(job: Any) -> Job:
     """Check the fields every job needs; return the job map."""
     if type(job) is not dict:
-        raise PayloadError(f"payload is a {type(job).__name__}, not a map")
+        raise PayloadError(f"payload is {_a(type(job).__name__)}, not a map")
     for field, kind in (("class", str), ("args", list), ("jid", str), ("queue", str)):
         value = job.get(field)
         if value is None:
             raise PayloadError(f"payload has no {field!r}")
         if type(value) is not kind:
-            raise PayloadError(f"payload {field!r} is a {type(value).__name__}, not a {kind.__name__}")
+            raise PayloadError(
+                f"payload {field!r} is {_a(type(value).__name__)}, not {_a(kind.__name__)}")
     if not job["queue"]:
         raise PayloadError("payload 'queue' is empty")
     return job
