@@ -13,7 +13,7 @@ from importlib import resources
 import redis
 from redis.commands.core import Script
 
-NAMES = ("push", "fetch", "requeue", "schedule")
+NAMES = ("push", "fetch", "requeue", "schedule", "unlock")
 
 
 @functools.lru_cache(maxsize=None)
@@ -34,3 +34,4 @@ class Scripts:
     fetch: Script
     requeue: Script
     schedule: Script
+    unlock: Script

@@ -1,0 +1,180 @@
+"""One worker process, wired: fetcher, processors, scheduler, heartbeat; and the order in which
+they stop. Installs no signal handlers (the CLI does), so it can run embedded in any program.
+
+    launcher = Launcher(config)
+    launcher.run()            # blocks; returns the exit code after stop() or a remote "stop"
+"""
+
+from __future__ import annotations
+
+import queue as _queue
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from kiqpy.config import Config
+from kiqpy.connection import connect
+from kiqpy.fetch import BLOCK_SECONDS, MAX_WAITERS, Fetcher
+from kiqpy.heartbeat import Heartbeat, new_identity
+from kiqpy.keys import Keys
+from kiqpy.log import get_logger
+from kiqpy.manager import Manager
+from kiqpy.outage import Outage
+from kiqpy.retry import Retrier
+from kiqpy.scheduler import Scheduler
+
+# How long shutdown keeps trying to reach Redis for acks and the requeue before leaving the
+# jobs in-flight for orphan recovery.
+FLUSH_SECONDS = 5.0
+
+
+class Launcher:
+    """Owns one worker process's threads. :meth:`run` starts them and waits for a command;
+    "quiet" stops fetching, "stop" runs :meth:`shutdown`, "dump" logs every thread's stack."""
+
+    def __init__(self, config: Config, identity: str | None = None) -> None:
+        self.config = config
+        self.log = get_logger()
+        waiters = len(config.queues) if len(config.queues) <= MAX_WAITERS else 0
+        self.redis = connect(config.redis_url, config.pool_size or config.concurrency + waiters
+                             + 6, config.socket_timeout)
+        self.keys = Keys(config.namespace)
+        self.identity = identity or new_identity()
+        self.outage = Outage(self.redis.kiqpy_url, self.log)  # type: ignore[attr-defined]
+        self.hard_stop = threading.Event()
+        self.background_stop = threading.Event()
+        self.fetcher = Fetcher(config, self.redis, self.keys, self.identity, self.outage, self.log)
+        self.retrier = Retrier(config, self.redis, self.keys, self.outage, self.log,
+                               self.hard_stop)
+        self.manager = Manager(config.concurrency, self.fetcher, self.retrier,
+                               config.server_middleware, self.log)
+        self.heartbeat = Heartbeat(config, self.redis, self.keys, self.identity, self.manager,
+                                   self.fetcher, self.outage, self.log, self.command,
+                                   self.background_stop)
+        self.scheduler = Scheduler(config, self.redis, self.keys, self.outage, self.log,
+                                   self.background_stop)
+        self.exit_code = 0
+        self.stopped = threading.Event()
+        self._commands: _queue.SimpleQueue[str] = _queue.SimpleQueue()
+        self._background: list[threading.Thread] = []
+
+    # -- control (thread-safe) -----------------------------------------------------------------
+    def command(self, name: str) -> None:
+        """Ask for "quiet", "stop" or "dump"; carried out by the thread in :meth:`run`."""
+        self._commands.put(name)
+
+    def quiet(self) -> None:
+        self.command("quiet")
+
+    def stop(self) -> None:
+        self.command("stop")
+
+    # -- running -----------------------------------------------------------------------------
+    def start(self) -> None:
+        """Register the process, then start every thread."""
+        self.log.info("starting", identity=self.identity, concurrency=self.config.concurrency,
+                      queues=self.config.queue_names, redis=self.outage.url)
+        # Registered (in-flight owner, heartbeat hash) before the first fetch, so that a crash
+        # right after it leaves jobs that orphan recovery can find.
+        self.outage.retry(self.heartbeat.beat, "start", self.hard_stop)
+        self.manager.start(self.spawn)
+        self.fetcher.start(self.spawn)
+        self._background.append(self.spawn("kiqpy.scheduler", self.scheduler.run))
+        self._background.append(self.spawn("kiqpy.heartbeat", self.heartbeat.run))
+
+    def run(self) -> int:
+        """Start, carry out commands until "stop", shut down; returns the exit code."""
+        self.start()
+        while True:
+            name = self._commands.get()
+            if name == "quiet":
+                self._quiet()
+            elif name == "dump":
+                self.dump_threads()
+            elif name == "stop":
+                break
+        self.shutdown()
+        return self.exit_code
+
+    def spawn(self, name: str, body: Callable[[], None]) -> threading.Thread:
+        """Start a named daemon thread whose crash is logged and stops the process."""
+        def guarded() -> None:
+            try:
+                body()
+            except BaseException:
+                self.log.exception("thread crashed; stopping", thread=name)
+                self.exit_code = 1
+                self.stop()
+                raise
+
+        thread = threading.Thread(target=guarded, name=name, daemon=True)
+        thread.start()
+        return thread
+
+    def _quiet(self) -> None:
+        if not self.fetcher.stopping:
+            self.log.info("quiet: no new jobs will be fetched", identity=self.identity)
+        self.fetcher.stop()
+        self.heartbeat.quiet = True
+
+    def dump_threads(self) -> None:
+        """Log the stack of every thread (TTIN, or the remote "dump" signal)."""
+        frames = sys._current_frames()
+        for thread in threading.enumerate():
+            frame = frames.get(thread.ident or -1)
+            stack = "".join(traceback.format_stack(frame)) if frame else "(no frame)"
+            self.log.warning("thread dump", thread=thread.name, stack=stack)
+
+    # -- stopping --------------------------------------------------------------------------------
+    def shutdown(self) -> None:
+        """Stop in a fixed order, within ``timeout`` seconds plus a few for Redis writes."""
+        started = time.monotonic()
+        self.log.info("shutting down", timeout=self.config.timeout)
+        # 1. Quiet: no new jobs. Jobs already taken but not started will be requeued.
+        self._quiet()
+        self.manager.stop()
+        # 2. Let running jobs finish, up to the timeout.
+        finished = self.manager.join(self.config.timeout)
+        if not finished:
+            self.log.warning("jobs still running at the timeout; requeueing them",
+                             running=len(self.manager.snapshot()))
+        # 3. From here a failure's Redis writes give up rather than block the exit: such a
+        #    job stays in-flight, so it is requeued below or recovered later.
+        self.hard_stop.set()
+        self.background_stop.set()
+        acked = self.fetcher.close_acks(FLUSH_SECONDS)
+        # 4. The waiters may still be inside BLMOVE; a job they take lands in-flight, so the
+        #    requeue must come after they have exited.
+        fetch_done = self.fetcher.join(BLOCK_SECONDS + self.config.socket_timeout)
+        # 5. Everything still in-flight goes back to the front of its queue.
+        requeued = self.outage.retry(self.fetcher.requeue, "requeue",
+                                     _timer(FLUSH_SECONDS))
+        clean = acked and fetch_done and requeued is not None and finished
+        # 6. Leave the registry. Unless all went well, stay an in-flight owner, so orphan
+        #    recovery requeues whatever is left once this process's hash expires.
+        self.outage.retry(self._leave if clean else self.heartbeat.clear, "leave",
+                          _timer(FLUSH_SECONDS))
+        self.log.info("stopped", requeued=requeued or 0, clean=clean,
+                      seconds=round(time.monotonic() - started, 2))
+        self.stopped.set()
+
+    def _leave(self) -> None:
+        self.heartbeat.clear()
+        self.redis.hdel(self.keys.inflight_owners, self.identity)
+
+
+def _timer(seconds: float) -> threading.Event:
+    """An event that sets itself after ``seconds``."""
+    event = threading.Event()
+    timer = threading.Timer(seconds, event.set)
+    timer.daemon = True
+    timer.start()
+    return event
+
+
+def run(config: Config, **kwargs: Any) -> int:
+    """Run a worker in this thread until it is stopped; returns its exit code."""
+    return Launcher(config, **kwargs).run()

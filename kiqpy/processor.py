@@ -1,0 +1,84 @@
+"""One job's life in a processor thread: decode -> log context -> retry guard -> server chain ->
+perform -> ack. Formats no key strings and talks to Redis only through the fetcher (acks) and
+the retrier (failures).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import structlog
+
+from kiqpy.chain import Chain
+from kiqpy.errors import PayloadError
+from kiqpy.execution import execute
+from kiqpy.fetch import STOP, Fetcher
+from kiqpy.payload import decode
+from kiqpy.retry import Retrier
+from kiqpy.worker import lookup
+
+_bind = structlog.contextvars.bind_contextvars
+_clear = structlog.contextvars.clear_contextvars
+
+
+class Processor:
+    """Loop (thread ``kiqpy.processor-N``): take a job from the fetcher's work queue, run it,
+    record the outcome, ack it. Owns its counters (read by the heartbeat) and its entry in the
+    manager's busy map. Exits on the STOP sentinel; a job it is running when the process is
+    forced down is never acked, so it is requeued or recovered."""
+
+    def __init__(self, name: str, fetcher: Fetcher, retrier: Retrier, chain: Chain,
+                 busy: dict[str, tuple[str, dict[str, Any], float]], halt: threading.Event,
+                 log: Any) -> None:
+        self.name, self.fetcher, self.retrier, self.chain = name, fetcher, retrier, chain
+        self.busy, self.halt, self.log = busy, halt, log
+        self.processed = 0
+        self.failed = 0
+
+    def run(self) -> None:
+        work = self.fetcher.work
+        while True:
+            unit = work.get()
+            if unit is STOP:
+                return
+            if self.halt.is_set():
+                # Shutting down: a job not started yet stays in-flight for the requeue.
+                self.fetcher.release()
+                continue
+            self.process(*unit)
+
+    def process(self, queue: str, payload: bytes) -> None:
+        try:
+            job = decode(payload)
+        except PayloadError as exc:
+            self.processed += 1
+            self.failed += 1
+            if self.retrier.malformed(queue, payload, str(exc)) is not None:
+                self.fetcher.done(queue, payload)
+            return
+        cls = None
+        self.busy[self.name] = (queue, job, time.time())
+        _bind(jid=job["jid"], job_class=job["class"], queue=queue)
+        self.log.info("start")
+        started = time.perf_counter()
+        outcome: str | None = "done"
+        try:
+            cls = lookup(job["class"])
+            execute(cls, job, self.chain)
+        except BaseException as exc:  # a job's SystemExit must not end the worker either
+            self.failed += 1
+            self.log.warning("fail", elapsed=round(time.perf_counter() - started, 6),
+                             error_class=type(exc).__name__, error=str(exc)[:500])
+            outcome = self.retrier.failed(queue, job, exc, cls, payload)
+        else:
+            self.log.info("done", elapsed=round(time.perf_counter() - started, 6))
+        finally:
+            self.processed += 1
+            del self.busy[self.name]
+            _clear()
+        if outcome is not None:
+            self.fetcher.done(queue, payload)
+        else:
+            self.fetcher.release()

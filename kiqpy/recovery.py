@@ -1,0 +1,125 @@
+"""Orphan recovery: the in-flight jobs of a process that died (kill -9, OOM, lost host) go back
+to their queues, and a job that keeps killing its workers goes to the dead set instead.
+
+A process is dead when its heartbeat hash has expired (``process_ttl``, 60 s by default) while
+it is still listed in ``kiqpy:inflight-owners``. Any live process may notice; a short lock
+makes sure only one recovers at a time, and WATCH makes each list's move all-or-nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import redis
+
+from kiqpy.config import Config
+from kiqpy.errors import PayloadError
+from kiqpy.keys import Keys
+from kiqpy.outage import Outage
+from kiqpy.payload import decode, encode, now_ms
+from kiqpy.retry import add_dead, malformed_job, serializer_of
+from kiqpy.scripts import Scripts
+
+LOCK_MS = 30_000
+
+
+class Recovery:
+    """Finds dead processes and requeues their in-flight jobs. Called from the heartbeat."""
+
+    def __init__(self, config: Config, client: redis.Redis, keys: Keys, identity: str,
+                 outage: Outage, log: Any) -> None:
+        self.config, self.redis, self.keys, self.identity = config, client, keys, identity
+        self.outage, self.log = outage, log
+        self.scripts = Scripts(client)
+
+    def check(self) -> int:
+        """Recover every dead process found; returns how many jobs went back to queues."""
+        # Right after an outage, live processes have not re-written their expired heartbeat
+        # hashes yet; wait two beats so they are not mistaken for dead ones.
+        if not self.outage.settled(2 * self.config.heartbeat_interval):
+            return 0
+        owners = self.redis.hgetall(self.keys.inflight_owners)
+        others = [o.decode() for o in owners if o.decode() != self.identity]
+        if not others:
+            return 0
+        pipe = self.redis.pipeline(transaction=False)
+        for other in others:
+            pipe.exists(self.keys.process(other))
+        dead = [o for o, alive in zip(others, pipe.execute()) if not alive]
+        if not dead:
+            return 0
+        token = f"{self.identity}:{time.time()}"
+        if not self.redis.set(self.keys.recovery_lock, token, nx=True, px=LOCK_MS):
+            return 0
+        try:
+            return sum(self.recover(o, _queues(owners[o.encode()])) for o in dead)
+        finally:
+            self.scripts.unlock(keys=[self.keys.recovery_lock], args=[token])
+
+    def recover(self, identity: str, queues: list[str]) -> int:
+        """Move ``identity``'s in-flight jobs back to the front of their queues."""
+        names = set(queues) | {q.decode() for q in self.redis.smembers(self.keys.queues)}
+        moved = 0
+        for name in sorted(names):
+            moved += self._recover_list(identity, name)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hdel(self.keys.inflight_owners, identity)
+        pipe.srem(self.keys.processes, identity)
+        pipe.delete(self.keys.work(identity))
+        pipe.execute()
+        if moved:
+            self.log.warning("recovered jobs of a dead process", process=identity, jobs=moved)
+        return moved
+
+    def _recover_list(self, identity: str, name: str) -> int:
+        inflight, queue = self.keys.inflight(identity, name), self.keys.queue(name)
+        counted = 0
+
+        def move(pipe: Any) -> None:
+            nonlocal counted
+            payloads = pipe.lrange(inflight, 0, -1)
+            pipe.multi()
+            counted = 0
+            # LRANGE lists newest first; RPUSH in that order leaves the oldest at the front.
+            for payload in payloads:
+                if self._requeue_one(pipe, name, queue, payload):
+                    counted += 1
+            pipe.delete(inflight)
+
+        self.redis.transaction(move, inflight)
+        return counted
+
+    def _requeue_one(self, pipe: Any, name: str, queue: str, payload: bytes) -> bool:
+        try:
+            job = decode(payload)
+        except PayloadError as exc:
+            add_dead(pipe, self.keys, self.config,
+                     encode(malformed_job(name, payload, str(exc))))
+            return False
+        now = now_ms()
+        window = self.config.poison_pill_window * 1000
+        history = [t for t in job.get("recovered_at", []) if isinstance(t, int) and t > now - window]
+        history.append(now)
+        job["recovered_at"] = history
+        if len(history) >= self.config.poison_pill_recoveries:
+            job["error_class"] = "kiqpy.PoisonPill"
+            job["error_message"] = (
+                f"poison pill: the process running this job died {len(history)} times within "
+                f"{self.config.poison_pill_window / 3600:g} h; not retried again")
+            job["failed_at"] = now
+            add_dead(pipe, self.keys, self.config, encode(job, serializer_of(payload)))
+            self.log.error("poison pill sent to the dead set", jid=job["jid"],
+                           job_class=job["class"])
+            return False
+        pipe.rpush(queue, encode(job, serializer_of(payload)))
+        return True
+
+
+def _queues(raw: bytes | None) -> list[str]:
+    try:
+        value = json.loads(raw or b"[]")
+    except ValueError:
+        return []
+    return [q for q in value if isinstance(q, str)] if isinstance(value, list) else []

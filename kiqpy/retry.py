@@ -1,0 +1,218 @@
+"""What happens when a job fails: error handlers, the retry set with exponential backoff, the
+dead set, and the class hooks ``kiqpy_retry_in`` and ``kiqpy_retries_exhausted``.
+
+Follows Sidekiq's rules:
+
+- ``retry=False``: no retry and no dead set; death handlers run.
+- ``retry=N`` (True = 25): after the first failure the job gets ``failed_at`` and
+  ``retry_count=0``; each later failure bumps ``retry_count`` and sets ``retried_at``. While
+  ``retry_count < N`` (or, with ``retry_for``, while ``failed_at + retry_for`` is in the future)
+  the job goes to the ``retry`` set, due in ``count**4 + 15 + rand(10 * (count + 1))`` seconds.
+- Then ``kiqpy_retries_exhausted(job, exc)`` runs and the job goes to the ``dead`` set (unless
+  ``dead=False``), trimmed to the newest ``dead_max_jobs`` and to ``dead_timeout`` seconds.
+- ``kiqpy_retry_in(count, exc, job)`` may return seconds, "kill" (dead now), "discard" (drop)
+  or None (default backoff).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+import threading
+import time
+import traceback
+import zlib
+from typing import Any
+
+import redis
+
+from kiqpy.config import Config
+from kiqpy.keys import Keys
+from kiqpy.outage import Outage
+from kiqpy.payload import Job, encode, new_jid, now_ms
+from kiqpy.worker import Worker
+
+MAX_MESSAGE = 10_000
+
+
+def default_delay(count: int) -> float:
+    """Sidekiq's backoff: grows as count**4 (15 s, 16 s, 31 s, 96 s ... ~20 days in all for
+    25 retries); the random part, up to 10 s per attempt so far, spreads out jobs that
+    failed together so they do not all retry at the same instant."""
+    return count**4 + 15 + random.randrange(10 * (count + 1))
+
+
+def error_class(exc: BaseException) -> str:
+    """``ValueError`` for builtins, ``module.QualName`` otherwise."""
+    kind = type(exc)
+    if kind.__module__ == "builtins":
+        return kind.__qualname__
+    return f"{kind.__module__}.{kind.__qualname__}"
+
+
+def compress_backtrace(exc: BaseException, lines: bool | int) -> str:
+    """The traceback (innermost ``lines`` entries, or all) as base64(zlib(JSON list)), the
+    same packing Sidekiq uses for ``error_backtrace``."""
+    entries = [line.rstrip("\n") for line in traceback.format_tb(exc.__traceback__)]
+    if lines is not True:
+        entries = entries[-int(lines):]
+    return base64.b64encode(zlib.compress(json.dumps(entries).encode())).decode()
+
+
+def decompress_backtrace(data: str) -> list[str]:
+    """The inverse of :func:`compress_backtrace`."""
+    return json.loads(zlib.decompress(base64.b64decode(data)))  # type: ignore[no-any-return]
+
+
+def serializer_of(payload: bytes) -> str:
+    """The encoding of a stored payload, so a rewritten job keeps it (JSON stays JSON)."""
+    return "json" if payload[:1] in (b"{", b" ", b"\n", b"\t", b"\r") else "msgpack"
+
+
+class Retrier:
+    """Decides and records the outcome of a failed job. Its Redis writes retry through outages
+    and give up only when ``give_up`` is set (hard shutdown), returning None: the job then
+    stays in-flight, un-acked, to be requeued or recovered."""
+
+    def __init__(self, config: Config, client: redis.Redis, keys: Keys, outage: Outage,
+                 log: Any, give_up: threading.Event) -> None:
+        self.config, self.redis, self.keys = config, client, keys
+        self.outage, self.log, self.give_up = outage, log, give_up
+
+    # -- failures ----------------------------------------------------------------------------
+    def failed(self, queue: str, job: Job, exc: BaseException, cls: type[Worker] | None,
+               payload: bytes) -> str | None:
+        """Record a failure; returns "retry", "dead", "discarded", or None if interrupted."""
+        self._run_error_handlers(exc, job, queue)
+        retry = job.get("retry", True)
+        if retry is False:
+            self._run_death_handlers(job, exc)
+            return "discarded"
+        self._stamp(job, exc)
+        if not self._exhausted(job, retry):
+            delay = self._delay(cls, job, exc)
+            if delay == "discard":
+                return "discarded"
+            if delay != "kill":
+                due = time.time() + float(delay)
+                data = encode(job, serializer_of(payload))
+                ok = self.outage.retry(lambda: self.redis.zadd(self.keys.retry, {data: due}),
+                                       "retry", self.give_up)
+                return None if ok is None else "retry"
+        return self._exhausted_outcome(cls, job, exc, payload)
+
+    def _stamp(self, job: Job, exc: BaseException) -> None:
+        job["error_message"] = str(exc)[:MAX_MESSAGE]
+        job["error_class"] = error_class(exc)
+        if job.get("retry_queue"):
+            job["queue"] = job["retry_queue"]
+        if "retry_count" in job and isinstance(job["retry_count"], int):
+            job["retry_count"] += 1
+            job["retried_at"] = now_ms()
+        else:
+            job["retry_count"] = 0
+            job["failed_at"] = now_ms()
+        backtrace = job.get("backtrace")
+        if backtrace:
+            job["error_backtrace"] = compress_backtrace(exc, backtrace)
+
+    def _exhausted(self, job: Job, retry: Any) -> bool:
+        retry_for = job.get("retry_for")
+        if isinstance(retry_for, (int, float)) and retry_for > 0:
+            failed_at = job.get("failed_at", now_ms()) / 1000.0
+            return time.time() > failed_at + retry_for
+        limit = self.config.max_retries if retry is True else int(retry)
+        return bool(job["retry_count"] >= limit)
+
+    def _delay(self, cls: type[Worker] | None, job: Job, exc: BaseException) -> float | str:
+        count = job["retry_count"]
+        hook = getattr(cls, "kiqpy_retry_in", None) if cls is not None else None
+        if hook is not None:
+            try:
+                chosen = cls().kiqpy_retry_in(count, exc, job)  # type: ignore[misc,union-attr]
+            except Exception as hook_exc:
+                self.log.error("kiqpy_retry_in failed; using the default delay",
+                               jid=job.get("jid"), error=repr(hook_exc))
+            else:
+                if chosen in ("kill", "discard"):
+                    return str(chosen)
+                if isinstance(chosen, (int, float)) and not isinstance(chosen, bool):
+                    return max(0.0, float(chosen))
+                if chosen is not None:
+                    self.log.error("kiqpy_retry_in returned an unknown value; using the "
+                                   "default delay", jid=job.get("jid"), value=repr(chosen))
+        return default_delay(count)
+
+    def _exhausted_outcome(self, cls: type[Worker] | None, job: Job, exc: BaseException,
+                           payload: bytes) -> str | None:
+        hook = getattr(cls, "kiqpy_retries_exhausted", None) if cls is not None else None
+        if hook is not None:
+            try:
+                cls().kiqpy_retries_exhausted(job, exc)  # type: ignore[misc,union-attr]
+            except Exception as hook_exc:
+                self.log.error("kiqpy_retries_exhausted failed", jid=job.get("jid"),
+                               error=repr(hook_exc))
+        if job.get("dead", True) is False:
+            self._run_death_handlers(job, exc)
+            return "discarded"
+        if self.send_to_dead(job, serializer_of(payload)) is None:
+            return None
+        self._run_death_handlers(job, exc)
+        return "dead"
+
+    # -- the dead set ------------------------------------------------------------------------
+    def send_to_dead(self, job: Job, serializer: str) -> bool | None:
+        """Add ``job`` to the dead set and trim it; None if interrupted by a hard stop."""
+        data = encode(job, serializer)
+        return self.outage.retry(lambda: self._add_dead(data), "dead", self.give_up)
+
+    def _add_dead(self, data: bytes) -> bool:
+        pipe = self.redis.pipeline(transaction=True)
+        add_dead(pipe, self.keys, self.config, data)
+        pipe.execute()
+        return True
+
+    def malformed(self, queue: str, payload: bytes, reason: str) -> bool | None:
+        """A payload that is not a job: keep its bytes in the dead set, with the reason."""
+        self.log.error("malformed payload sent to the dead set", queue=queue, reason=reason)
+        return self.send_to_dead(malformed_job(queue, payload, reason), "msgpack")
+
+    # -- handlers ----------------------------------------------------------------------------
+    def _run_error_handlers(self, exc: BaseException, job: Job, queue: str) -> None:
+        for handler in self.config.error_handlers:
+            try:
+                handler(exc, {"job": job, "queue": queue})
+            except Exception as handler_exc:
+                self.log.error("error handler failed", handler=repr(handler),
+                               error=repr(handler_exc))
+
+    def _run_death_handlers(self, job: Job, exc: BaseException) -> None:
+        for handler in self.config.death_handlers:
+            try:
+                handler(job, exc)
+            except Exception as handler_exc:
+                self.log.error("death handler failed", handler=repr(handler),
+                               error=repr(handler_exc))
+
+
+def add_dead(pipe: Any, keys: Keys, config: Config, data: bytes) -> None:
+    """Queue on ``pipe`` the commands that add ``data`` to the dead set and trim it to
+    ``dead_max_jobs`` entries and ``dead_timeout`` seconds."""
+    now = time.time()
+    pipe.zadd(keys.dead, {data: now})
+    pipe.zremrangebyscore(keys.dead, "-inf", now - config.dead_timeout)
+    pipe.zremrangebyrank(keys.dead, 0, -(config.dead_max_jobs + 1))
+
+
+MALFORMED_CLASS = "kiqpy.MalformedPayload"
+
+
+def malformed_job(queue: str, payload: bytes, reason: str) -> Job:
+    """A dead-set entry standing for bytes that are not a job: the reason, and the original
+    bytes in base64 so nothing is lost."""
+    now = now_ms()
+    return {"class": MALFORMED_CLASS, "args": [], "queue": queue, "jid": new_jid(),
+            "retry": False, "created_at": now, "failed_at": now,
+            "error_class": "kiqpy.errors.PayloadError", "error_message": reason[:MAX_MESSAGE],
+            "original_payload": base64.b64encode(payload).decode()}

@@ -1,0 +1,93 @@
+"""The poller that turns due scheduled jobs and due retries into queued jobs."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from typing import Any
+
+import redis
+
+from kiqpy.config import Config
+from kiqpy.connection import REDIS_DOWN
+from kiqpy.errors import PayloadError
+from kiqpy.keys import Keys
+from kiqpy.outage import Outage
+from kiqpy.payload import decode, encode
+from kiqpy.retry import add_dead, malformed_job
+from kiqpy.scripts import Scripts
+
+BATCH = 100
+
+
+class Scheduler:
+    """Loop (thread ``kiqpy.scheduler``): sleep a randomised interval, then move every due
+    member of ``schedule`` and ``retry`` to its queue with schedule.lua (atomic, so each member
+    moves exactly once however many processes poll). Members that are not jobs go to the dead
+    set with the reason. Exits when ``stop`` is set.
+
+    Interval: processes share the work, so each polls on average every ``5 s * processes``
+    (``poll_interval_average`` overrides), uniformly spread over [0.5, 1.5] of that, which
+    keeps the whole cluster's average near one poll per 5 s without processes in lockstep.
+    """
+
+    def __init__(self, config: Config, client: redis.Redis, keys: Keys, outage: Outage,
+                 log: Any, stop: threading.Event) -> None:
+        self.config, self.redis, self.keys = config, client, keys
+        self.outage, self.log, self.stop = outage, log, stop
+        self.scripts = Scripts(client)
+        self.processes = 1
+
+    def run(self) -> None:
+        # A random first wait, so processes started together do not poll together.
+        self.stop.wait(random.uniform(0, min(self.average(), 5.0)))
+        attempt = 0
+        while not self.stop.is_set():
+            try:
+                self.enqueue_due()
+                self.processes = max(1, int(self.redis.scard(self.keys.processes)))
+            except REDIS_DOWN as exc:
+                self.outage.failed(exc, "scheduler")
+                attempt += 1
+            else:
+                self.outage.ok()
+                attempt = 0
+            self.stop.wait(self.interval() if attempt == 0 else min(self.interval(), 5.0))
+
+    def average(self) -> float:
+        if self.config.poll_interval_average is not None:
+            return self.config.poll_interval_average
+        return 5.0 * self.processes
+
+    def interval(self) -> float:
+        return self.average() * random.uniform(0.5, 1.5)
+
+    def enqueue_due(self, now: float | None = None) -> int:
+        """Move every due job now; returns how many moved."""
+        moved_total = 0
+        for key in (self.keys.schedule, self.keys.retry):
+            while True:
+                at = time.time() if now is None else now
+                moved, looked, bad = self.scripts.schedule(
+                    keys=[key, self.keys.queues], args=[repr(at), self.keys.queue_prefix, BATCH])
+                moved_total += int(moved)
+                for member in bad:
+                    self._bury(key, member)
+                if int(looked) < BATCH:
+                    break
+        return moved_total
+
+    def _bury(self, key: str, member: bytes) -> None:
+        try:
+            decode(member)
+            reason = "job has no queue"
+        except PayloadError as exc:
+            reason = str(exc)
+        self.log.error("malformed payload sent to the dead set", source=key, reason=reason)
+
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.zrem(key, member)
+        add_dead(pipe, self.keys, self.config,
+                 encode(malformed_job("unknown", member, f"in {key}: {reason}")))
+        pipe.execute()
