@@ -1,0 +1,56 @@
+"""Job classes for worker tests. Each records what it did in Redis (so the test, in another
+process, can see it) under keys prefixed ``test:``."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import redis
+
+import kiqpy
+
+_client: redis.Redis | None = None
+
+
+def r() -> redis.Redis:
+    global _client
+    if _client is None:
+        _client = redis.Redis.from_url(os.environ["REDIS_URL"])
+    return _client
+
+
+class Record(kiqpy.Worker, name="Record"):
+    """Appends its args (as repr) to the list ``test:ran``."""
+
+    def perform(self, *args):
+        r().rpush("test:ran", repr(args))
+        r().rpush("test:jids", self.jid)
+
+
+class Count(kiqpy.Worker, name="Count"):
+    """INCRs ``test:count`` and records its first arg in the set ``test:seen``."""
+
+    def perform(self, n):
+        pipe = r().pipeline(transaction=False)
+        pipe.incr("test:count")
+        pipe.sadd("test:seen", n)
+        pipe.execute()
+
+
+class Sleepy(kiqpy.Worker, name="Sleepy"):
+    """Marks ``test:started:<tag>``, sleeps, then marks ``test:finished:<tag>``."""
+
+    def perform(self, tag, seconds):
+        r().set(f"test:started:{tag}", os.getpid())
+        r().incr(f"test:starts:{tag}")
+        time.sleep(seconds)
+        r().set(f"test:finished:{tag}", os.getpid())
+
+
+class Fail(kiqpy.Worker, name="Fail", retry=2):
+    """Always fails."""
+
+    def perform(self, message="boom"):
+        r().incr("test:fail_attempts")
+        raise ValueError(message)

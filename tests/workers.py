@@ -1,0 +1,73 @@
+"""Running real ``kiqpy`` worker processes in tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FAST = ["--heartbeat-interval", "0.5", "--process-ttl", "2", "--poll-interval", "0.2"]
+
+
+class WorkerProcess:
+    """``kiqpy`` (the CLI) in a subprocess, with ``tests/app_jobs.py`` loaded, JSON logs in a
+    file. Use as a context manager; it is killed on exit if still running."""
+
+    def __init__(self, redis_url: str, *args: str, fast: bool = True,
+                 env: dict[str, str] | None = None, require: str | None = "tests.app_jobs"
+                 ) -> None:
+        self.log_path = Path(tempfile.mkstemp(prefix="kiqpy-worker-", suffix=".log")[1])
+        argv = [sys.executable, "-m", "kiqpy.cli"]
+        if require:
+            argv += ["-r", require]
+        argv += ["--log-format", "json", *(FAST if fast else []), *args]
+        full_env = {**os.environ, "REDIS_URL": redis_url, "PYTHONUNBUFFERED": "1",
+                    **(env or {})}
+        full_env.pop("KIQPY_REDIS_URL", None)
+        self.log_file = open(self.log_path, "wb")  # noqa: SIM115
+        self.process = subprocess.Popen(argv, cwd=ROOT, env=full_env, stdout=self.log_file,
+                                        stderr=subprocess.STDOUT)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def signal(self, signum: int) -> None:
+        self.process.send_signal(signum)
+
+    def terminate(self) -> None:
+        self.signal(signal.SIGTERM)
+
+    def kill9(self) -> None:
+        self.signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def wait(self, timeout: float = 30) -> int:
+        return self.process.wait(timeout)
+
+    def wait_for_log(self, text: str, timeout: float = 15) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.log():
+            if self.process.poll() is not None:
+                raise AssertionError(f"worker exited ({self.process.returncode}) before "
+                                     f"logging {text!r}:\n{self.log()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"worker did not log {text!r}:\n{self.log()[-3000:]}")
+            time.sleep(0.02)
+
+    def __enter__(self) -> WorkerProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        self.log_file.close()
