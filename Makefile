@@ -1,0 +1,75 @@
+# kiqpy developer tasks. `make` alone lists them; CI runs `bash .ci/run` (make test, make lint).
+#
+# Needs only python3 (3.10+) and, for the tests and the demo, a redis-server binary, which
+# `make redis` installs with apt-get when run as root.
+
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Touched after a successful install; pip runs again only when pyproject.toml changes.
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install redis test lint demo bench clean
+
+help: ## list the targets
+	@echo "usage: make <target>   (PY=$(PY); PYTEST_ARGS='...' is passed to pytest)"
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
+		awk 'BEGIN {FS = ":.*## "}; {printf "  %-8s %s\n", $$1, $$2}'
+
+install: $(STAMP) ## create .venv and install kiqpy editable with its dev tools
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+# The tests start their own redis-server (private port, temp dir), so only the binary is needed.
+redis: ## make sure a redis-server binary is installed (apt-get when root)
+	@if command -v redis-server >/dev/null 2>&1; then \
+		echo "redis-server: $$(command -v redis-server)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "redis-server is missing; installing it with apt-get"; \
+		apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null && \
+		{ command -v redis-server || { echo "error: apt-get gave no redis-server" >&2; exit 1; }; }; \
+	else \
+		echo "error: redis-server is not installed (make installs it only as root, with apt-get)." >&2; \
+		echo "Install it, then rerun make:" >&2; \
+		echo "  Debian/Ubuntu: sudo apt-get install redis-server" >&2; \
+		echo "  macOS:         brew install redis" >&2; \
+		exit 1; \
+	fi
+
+test: install redis ## run the test suite (PYTEST_ARGS='-m "not slow"' skips the slow ones)
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# mypy cannot see through the editable install's import hook, which maps `middleware/` to
+# `kiqpy_middleware`; a symlink on MYPYPATH gives it the same name ([tool.mypy] packages).
+# Its findings in middleware/ are therefore reported under .venv/mypy-path/kiqpy_middleware/.
+# Both linters always run, so one CI log shows every finding; either one failing fails lint.
+lint: install ## ruff over the code, tests and examples; mypy over kiqpy and kiqpy_middleware
+	@mkdir -p $(VENV)/mypy-path && ln -sfn ../../middleware $(VENV)/mypy-path/kiqpy_middleware
+	@status=0; \
+	echo "$(BIN)/ruff check kiqpy middleware tests examples"; \
+	$(BIN)/ruff check kiqpy middleware tests examples || status=1; \
+	echo "MYPYPATH=$(VENV)/mypy-path $(BIN)/mypy"; \
+	MYPYPATH=$(VENV)/mypy-path $(BIN)/mypy || status=1; \
+	exit $$status
+
+demo: install redis ## enqueue the example jobs and show what lands in Redis
+	$(BIN)/python examples/demo.py
+
+bench: install redis ## run bench/bench.py (the DESIGN.md targets), when it exists
+	@if [ -f bench/bench.py ]; then \
+		$(BIN)/python bench/bench.py; \
+	else \
+		echo "bench/bench.py does not exist yet"; \
+	fi
+
+clean: ## remove .venv, build artefacts, caches and test output
+	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis \
+		test-output .demo-redis
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
