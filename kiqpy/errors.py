@@ -2,11 +2,11 @@
 
     KiqpyError
      ├── ConfigurationError (ValueError)   bad configuration or CLI value
-     │    └── OptionsError                 a bad or unknown worker option, raised at class definition
+     │    └── OptionsError                 a bad or unknown worker option (at class definition)
      ├── ArgumentError (TypeError)         job args that cannot be serialized, raised before any I/O
      ├── PayloadError (ValueError)         bytes in Redis that are not a job payload
      ├── UnknownJobError (LookupError)     a payload names a class this process has not registered
-     ├── RedisUnavailableError             Redis could not be reached (the redis-py error is chained)
+     ├── RedisUnavailableError (ConnectionError)  Redis unreachable (redis-py error chained)
      └── NoJobsError (LookupError)         testing: perform_one() on an empty fake queue
 
 Vendor errors (redis-py) are translated at the boundary with ``raise ... from exc``.

@@ -16,10 +16,10 @@ from redis.commands.core import Script
 NAMES = ("push", "fetch", "requeue", "schedule", "unlock")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def source(name: str) -> str:
     """The text of ``kiqpy/lua/<name>.lua``."""
-    return resources.files("kiqpy").joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
+    return resources.files("kiqpy").joinpath(f"lua/{name}.lua").read_text(encoding="utf-8")
 
 
 class Scripts:
@@ -27,7 +27,7 @@ class Scripts:
 
     def __init__(self, client: redis.Redis) -> None:
         for name in NAMES:
-            if resources.files("kiqpy").joinpath("lua", f"{name}.lua").is_file():
+            if resources.files("kiqpy").joinpath(f"lua/{name}.lua").is_file():
                 setattr(self, name, client.register_script(source(name)))
 
     push: Script
