@@ -11,8 +11,7 @@ unless a testing mode (``kiqpy.testing``) has put another in place for the curre
 from __future__ import annotations
 
 import contextvars
-import itertools
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import redis
@@ -21,7 +20,8 @@ from kiqpy.config import Config, default_client
 from kiqpy.connection import connect, translate_errors
 from kiqpy.errors import ArgumentError
 from kiqpy.keys import Keys
-from kiqpy.payload import Job, check_args, encode, new_jid, now_ms
+from kiqpy.options import validate_push_options
+from kiqpy.payload import Job, check_args, check_job, encode, new_jid, now_ms
 from kiqpy.scripts import Scripts
 from kiqpy.worker import Worker, lookup, payload_options, run_at
 
@@ -38,6 +38,10 @@ def current_client() -> Any:
 
 
 def _name_and_options(job_class: JobClass) -> tuple[str, dict[str, Any]]:
+    if not (isinstance(job_class, str) and job_class) and not (
+            isinstance(job_class, type) and issubclass(job_class, Worker)):
+        raise ArgumentError(f"a job class must be a kiqpy.Worker subclass or a job name, "
+                            f"got {job_class!r}")
     if isinstance(job_class, str):
         try:
             cls = lookup(job_class)
@@ -56,10 +60,12 @@ class JobBuilder:
         self.redis = redis_client
 
     def build(self, job_class: JobClass, args: Sequence[Any], options: dict[str, Any],
-              at: float | None) -> Job | None:
-        """The job map for one push, after the client chain (None if a middleware stopped it)."""
+              at: float | None, *, checked: bool = False) -> Job | None:
+        """The job map for one push, after the client chain (None if a middleware stopped it).
+        ``checked``: the caller has already passed ``args`` through :func:`check_args`."""
         args = list(args)
-        check_args(args, self.config.serializer)
+        if not checked:
+            check_args(args, self.config.serializer)
         name = job_class if isinstance(job_class, str) else job_class.kiqpy_job_name
         job: Job = {"class": name, "args": args, "queue": "default", "retry": True}
         job.update(payload_options(options))
@@ -76,8 +82,12 @@ class JobBuilder:
         result = chain.invoke(lambda: job, job_class, job, job["queue"], self.redis)
         if result is None:
             return None
-        # A middleware may have put anything in the job; check it again before any I/O.
-        check_args(job["args"], self.config.serializer)
+        # As in Sidekiq, what the chain returns is what gets pushed: a middleware may edit the
+        # job in place or return a new map. It may have put anything in it, so check it again
+        # (fields and every value) before any I/O.
+        if type(result) is dict:
+            job = result
+        check_job(job, self.config.serializer)
         return job
 
 
@@ -107,23 +117,24 @@ class Client:
         if job is None:
             return None
         self._store([job])
-        return job["jid"]  # type: ignore[no-any-return]
+        return str(job["jid"])
 
     def enqueue_bulk(self, job_class: JobClass, arg_lists: Iterable[Sequence[Any]],
                      options: dict[str, Any], at: float | None = None, batch_size: int = 1000
                      ) -> list[str | None]:
-        """Push one job per arg list in batches; returns jids in order (None where stopped)."""
-        if batch_size < 1:
-            raise ArgumentError(f"batch_size must be at least 1, got {batch_size}")
+        """Push one job per arg list in batches; returns jids in order (None where stopped).
+
+        Every arg list is checked before the first batch is stored, so a bad item fails the
+        whole call instead of leaving the batches before it enqueued."""
+        if type(batch_size) is not int or batch_size < 1:
+            raise ArgumentError(f"batch_size must be an int of at least 1, got {batch_size!r}")
+        items = [_bulk_item(index, args, self.config.serializer)
+                 for index, args in enumerate(arg_lists)]
         jids: list[str | None] = []
-        for batch in _batches(arg_lists, batch_size):
+        for start in range(0, len(items), batch_size):
             jobs = []
-            for index, args in enumerate(batch):
-                if not isinstance(args, (list, tuple)):
-                    raise ArgumentError(
-                        f"perform_bulk item {len(jids) + index}: each item must be a list of "
-                        f"args, got {type(args).__name__}")
-                job = self.builder.build(job_class, args, options, at)
+            for args in items[start:start + batch_size]:
+                job = self.builder.build(job_class, args, options, at, checked=True)
                 jids.append(None if job is None else job["jid"])
                 if job is not None:
                     jobs.append(job)
@@ -148,9 +159,13 @@ class Client:
         if not job_class:
             raise ArgumentError("a job item needs a 'class' (a job class or its name)")
         args = item.pop("args", [])
+        if type(args) is not list:
+            raise ArgumentError(f"a job item's 'args' must be a list, got {type(args).__name__}")
         at = item.pop("at", None)
-        _, options = _name_and_options(job_class)
-        options.update(item)
+        name, options = _name_and_options(job_class)
+        # The rest of the item are options, checked like a class's (Client.push used to copy
+        # them unchecked, so {"queue": ""} wrote to the key "queue:").
+        options.update(validate_push_options(item, f"push({name!r})"))
         when = None if at is None else run_at(at=at)
         return job_class, args, options, when
 
@@ -187,10 +202,17 @@ class Client:
             pipe.execute()
 
 
-def _batches(items: Iterable[Sequence[Any]], size: int) -> Iterator[list[Sequence[Any]]]:
-    iterator = iter(items)
-    while batch := list(itertools.islice(iterator, size)):
-        yield batch
+def _bulk_item(index: int, args: Any, serializer: str) -> list[Any]:
+    """One perform_bulk arg list as a checked list; errors name the item."""
+    if not isinstance(args, (list, tuple)):
+        raise ArgumentError(f"perform_bulk item {index}: each item must be a list of args, "
+                            f"got {type(args).__name__}")
+    args = list(args)
+    try:
+        check_args(args, serializer)
+    except ArgumentError as exc:
+        raise ArgumentError(f"perform_bulk item {index}: {exc}") from None
+    return args
 
 
 def enqueue(name: JobClass, *args: Any, **options: Any) -> str | None:
@@ -200,10 +222,9 @@ def enqueue(name: JobClass, *args: Any, **options: Any) -> str | None:
 
     Options are checked like a class's; ``at`` (epoch or datetime) or ``delay`` (seconds)
     schedule it."""
-    from kiqpy.options import validate_options
-
     at, delay = options.pop("at", None), options.pop("delay", None)
-    _, base = _name_and_options(name)
-    base.update(validate_options(options, f"enqueue({name!r})"))
+    job_name, base = _name_and_options(name)
+    base.update(validate_push_options(options, f"enqueue({job_name!r})"))
     when = run_at(delay=delay) if delay is not None else (None if at is None else run_at(at=at))
-    return current_client().enqueue(name, args, base, when)  # type: ignore[no-any-return]
+    jid: str | None = current_client().enqueue(name, args, base, when)
+    return jid

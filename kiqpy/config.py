@@ -14,8 +14,10 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from kiqpy.chain import Chain
+from kiqpy.connection import safe_url
 from kiqpy.errors import ConfigurationError
 from kiqpy.payload import SERIALIZERS
 
@@ -65,6 +67,10 @@ class Config:
     death_handlers: list[DeathHandler] = field(default_factory=list, compare=False)
 
     def __post_init__(self) -> None:
+        # Caught here rather than at the first push, so configure() refuses a bad URL at once.
+        if urlsplit(self.redis_url).scheme not in ("redis", "rediss", "unix"):
+            raise ConfigurationError(f"bad Redis URL {safe_url(self.redis_url)!r}: it must start "
+                                     f"with redis://, rediss:// or unix://")
         if self.serializer not in SERIALIZERS:
             raise ConfigurationError(
                 f"serializer must be one of {', '.join(SERIALIZERS)}, got {self.serializer!r}"

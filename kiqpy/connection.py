@@ -8,6 +8,7 @@ Redis at redis://host:6379/0: Connection refused" rather than a redis-py traceba
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 from urllib.parse import urlsplit, urlunsplit
 
@@ -23,13 +24,18 @@ REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
 
 
 def safe_url(url: str) -> str:
-    """``url`` with any password replaced by ``***``, fit for logs and error messages."""
+    """``url`` with any password replaced by ``***``, fit for logs and error messages.
+
+    redis-py takes a password in the user info (``redis://:pw@host``) or in the query string
+    (``?password=pw``); both are masked."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+    if parts.password is not None:
+        host = parts.netloc.rsplit("@", 1)[1]
+        url = urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+    return _QUERY_PASSWORD.sub(r"\1***", url)
+
+
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*")
 
 
 def connect(url: str, pool_size: int = 10, socket_timeout: float | None = 5.0) -> redis.Redis:

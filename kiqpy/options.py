@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import difflib
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -32,17 +33,18 @@ def _retry(value: Any) -> bool | int:
 
 
 def seconds(value: Any) -> float:
-    """A positive duration given as a number of seconds or a timedelta."""
+    """A positive, finite duration given as a number of seconds or a timedelta."""
     if isinstance(value, _dt.timedelta):
         value = value.total_seconds()
-    if type(value) in (int, float) and value > 0:
+    # inf would reach the payload and break JSON encoding; nan compares false and slips by.
+    if type(value) in (int, float) and 0 < value < math.inf:
         return float(value)
     raise TypeError("must be a positive number of seconds or a timedelta")
 
 
 def _bool_or_lines(value: Any) -> bool | int:
     if type(value) is bool or (type(value) is int and value > 0):
-        return value  # type: ignore[no-any-return]
+        return value
     raise TypeError("must be True, False or a number of lines (int > 0)")
 
 
@@ -105,11 +107,20 @@ def validate_options(options: Mapping[str, Any], where: str) -> dict[str, Any]:
     return result
 
 
+def validate_push_options(options: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """Like :func:`validate_options`, for options given per push (``set()``, ``enqueue()``,
+    ``Client.push``), where a class-only option such as ``name`` would be silently ignored."""
+    for name in PUSH_ONLY.intersection(options):
+        raise OptionsError(f"{where}: option {name!r} is fixed when the class is defined "
+                           f"(class Job(kiqpy.Worker, {name}=...))")
+    return validate_options(options, where)
+
+
 def _unknown(name: str) -> str:
     if name in _BUNDLED:
         return (f"option {name!r} belongs to {_BUNDLED[name]}; import it (and add its "
                 f"middleware) before defining this class")
     known = sorted(set(_DECLARED) | set(_BUNDLED))
     close = difflib.get_close_matches(name, known, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
+    hint = f"; did you mean {close[0]!r}?" if close else "."
     return f"unknown option {name!r}{hint} Known options: {', '.join(known)}"

@@ -150,7 +150,8 @@ def _hint(value: Any) -> str:
 def encode(job: Job, serializer: str = "msgpack") -> bytes:
     """Encode a job map. Args must already have passed :func:`check_args`."""
     if serializer == "msgpack":
-        return msgpack.packb(job, use_bin_type=True)  # type: ignore[no-any-return]
+        data: bytes = msgpack.packb(job, use_bin_type=True)
+        return data
     return json.dumps(job, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 

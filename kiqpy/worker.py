@@ -13,14 +13,16 @@ classes; it never imports a name taken from a payload.
 
 from __future__ import annotations
 
+import copy
 import datetime as _dt
+import math
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
-from kiqpy.errors import ArgumentError, UnknownJobError
-from kiqpy.options import PUSH_ONLY, validate_options
+from kiqpy.errors import ArgumentError, OptionsError, UnknownJobError
+from kiqpy.options import PUSH_ONLY, validate_options, validate_push_options
 
 # -- registry -------------------------------------------------------------------------------
 _registry: dict[str, type[Worker]] = {}
@@ -51,24 +53,33 @@ def registered() -> dict[str, type[Worker]]:
 
 
 # -- scheduling helpers ---------------------------------------------------------------------
-def run_at(*, delay: Any = None, at: Any = None) -> float | None:
+_UNSET: Any = object()
+
+
+def run_at(*, delay: Any = _UNSET, at: Any = _UNSET) -> float | None:
     """Epoch seconds for ``delay`` (seconds or timedelta) or ``at`` (datetime or epoch);
     None when the time is now or already past, so the job is pushed at once."""
     now = time.time()
-    if delay is not None:
+    if delay is not _UNSET:
         if isinstance(delay, _dt.timedelta):
             delay = delay.total_seconds()
-        if type(delay) not in (int, float):
-            raise ArgumentError(f"perform_in takes seconds or a timedelta, got {type(delay).__name__}")
+        # A non-finite time would be stored as an inf score (never runs) or, for nan, run now.
+        if type(delay) not in (int, float) or not math.isfinite(delay):
+            raise ArgumentError("perform_in takes a finite number of seconds or a timedelta, "
+                                f"got {_shown(delay)}")
         when = now + delay
+    elif isinstance(at, _dt.datetime):
+        when = at.timestamp()  # a naive datetime is taken as local time
+    elif type(at) in (int, float) and math.isfinite(at):
+        when = float(at)
     else:
-        if isinstance(at, _dt.datetime):
-            when = at.timestamp()  # a naive datetime is taken as local time
-        elif type(at) in (int, float):
-            when = float(at)
-        else:
-            raise ArgumentError(f"perform_at takes a datetime or epoch seconds, got {type(at).__name__}")
+        raise ArgumentError(
+            f"perform_at takes a datetime or finite epoch seconds, got {_shown(at)}")
     return when if when > now else None
+
+
+def _shown(value: Any) -> str:
+    return repr(value) if type(value) is float else type(value).__name__
 
 
 # -- the mixin ------------------------------------------------------------------------------
@@ -113,7 +124,7 @@ class _Enqueue:
     def set(self, **options: Any) -> _Setter:
         """Options for one push: ``HardWorker.set(queue="critical").perform_async(1)``."""
         cls, current = self._target()
-        checked = validate_options(options, f"{cls.__qualname__}.set()")
+        checked = validate_push_options(options, f"{cls.__qualname__}.set()")
         return _Setter(cls, {**current, **checked})
 
 
@@ -194,10 +205,13 @@ class Worker:
 
     def __init_subclass__(cls, **options: Any) -> None:
         super().__init_subclass__()
-        own = dict(cls.__dict__.get("kiqpy_options", {}))
-        own.update(options)
+        declared = cls.__dict__.get("kiqpy_options", {})
+        if not isinstance(declared, Mapping):
+            raise OptionsError(f"{cls.__qualname__}: kiqpy_options must be a dict, got "
+                               f"{type(declared).__name__}")
+        own = {**declared, **options}
         checked = validate_options(own, cls.__qualname__)
-        inherited = {k: v for k, v in cls.kiqpy_options_resolved.items()}
+        inherited = dict(cls.kiqpy_options_resolved)
         name = checked.pop("name", None) or f"{cls.__module__}.{cls.__qualname__}"
         cls.kiqpy_options_resolved = {**inherited, **checked}
         cls.kiqpy_job_name = name
@@ -208,8 +222,10 @@ class Worker:
 
 
 def payload_options(options: dict[str, Any]) -> dict[str, Any]:
-    """The options that travel in the payload (all but push-only ones)."""
-    return {k: v for k, v in options.items() if k not in PUSH_ONLY}
+    """The options that travel in the payload (all but push-only ones). List and dict values
+    are copied, so a middleware that edits ``job["tags"]`` cannot change the class's options."""
+    return {k: copy.deepcopy(v) if type(v) in (list, dict) else v
+            for k, v in options.items() if k not in PUSH_ONLY}
 
 
 def _client() -> Any:

@@ -63,3 +63,26 @@ def wait_for(predicate: Callable[[], object], timeout: float = 10.0, interval: f
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {message}")
         time.sleep(interval)
+
+
+@pytest.fixture
+def closed_url() -> str:
+    """A Redis URL on a local port where nothing listens (connections are refused)."""
+    from tests.redis_server import free_port
+
+    return f"redis://127.0.0.1:{free_port()}/0"
+
+
+def queued_jobs(client: redis.Redis, queue: str = "default", namespace: str = "") -> list[dict]:
+    """The decoded jobs of ``queue`` in the order a worker takes them (oldest first)."""
+    from kiqpy.payload import decode
+
+    key = f"{namespace}:queue:{queue}" if namespace else f"queue:{queue}"
+    return [decode(p) for p in reversed(client.lrange(key, 0, -1))]
+
+
+def scheduled_jobs(client: redis.Redis, key: str = "schedule") -> list[tuple[dict, float]]:
+    """(decoded job, score) pairs of a sorted set such as ``schedule``, earliest first."""
+    from kiqpy.payload import decode
+
+    return [(decode(m), s) for m, s in client.zrange(key, 0, -1, withscores=True)]

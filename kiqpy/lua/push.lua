@@ -7,4 +7,10 @@
 --
 -- Touches: SADD queues; LPUSH queue:<name>. Returns the queue's new length.
 redis.call('SADD', KEYS[1], ARGV[1])
-return redis.call('LPUSH', KEYS[2], unpack(ARGV, 2))
+-- unpack() is bounded by Lua's C stack (about 8,000 values), so a big bulk batch is pushed in
+-- slices; order is kept because each slice is LPUSHed after the one before it.
+local length = redis.call('LLEN', KEYS[2])
+for first = 2, #ARGV, 1000 do
+  length = redis.call('LPUSH', KEYS[2], unpack(ARGV, first, math.min(first + 999, #ARGV)))
+end
+return length
