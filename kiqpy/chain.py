@@ -32,13 +32,20 @@ class _Entry:
     __slots__ = ("args", "kind", "kwargs")
 
     def __init__(self, kind: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        if (args or kwargs) and not isinstance(kind, type):
+            # They would be silently dropped: only a class is instantiated.
+            raise TypeError(f"only a middleware class takes constructor args; {kind!r} is not "
+                            f"a class")
         self.kind, self.args, self.kwargs = kind, args, kwargs
 
     def build(self) -> Callable[..., Any]:
-        if isinstance(self.kind, type):
-            instance = self.kind(*self.args, **self.kwargs)
-            return instance.call if hasattr(instance, "call") else instance  # type: ignore[no-any-return]
-        return self.kind  # type: ignore[no-any-return]
+        """The callable to run: a class is instantiated once; an object (or a new instance)
+        with a ``call`` method runs that, anything else is called as is."""
+        middleware = self.kind
+        if isinstance(middleware, type):
+            middleware = middleware(*self.args, **self.kwargs)
+        call: Callable[..., Any] = getattr(middleware, "call", middleware)
+        return call
 
 
 class Chain:
@@ -52,29 +59,33 @@ class Chain:
     # -- editing -----------------------------------------------------------------------------
     def add(self, middleware: Middleware, *args: Any, **kwargs: Any) -> None:
         """Append ``middleware`` (moved to the end if already present)."""
+        entry = _Entry(middleware, args, kwargs)
         self.remove(middleware)
-        self._entries.append(_Entry(middleware, args, kwargs))
+        self._entries.append(entry)
         self._built = None
 
     def prepend(self, middleware: Middleware, *args: Any, **kwargs: Any) -> None:
         """Put ``middleware`` first (moved if already present)."""
+        entry = _Entry(middleware, args, kwargs)
         self.remove(middleware)
-        self._entries.insert(0, _Entry(middleware, args, kwargs))
+        self._entries.insert(0, entry)
         self._built = None
 
     def insert_before(self, old: Middleware, new: Middleware, *args: Any, **kwargs: Any) -> None:
         """Put ``new`` just before ``old`` (at the start when ``old`` is absent)."""
+        entry = _Entry(new, args, kwargs)
         self.remove(new)
         index = self._index(old)
-        self._entries.insert(max(index, 0), _Entry(new, args, kwargs))
+        self._entries.insert(max(index, 0), entry)
         self._built = None
 
     def insert_after(self, old: Middleware, new: Middleware, *args: Any, **kwargs: Any) -> None:
         """Put ``new`` just after ``old`` (at the end when ``old`` is absent)."""
+        entry = _Entry(new, args, kwargs)
         self.remove(new)
         index = self._index(old)
         position = len(self._entries) if index < 0 else index + 1
-        self._entries.insert(position, _Entry(new, args, kwargs))
+        self._entries.insert(position, entry)
         self._built = None
 
     def remove(self, middleware: Middleware) -> None:
