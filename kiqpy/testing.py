@@ -67,6 +67,8 @@ class InlineClient(FakeClient):
 
     def _store(self, jobs: list[Job]) -> None:
         for job in jobs:
+            # Running now is being enqueued now; a worker's job always has this field.
+            job["enqueued_at"] = now_ms()
             job = round_trip(job, self.config.serializer)
             execute(lookup(job["class"]), job, self.server_middleware)
 
@@ -163,5 +165,6 @@ def run_inline(cls: type[Worker], args: Sequence[Any], options: dict[str, Any]) 
     job = JobBuilder(config).build(cls, args, options, None)
     if job is None:
         return None
+    job["enqueued_at"] = now_ms()
     job = round_trip(job, config.serializer)
     return execute(cls, job, config.server_middleware)
