@@ -11,8 +11,8 @@ middleware chain, with retries, scheduling and a dashboard.
 Then run ``kiqpy -r myapp.jobs -q default,mail``.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: it would add a public name, `annotations`,
+# to the package (tests/test_public_api.py keeps the surface to exactly __all__).
 from kiqpy.chain import Chain
 from kiqpy.client import Client, enqueue
 from kiqpy.config import Config, configure, default_client, default_config
