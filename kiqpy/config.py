@@ -59,7 +59,7 @@ class Config:
     dead_timeout: float = 180 * 24 * 3600.0
     poison_pill_recoveries: int = 3
     poison_pill_window: float = 72 * 3600.0
-    prefetch: int = 0  # jobs fetched ahead of free threads; 0: same as concurrency
+    prefetch: int | None = None  # extra jobs held beyond busy threads; None: auto (fetch.py)
     # -- middleware and handlers (shared, editable) ------------------------------------------
     client_middleware: Chain = field(default_factory=Chain, compare=False)
     server_middleware: Chain = field(default_factory=Chain, compare=False)
@@ -71,6 +71,7 @@ class Config:
         if urlsplit(self.redis_url).scheme not in ("redis", "rediss", "unix"):
             raise ConfigurationError(f"bad Redis URL {safe_url(self.redis_url)!r}: it must start "
                                      f"with redis://, rediss:// or unix://")
+        self._check_types()
         if self.serializer not in SERIALIZERS:
             raise ConfigurationError(
                 f"serializer must be one of {', '.join(SERIALIZERS)}, got {self.serializer!r}"
@@ -86,6 +87,18 @@ class Config:
             raise ConfigurationError("timeout, heartbeat_interval and process_ttl must be positive")
         if self.pool_size < 0:
             raise ConfigurationError(f"pool_size must be positive, got {self.pool_size}")
+
+    def _check_types(self) -> None:
+        # Values from a TOML file or code can be of any type; say which one is wrong instead
+        # of failing later with "'<' not supported between instances of 'str' and 'int'".
+        for name in _INT_FIELDS:
+            value = getattr(self, name)
+            if type(value) is not int and not (value is None and name in _OPTIONAL):
+                raise ConfigurationError(f"{name} must be an int, got {value!r}")
+        for name in _NUMBER_FIELDS:
+            value = getattr(self, name)
+            if type(value) not in (int, float) and not (value is None and name in _OPTIONAL):
+                raise ConfigurationError(f"{name} must be a number of seconds, got {value!r}")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
@@ -106,6 +119,13 @@ class Config:
     @property
     def queue_names(self) -> list[str]:
         return [name for name, _ in self.queues]
+
+
+_INT_FIELDS = ("concurrency", "pool_size", "max_retries", "dead_max_jobs",
+               "poison_pill_recoveries", "prefetch")
+_NUMBER_FIELDS = ("socket_timeout", "timeout", "heartbeat_interval", "process_ttl",
+                  "poll_interval_average", "dead_timeout", "poison_pill_window")
+_OPTIONAL = frozenset({"socket_timeout", "poll_interval_average", "prefetch"})
 
 
 class _Default:
@@ -136,8 +156,9 @@ def configure(config: Config | None = None, **changes: Any) -> Config:
 
     >>> kiqpy.configure(redis_url="redis://cache:6379/2", namespace="myapp")  # doctest: +SKIP
 
-    Pass a whole :class:`Config`, or keywords applied to the current default. The middleware
-    chains and handlers carry over. Returns the new default.
+    Pass a whole :class:`Config` (which brings its own middleware chains and handlers), or
+    keywords applied to the current default (its chains and handlers carry over). The default
+    client is replaced (the old one's pool is closed). Returns the new default.
     """
     with _default.lock:
         base = config if config is not None else (_default.config or Config.from_env())
@@ -155,9 +176,12 @@ def default_client() -> Client:
     if client is None:
         from kiqpy.client import Client
 
-        config = default_config()
         with _default.lock:
+            # The configuration is read under the lock: read before it, a configure() running
+            # in between would leave the new default with a client for the old configuration.
             if _default.client is None:
-                _default.client = Client(config)
+                if _default.config is None:
+                    _default.config = Config.from_env()
+                _default.client = Client(_default.config)
             client = _default.client
     return client
