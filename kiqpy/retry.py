@@ -30,7 +30,7 @@ import redis
 from kiqpy.config import Config
 from kiqpy.keys import Keys
 from kiqpy.outage import Outage
-from kiqpy.payload import Job, encode, new_jid, now_ms
+from kiqpy.payload import Job, encode, epoch_seconds, new_jid, now_ms
 from kiqpy.worker import Worker
 
 MAX_MESSAGE = 10_000
@@ -51,6 +51,19 @@ def error_class(exc: BaseException) -> str:
     return f"{kind.__module__}.{kind.__qualname__}"
 
 
+def error_message(exc: BaseException) -> str:
+    """``str(exc)`` cut to :data:`MAX_MESSAGE` chars, fit for both encodings: lone surrogates
+    (``os.fsdecode`` of an undecodable file name makes them) are escaped, and an exception
+    whose ``__str__`` raises still gets a message. Recording a failure must not fail."""
+    try:
+        text = str(exc)
+    except Exception as str_exc:
+        text = f"<{type(exc).__name__}: str() failed: {type(str_exc).__name__}>"
+    if not text.isascii():
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text[:MAX_MESSAGE]
+
+
 def compress_backtrace(exc: BaseException, lines: bool | int) -> str:
     """The traceback (innermost ``lines`` entries, or all) as base64(zlib(JSON list)), the
     same packing Sidekiq uses for ``error_backtrace``."""
@@ -62,7 +75,7 @@ def compress_backtrace(exc: BaseException, lines: bool | int) -> str:
 
 def decompress_backtrace(data: str) -> list[str]:
     """The inverse of :func:`compress_backtrace`."""
-    return json.loads(zlib.decompress(base64.b64decode(data)))  # type: ignore[no-any-return]
+    return json.loads(zlib.decompress(base64.b64decode(data)))
 
 
 def serializer_of(payload: bytes) -> str:
@@ -85,7 +98,7 @@ class Retrier:
                payload: bytes) -> str | None:
         """Record a failure; returns "retry", "dead", "discarded", or None if interrupted."""
         self._run_error_handlers(exc, job, queue)
-        retry = job.get("retry", True)
+        retry = job.get("retry")
         if retry is False:
             self._run_death_handlers(job, exc)
             return "discarded"
@@ -103,7 +116,7 @@ class Retrier:
         return self._exhausted_outcome(cls, job, exc, payload)
 
     def _stamp(self, job: Job, exc: BaseException) -> None:
-        job["error_message"] = str(exc)[:MAX_MESSAGE]
+        job["error_message"] = error_message(exc)
         job["error_class"] = error_class(exc)
         if job.get("retry_queue"):
             job["queue"] = job["retry_queue"]
@@ -120,9 +133,12 @@ class Retrier:
     def _exhausted(self, job: Job, retry: Any) -> bool:
         retry_for = job.get("retry_for")
         if isinstance(retry_for, (int, float)) and retry_for > 0:
-            failed_at = job.get("failed_at", now_ms()) / 1000.0
-            return time.time() > failed_at + retry_for
-        limit = self.config.max_retries if retry is True else int(retry)
+            # Sidekiq 8 writes failed_at in ms, older versions in float seconds.
+            failed_at = epoch_seconds(job.get("failed_at"))
+            return failed_at is not None and time.time() > failed_at + retry_for
+        # As Sidekiq: an int is the number of retries; anything else (True, or a null or odd
+        # value from another producer) means the default.
+        limit = retry if type(retry) is int else self.config.max_retries
         return bool(job["retry_count"] >= limit)
 
     def _delay(self, cls: type[Worker] | None, job: Job, exc: BaseException) -> float | str:

@@ -54,3 +54,35 @@ class Fail(kiqpy.Worker, name="Fail", retry=2):
     def perform(self, message="boom"):
         r().incr("test:fail_attempts")
         raise ValueError(message)
+
+
+class FailFast(kiqpy.Worker, name="FailFast", retry=2):
+    """Always fails, and retries at once (``kiqpy_retry_in`` -> 0) so a worker test can see
+    it exhaust its retries in a second; records its jid in ``test:exhausted`` at the end."""
+
+    def perform(self, message="boom"):
+        r().incr("test:failfast_attempts")
+        raise ValueError(message)
+
+    def kiqpy_retry_in(self, count, exc, job):
+        return 0
+
+    def kiqpy_retries_exhausted(self, job, exc):
+        r().rpush("test:exhausted", job["jid"])
+
+
+class Stamp(kiqpy.Worker, name="Stamp"):
+    """Pushes ``"<tag> <epoch seconds>"`` onto ``test:stamps`` when it runs."""
+
+    def perform(self, tag):
+        r().rpush("test:stamps", f"{tag} {time.time()!r}")
+
+
+class SleepFirst(kiqpy.Worker, name="SleepFirst"):
+    """Counts runs in ``test:starts:<tag>``; the first run sleeps ``seconds`` (long enough to be
+    killed mid-job), later runs return at once. Marks ``test:finished:<tag>`` when done."""
+
+    def perform(self, tag, seconds):
+        if r().incr(f"test:starts:{tag}") == 1:
+            time.sleep(seconds)
+        r().set(f"test:finished:{tag}", os.getpid())
