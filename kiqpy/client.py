@@ -223,6 +223,8 @@ def enqueue(name: JobClass, *args: Any, **options: Any) -> str | None:
     Options are checked like a class's; ``at`` (epoch or datetime) or ``delay`` (seconds)
     schedule it."""
     at, delay = options.pop("at", None), options.pop("delay", None)
+    if at is not None and delay is not None:
+        raise ArgumentError("enqueue() takes delay or at, not both")
     job_name, base = _name_and_options(name)
     base.update(validate_push_options(options, f"enqueue({job_name!r})"))
     when = run_at(delay=delay) if delay is not None else (None if at is None else run_at(at=at))

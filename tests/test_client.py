@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 import time
@@ -14,6 +15,7 @@ from kiqpy.client import Client
 from kiqpy.config import Config
 from kiqpy.connection import connect, safe_url
 from kiqpy.errors import ArgumentError, ConfigurationError, OptionsError, RedisUnavailableError
+from kiqpy.keys import Keys
 from kiqpy.payload import decode
 from tests.conftest import queued_jobs, scheduled_jobs
 
@@ -300,3 +302,28 @@ def test_a_bad_redis_url_is_a_configuration_error(url):
 def test_a_bad_redis_url_is_refused_when_configured(config):
     with pytest.raises(ConfigurationError, match=r"^bad Redis URL 'http://:\*\*\*@x/0'"):
         kiqpy.configure(redis_url="http://:secret@x/0")
+
+
+def test_enqueue_refuses_both_delay_and_at(config, r):
+    with pytest.raises(ArgumentError, match=r"^enqueue\(\) takes delay or at, not both$"):
+        kiqpy.enqueue("Other::Job", delay=5, at=time.time() + 60)
+    assert r.keys("*") == []
+
+
+# -- key names ----------------------------------------------------------------------------------
+@pytest.mark.parametrize(("namespace", "prefix"), [("", ""), ("app", "app:")])
+def test_every_key_name_comes_from_keys_with_the_namespace(namespace, prefix):
+    keys = Keys(namespace)
+    assert (keys.queues, keys.schedule, keys.retry, keys.dead, keys.processes) == tuple(
+        f"{prefix}{k}" for k in ("queues", "schedule", "retry", "dead", "processes"))
+    assert keys.queue("mail") == f"{prefix}queue:mail"
+    assert keys.queue_name(keys.queue("a:b")) == "a:b"
+    identity = "host:42:abc"
+    assert keys.process(identity) == f"{prefix}host:42:abc"
+    assert keys.work(identity) == f"{prefix}host:42:abc:work"
+    assert keys.signals(identity) == f"{prefix}host:42:abc-signals"
+    assert keys.inflight(identity, "mail") == f"{prefix}host:42:abc:inflight:mail"
+    assert keys.stat("processed") == f"{prefix}stat:processed"
+    assert keys.stat("failed", dt.date(2026, 11, 23)) == f"{prefix}stat:failed:2026-11-23"
+    assert keys.unprefixed(keys.queue("x")) == "queue:x"
+    assert keys.unprefixed("other") == "other"
