@@ -91,17 +91,24 @@ def start_private_redis(timeout: float = 10.0) -> tuple[str, Callable[[], None]]
         shutil.rmtree(workdir, ignore_errors=True)
         print(f"Stopped the private redis-server (pid {process.pid})")
 
+    try:
+        _wait_until_up(url, process, Path(workdir, "redis.log"), timeout)
+        print(f"Redis: {url} (a private redis-server, pid {process.pid}, dir {workdir}, "
+              f"stopped when the demo exits)")
+    except BaseException:  # even Ctrl-C or a closed stdout: never leave the server behind
+        stop()
+        raise
+    return url, stop
+
+
+def _wait_until_up(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float
+                   ) -> None:
     deadline = time.monotonic() + timeout
     while not answers_ping(url):
         if process.poll() is not None or time.monotonic() > deadline:
-            log = Path(workdir, "redis.log")
             tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
-            stop()
-            raise SystemExit(f"redis-server did not start on port {port}:\n{tail}")
+            raise SystemExit(f"redis-server did not start at {url}:\n{tail}")
         time.sleep(0.02)
-    print(f"Redis: {url} (a private redis-server, pid {process.pid}, dir {workdir}, "
-          f"stopped when the demo exits)")
-    return url, stop
 
 
 def _free_port() -> int:
