@@ -67,6 +67,8 @@ class JobBuilder:
         if not checked:
             check_args(args, self.config.serializer)
         name = job_class if isinstance(job_class, str) else job_class.kiqpy_job_name
+        if not name:
+            raise ArgumentError("kiqpy.Worker itself is not a job class; push a subclass")
         job: Job = {"class": name, "args": args, "queue": "default", "retry": True}
         job.update(payload_options(options))
         job["jid"] = new_jid()

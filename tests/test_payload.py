@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import decimal
+import enum
 import json
 import math
 import re
@@ -158,12 +159,21 @@ def test_strings_that_are_not_valid_utf8_text_are_rejected_before_encoding(seria
         check_args([{"\ud800": 1}], serializer)
 
 
-def test_str_subclasses_and_numpy_like_numbers_are_rejected_by_type_name():
+def test_subclasses_of_native_types_are_rejected_by_their_type_name():
+    # A subclass may not survive the round trip as itself (an IntEnum comes back a plain int,
+    # numpy.float64 is a float subclass), so it is refused rather than silently changed.
     class Name(str):
         pass
 
-    with pytest.raises(ArgumentError, match=r"^args\[0\]: Name is not serializable"):
-        check_args([Name("bob")])
+    class Colour(enum.IntEnum):
+        RED = 1
+
+    class Price(float):
+        pass
+
+    for value, name in ((Name("bob"), "Name"), (Colour.RED, "Colour"), (Price(1.5), "Price")):
+        with pytest.raises(ArgumentError, match=rf"^args\[0\]: {name} is not serializable"):
+            check_args([value])
 
 
 # -- encode / decode ----------------------------------------------------------------------------

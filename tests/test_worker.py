@@ -308,6 +308,13 @@ def test_perform_at_rejects_what_is_not_a_time(config, r, when):
         HardJob.perform_at(when, "bob", 5)
 
 
+def test_the_mixin_itself_is_not_a_job_class(config, r):
+    # It has no registered name; the push would store a job with class "" no worker can run.
+    with pytest.raises(ArgumentError, match=r"^kiqpy.Worker itself is not a job class"):
+        kiqpy.Worker.perform_async(1)
+    assert r.keys("*") == []
+
+
 def test_bad_args_fail_before_any_io(config, r):
     with pytest.raises(ArgumentError, match=r'args\[1\]\["when"\]: datetime is not serializable'):
         HardJob.perform_async("bob", {"when": dt.datetime.now()})
