@@ -217,6 +217,12 @@ def add_dead(pipe: Any, keys: Keys, config: Config, data: bytes) -> None:
     ``dead_max_jobs`` entries and ``dead_timeout`` seconds."""
     now = time.time()
     pipe.zadd(keys.dead, {data: now})
+    trim_dead(pipe, keys, config, now)
+
+
+def trim_dead(pipe: Any, keys: Keys, config: Config, now: float) -> None:
+    """Queue on ``pipe`` the commands that trim the dead set to its newest ``dead_max_jobs``
+    entries and to ``dead_timeout`` seconds before ``now``."""
     pipe.zremrangebyscore(keys.dead, "-inf", now - config.dead_timeout)
     pipe.zremrangebyrank(keys.dead, 0, -(config.dead_max_jobs + 1))
 

@@ -15,7 +15,7 @@ from kiqpy.errors import PayloadError
 from kiqpy.keys import Keys
 from kiqpy.outage import Outage
 from kiqpy.payload import decode, encode
-from kiqpy.retry import add_dead, malformed_job
+from kiqpy.retry import malformed_job, trim_dead
 from kiqpy.scripts import Scripts
 
 BATCH = 100
@@ -25,7 +25,8 @@ class Scheduler:
     """Loop (thread ``kiqpy.scheduler``): sleep a randomised interval, then move every due
     member of ``schedule`` and ``retry`` to its queue with schedule.lua (atomic, so each member
     moves exactly once however many processes poll). Members that are not jobs go to the dead
-    set with the reason. Exits when ``stop`` is set.
+    set with the reason (reroute.lua, once however many pollers see them). Exits when ``stop``
+    is set.
 
     Interval: processes share the work, so each polls on average every ``5 s * processes``
     (``poll_interval_average`` overrides), uniformly spread over [0.5, 1.5] of that, which
@@ -45,8 +46,7 @@ class Scheduler:
         attempt = 0
         while not self.stop.is_set():
             try:
-                self.enqueue_due()
-                self.processes = max(1, int(self.redis.scard(self.keys.processes)))
+                self.poll()
             except REDIS_DOWN as exc:
                 self.outage.failed(exc, "scheduler")
                 attempt += 1
@@ -54,6 +54,12 @@ class Scheduler:
                 self.outage.ok()
                 attempt = 0
             self.stop.wait(self.interval() if attempt == 0 else min(self.interval(), 5.0))
+
+    def poll(self) -> int:
+        """One poll: move what is due, then count the processes sharing the polling."""
+        moved = self.enqueue_due()
+        self.processes = max(1, int(self.redis.scard(self.keys.processes)))
+        return moved
 
     def average(self) -> float:
         if self.config.poll_interval_average is not None:
@@ -69,25 +75,35 @@ class Scheduler:
         for key in (self.keys.schedule, self.keys.retry):
             while True:
                 at = time.time() if now is None else now
-                moved, looked, bad = self.scripts.schedule(
+                moved, looked, unroutable = self.scripts.schedule(
                     keys=[key, self.keys.queues], args=[repr(at), self.keys.queue_prefix, BATCH])
                 moved_total += int(moved)
-                for member in bad:
-                    self._bury(key, member)
+                for member in unroutable:
+                    moved_total += self._reroute(key, member)
                 if int(looked) < BATCH:
                     break
         return moved_total
 
-    def _bury(self, key: str, member: bytes) -> None:
+    def _reroute(self, key: str, member: bytes) -> int:
+        """A due member schedule.lua could not route. Python has the last word: a job it can
+        read goes to its queue after all (the Lua and Python decoders differ on a few rare
+        types), anything else to the dead set with the reason. reroute.lua moves it only if
+        it is still in ``key``, so when several pollers see it, it lands once. Returns 1 if
+        this call queued it."""
         try:
-            decode(member)
-            reason = "job has no queue"
+            job = decode(member)
         except PayloadError as exc:
             reason = str(exc)
-        self.log.error("malformed payload sent to the dead set", source=key, reason=reason)
-
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.zrem(key, member)
-        add_dead(pipe, self.keys, self.config,
-                 encode(malformed_job("unknown", member, f"in {key}: {reason}")))
-        pipe.execute()
+        else:
+            queue = job["queue"]
+            return int(self.scripts.reroute(keys=[key, self.keys.queue(queue), self.keys.queues],
+                                            args=[member, "queue", queue]))
+        now = time.time()
+        entry = encode(malformed_job("unknown", member, f"in {key}: {reason}"))
+        if self.scripts.reroute(keys=[key, self.keys.dead, self.keys.queues],
+                                args=[member, "dead", entry, repr(now)]):
+            self.log.error("malformed payload sent to the dead set", source=key, reason=reason)
+            pipe = self.redis.pipeline(transaction=False)
+            trim_dead(pipe, self.keys, self.config, now)
+            pipe.execute()
+        return 0

@@ -13,7 +13,7 @@ from importlib import resources
 import redis
 from redis.commands.core import Script
 
-NAMES = ("push", "fetch", "requeue", "schedule", "unlock")
+NAMES = ("push", "fetch", "requeue", "schedule", "reroute", "unlock")
 
 
 @functools.cache
@@ -34,4 +34,5 @@ class Scripts:
     fetch: Script
     requeue: Script
     schedule: Script
+    reroute: Script
     unlock: Script

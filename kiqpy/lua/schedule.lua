@@ -8,8 +8,9 @@
 -- ARGV[3]  the most members to look at in one call
 --
 -- Touches: ZREM from the set; SADD queues; LPUSH `<prefix><job.queue>`.
--- Returns {moved, looked, bad}: `bad` lists members that do not decode to a job with a queue;
--- they stay in the set for the caller to move to the dead set with a reason.
+-- Returns {moved, looked, bad}: `bad` lists members that do not decode to a job with a queue
+-- here; they stay in the set for the caller, who decodes them in Python and moves each with
+-- reroute.lua (to its queue after all, or to the dead set with the reason).
 local function decode(payload)
   local first = string.byte(payload, 1)
   -- '{' or JSON whitespace starts a JSON job; anything else is msgpack.
