@@ -8,10 +8,10 @@ fast: batched fetches, batched acks, and blocking waits when idle.
 
 from __future__ import annotations
 
-import contextlib
 import queue as _queue
 import random
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -32,6 +32,12 @@ BLOCK_SECONDS = 2.0
 # Past this many queues, waiters would hold too many connections; the fetcher polls instead.
 MAX_WAITERS = 16
 POLL_SECONDS = 0.5
+# A finished job's ack waits at most this long for a fetch to share a round trip with. A kill -9
+# within that window only means the job runs again (at-least-once).
+ACK_DELAY = 0.05
+# Jobs shorter than this on average (wall time, which under a busy GIL is several ms even for
+# a no-op) make prefetching worth it; a prefetched job then waits some 2 x this for a thread.
+SHORT_JOB = 0.025
 
 
 class QueueOrder:
@@ -63,67 +69,76 @@ class QueueOrder:
 class Fetcher:
     """Owns the jobs this process has taken but not finished.
 
-    Loop (thread ``kiqpy.fetcher``): while fewer than ``limit`` jobs are held, take up to the
-    difference with one call of fetch.lua and put them on :attr:`work` for processors. When the
-    queues are empty, waiter threads (``kiqpy.wait-<queue>``, one per queue) block in BLMOVE so an
-    idle worker starts a new job within a millisecond of its push.
-    Acks (thread ``kiqpy.acker``): :meth:`done` queues an ack; the acker removes finished jobs from
-    the in-flight lists in one pipeline per batch, retrying through Redis outages.
-    Exits: :meth:`stop` ends fetching and waiting; :meth:`close_acks` flushes acks and ends the
-    acker; :meth:`requeue` then returns every job still held to the front of its queue.
+    Loop (thread ``kiqpy.fetcher``): when the jobs held fall to the low-water mark, send one
+    pipeline that acks the finished jobs (LREM from the in-flight lists) and takes enough new
+    ones (fetch.lua) to fill up again, then hand those to processors on :attr:`work`. Acks
+    otherwise wait at most ``ACK_DELAY`` seconds for a fetch to ride along with. When the
+    queues are empty, waiter threads (``kiqpy.wait-<queue>``, one per queue) block in BLMOVE, so
+    an idle worker starts a new job within a millisecond of its push.
+    Prefetch: with ``prefetch=None`` (auto) the fetcher holds up to ``2 x concurrency`` extra
+    jobs while jobs are short (under ``SHORT_JOB`` seconds on average), and none otherwise, so a
+    slow job never keeps a queued job from an idle process.
+    Exits: :meth:`stop` ends fetching (quiet) but acks still flow; :meth:`close` flushes the
+    acks and ends the loop; :meth:`requeue` then returns every job still held to its queue.
     """
 
     def __init__(self, config: Config, client: redis.Redis, keys: Keys, identity: str,
-                 outage: Outage, log: Any, names: Callable[[], Sequence[tuple[str, int]]]
-                 | None = None) -> None:
+                 outage: Outage, log: Any) -> None:
         self.config, self.redis, self.keys, self.identity = config, client, keys, identity
         self.outage, self.log = outage, log
         self.scripts = Scripts(client)
-        self._queues_source = names or (lambda: config.queues)
-        self.order = QueueOrder(self._queues_source())
-        self.limit = config.concurrency + (config.prefetch if config.prefetch >= 0 else 0)
+        self.order = QueueOrder(config.queues)
+        self.concurrency = config.concurrency
         self.work: _queue.SimpleQueue[Any] = _queue.SimpleQueue()
-        self._acks: _queue.SimpleQueue[Any] = _queue.SimpleQueue()
-        self._held = 0
+        self.fetched_from: set[str] = set(self.order.names)
         self._room = threading.Condition()
-        self._stopping = threading.Event()
+        self._held = 0  # jobs taken and not yet done: running + waiting on `work`
+        self._low = 0  # the low-water mark last computed by the loop
+        self._acks: list[Unit] = []
+        self._ack_due = 0.0  # monotonic time by which pending acks must be sent
+        self._job_seconds = 1.0  # moving average of job run time (starts "slow": no prefetch)
+        self._quiet = threading.Event()
+        self._closed = False
         self._idle = threading.Event()
         self._wake = threading.Event()
         self._keys: dict[str, tuple[str, str]] = {}
-        self._threads: list[threading.Thread] = []
+        self._thread: threading.Thread | None = None
         self._waiters: dict[str, threading.Thread] = {}
-        self.fetched_from: set[str] = set(self.order.names)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self, spawn: Callable[[str, Callable[[], None]], threading.Thread]) -> None:
         self._spawn = spawn
-        self._threads.append(spawn("kiqpy.fetcher", self._fetch_loop))
-        self._acker = spawn("kiqpy.acker", self._ack_loop)
+        self._thread = spawn("kiqpy.fetcher", self._loop)
         self._sync_waiters()
 
     def stop(self) -> None:
-        """Stop taking jobs (quiet). Jobs already held stay held."""
-        self._stopping.set()
+        """Stop taking jobs (quiet). Jobs already held stay held; acks still flow."""
+        self._quiet.set()
         self._wake.set()
         with self._room:
             self._room.notify_all()
 
-    def join(self, timeout: float) -> bool:
-        """Wait for the fetcher and waiters to exit; True if they all did."""
-        deadline = _deadline(timeout)
-        for thread in [*self._threads, *self._waiters.values()]:
-            thread.join(max(0.0, deadline()))
-        return not any(t.is_alive() for t in [*self._threads, *self._waiters.values()])
-
-    def close_acks(self, timeout: float) -> bool:
-        """Flush pending acks and end the acker; True if it finished in time."""
-        self._acks.put(STOP)
-        self._acker.join(timeout)
-        return not self._acker.is_alive()
-
     @property
     def stopping(self) -> bool:
-        return self._stopping.is_set()
+        return self._quiet.is_set()
+
+    def close(self, timeout: float) -> bool:
+        """Send the pending acks and end the fetcher; True if it finished in time."""
+        self.stop()
+        with self._room:
+            self._closed = True
+            self._room.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            return not self._thread.is_alive()
+        return True
+
+    def join_waiters(self, timeout: float) -> bool:
+        """Wait for the waiters to leave BLMOVE; True if they all did."""
+        end = time.monotonic() + timeout
+        for thread in self._waiters.values():
+            thread.join(max(0.0, end - time.monotonic()))
+        return not any(t.is_alive() for t in self._waiters.values())
 
     # -- queues ------------------------------------------------------------------------------
     def set_queues(self, queues: Sequence[tuple[str, int]]) -> None:
@@ -135,7 +150,7 @@ class Fetcher:
     def _sync_waiters(self) -> None:
         names = self.order.names if len(self.order.names) <= MAX_WAITERS else []
         for name in names:
-            if name not in self._waiters and not self._stopping.is_set():
+            if name not in self._waiters and not self._quiet.is_set():
                 self._waiters[name] = self._spawn(f"kiqpy.wait-{name}",
                                                   lambda name=name: self._wait_loop(name))
 
@@ -146,58 +161,118 @@ class Fetcher:
                                        self.keys.inflight(self.identity, name))
         return pair
 
-    # -- taking jobs -------------------------------------------------------------------------
-    def _fetch_loop(self) -> None:
+    # -- the loop ----------------------------------------------------------------------------
+    def _limits(self) -> tuple[int, int]:
+        """(most jobs to hold, fetch again when holding this many or fewer)."""
+        prefetch = self.config.prefetch
+        if prefetch is None:
+            prefetch = 2 * self.concurrency if self._job_seconds < SHORT_JOB else 0
+        limit = self.concurrency + prefetch
+        return limit, (limit - 1 if prefetch == 0 else self.concurrency + prefetch // 2)
+
+    def _loop(self) -> None:
         attempt = 0
-        while not self._stopping.is_set():
+        while True:
             with self._room:
-                while self._held >= self.limit and not self._stopping.is_set():
-                    self._room.wait(1.0)
-                want = self.limit - self._held
-            if self._stopping.is_set():
+                acks, want, closing = self._next_step()
+            if closing and not acks:
                 return
             try:
-                units = self._fetch(want)
+                units = self._exchange(acks, want)
             except REDIS_DOWN as exc:
+                with self._room:
+                    self._acks[:0] = acks  # nothing is forgotten: try them again
                 self.outage.failed(exc, "fetch")
-                self._stopping.wait(backoff(attempt))
+                self._quiet.wait(backoff(attempt)) if not closing else time.sleep(
+                    backoff(attempt))
                 attempt += 1
                 continue
             attempt = 0
             self.outage.ok()
             if units:
                 self._dispatch(units)
-            else:
+            elif want and not acks:
                 self._rest()
+
+    def _next_step(self) -> tuple[list[Unit], int, bool]:
+        """Under the lock: wait until there is something to do; return (acks, want, closing)."""
+        while True:
+            if self._closed:
+                acks, self._acks = self._acks, []
+                return acks, 0, True
+            limit, low = self._limits()
+            self._low = low
+            fetching = not self._quiet.is_set() and self._held <= low
+            now = time.monotonic()
+            if fetching or (self._acks and now >= self._ack_due):
+                acks, self._acks = self._acks, []
+                return acks, (limit - self._held if fetching else 0), False
+            timeout = (self._ack_due - now) if self._acks else 1.0
+            self._room.wait(timeout)
+
+    def _exchange(self, acks: list[Unit], want: int) -> list[Unit]:
+        """One round trip: ack ``acks`` and take up to ``want`` jobs."""
+        if not acks:
+            return self._fetch(want) if want else []
+        pipe = self.redis.pipeline(transaction=False)
+        for name, payload in acks:
+            # -1: search from the tail, where the oldest (most likely finished) jobs are.
+            pipe.lrem(self._keys_for(name)[1], -1, payload)
+        names: list[str] = []
+        if want:
+            names = self.order.order()
+            pipe.evalsha(self.scripts.fetch.sha, 2 * len(names), *self._fetch_keys(names), want)
+        try:
+            results = pipe.execute()
+        except redis.exceptions.NoScriptError:  # Redis restarted and lost its script cache
+            self.scripts.fetch.sha = self.redis.script_load(self.scripts.fetch.script)
+            # The LREMs ran before the failing EVALSHA; running them again is harmless.
+            results = [None] * len(acks) + [self._fetch_raw(names, want)] if want else []
+        return self._units(names, results[-1]) if want else []
 
     def _fetch(self, want: int) -> list[Unit]:
         names = self.order.order()
+        return self._units(names, self._fetch_raw(names, want))
+
+    def _fetch_raw(self, names: list[str], want: int) -> list[Any]:
+        return self.scripts.fetch(keys=self._fetch_keys(names), args=[want])  # type: ignore[no-any-return]
+
+    def _fetch_keys(self, names: list[str]) -> list[str]:
         pairs = [self._keys_for(name) for name in names]
-        keys = [pair[0] for pair in pairs] + [pair[1] for pair in pairs]
-        flat = self.scripts.fetch(keys=keys, args=[want])
+        return [pair[0] for pair in pairs] + [pair[1] for pair in pairs]
+
+    @staticmethod
+    def _units(names: list[str], flat: list[Any]) -> list[Unit]:
         return [(names[flat[i] - 1], flat[i + 1]) for i in range(0, len(flat), 2)]
 
     def _rest(self) -> None:
         """The queues were empty: let the waiters block until a job arrives."""
         if not self._waiters:
-            self._stopping.wait(POLL_SECONDS * random.uniform(0.8, 1.2))
+            self._wake.clear()
+            self._idle.set()
+            if not self._acks:
+                self._wake.wait(POLL_SECONDS * random.uniform(0.8, 1.2))
+            self._idle.clear()
             return
         self._wake.clear()
         self._idle.set()
-        self._wake.wait(BLOCK_SECONDS)
+        # done() appends an ack and then looks at _idle; we set _idle and then look at the
+        # acks: whichever runs second sees the other, so no ack waits for the full block.
+        if not self._acks:
+            self._wake.wait(BLOCK_SECONDS)
         self._idle.clear()
 
     def _wait_loop(self, name: str) -> None:
         source, inflight = self._keys_for(name)
         attempt = 0
-        while not self._stopping.is_set():
+        while not self._quiet.is_set():
             if not self._idle.wait(1.0) or name not in self.order.names:
                 continue
             try:
                 payload = self.redis.blmove(source, inflight, BLOCK_SECONDS, "RIGHT", "LEFT")
             except REDIS_DOWN as exc:
                 self.outage.failed(exc, "wait")
-                self._stopping.wait(backoff(attempt))
+                self._quiet.wait(backoff(attempt))
                 attempt += 1
                 continue
             attempt = 0
@@ -214,36 +289,27 @@ class Fetcher:
             self.work.put(unit)
 
     # -- finishing jobs ----------------------------------------------------------------------
-    def done(self, queue: str, payload: bytes) -> None:
+    def done(self, queue: str, payload: bytes, seconds: float = 0.0) -> None:
         """A processor has finished with a job (any recognised outcome): ack it."""
-        self._acks.put((queue, payload))
         with self._room:
+            first = not self._acks
+            if first:
+                self._ack_due = time.monotonic() + ACK_DELAY
+            self._acks.append((queue, payload))
             self._held -= 1
-            self._room.notify()
+            # An exponential moving average over roughly the last 20 jobs.
+            self._job_seconds += (seconds - self._job_seconds) * 0.05
+            # Wake the loop only when it has something new to do: the low-water mark is
+            # reached, or the first pending ack sets a deadline it must learn about.
+            if first or self._held <= self._low:
+                self._room.notify()
+        if self._idle.is_set():
+            self._wake.set()
 
     def release(self) -> None:
         """A held job will not be processed here (shutdown): free its slot without an ack."""
         with self._room:
             self._held -= 1
-
-    def _ack_loop(self) -> None:
-        closing = False
-        while not closing:
-            batch = [self._acks.get()]
-            with contextlib.suppress(_queue.Empty):
-                while len(batch) < 1000:
-                    batch.append(self._acks.get_nowait())
-            closing = any(item is STOP for item in batch)
-            acks = [item for item in batch if item is not STOP]
-            if acks:
-                self.outage.retry(lambda acks=acks: self._ack(acks), "ack")
-
-    def _ack(self, acks: list[Unit]) -> None:
-        pipe = self.redis.pipeline(transaction=False)
-        for name, payload in acks:
-            # -1: search from the tail, where the oldest (most likely finished) jobs are.
-            pipe.lrem(self._keys_for(name)[1], -1, payload)
-        pipe.execute()
 
     # -- shutdown ----------------------------------------------------------------------------
     def requeue(self) -> int:
@@ -255,9 +321,3 @@ class Fetcher:
             keys += [inflight, source]
         return int(self.scripts.requeue(keys=keys, args=[]))
 
-
-def _deadline(timeout: float) -> Callable[[], float]:
-    import time
-
-    end = time.monotonic() + timeout
-    return lambda: end - time.monotonic()

@@ -46,7 +46,8 @@ class Launcher:
         self.outage = Outage(self.redis.kiqpy_url, self.log)  # type: ignore[attr-defined]
         self.hard_stop = threading.Event()
         self.background_stop = threading.Event()
-        self.fetcher = Fetcher(config, self.redis, self.keys, self.identity, self.outage, self.log)
+        self.fetcher = Fetcher(config, self.redis, self.keys, self.identity, self.outage,
+                               self.log)
         self.retrier = Retrier(config, self.redis, self.keys, self.outage, self.log,
                                self.hard_stop)
         self.manager = Manager(config.concurrency, self.fetcher, self.retrier,
@@ -145,10 +146,10 @@ class Launcher:
         #    job stays in-flight, so it is requeued below or recovered later.
         self.hard_stop.set()
         self.background_stop.set()
-        acked = self.fetcher.close_acks(FLUSH_SECONDS)
+        acked = self.fetcher.close(FLUSH_SECONDS)
         # 4. The waiters may still be inside BLMOVE; a job they take lands in-flight, so the
         #    requeue must come after they have exited.
-        fetch_done = self.fetcher.join(BLOCK_SECONDS + self.config.socket_timeout)
+        fetch_done = self.fetcher.join_waiters(BLOCK_SECONDS + self.config.socket_timeout)
         # 5. Everything still in-flight goes back to the front of its queue.
         requeued = self.outage.retry(self.fetcher.requeue, "requeue",
                                      _timer(FLUSH_SECONDS))

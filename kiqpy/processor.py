@@ -79,6 +79,6 @@ class Processor:
             del self.busy[self.name]
             _clear()
         if outcome is not None:
-            self.fetcher.done(queue, payload)
+            self.fetcher.done(queue, payload, time.perf_counter() - started)
         else:
             self.fetcher.release()

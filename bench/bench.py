@@ -1,0 +1,185 @@
+"""`make bench`: kiqpy's speed and cost figures (DESIGN.md §6), on this machine.
+
+Starts its own redis-server and worker processes; prints one line per figure with its target.
+Figures vary from run to run; nothing here asserts them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.redis_server import RedisServer  # noqa: E402
+
+
+def line(name: str, value: str, target: str) -> None:
+    print(f"{name:<52} {value:>16}   target {target}", flush=True)
+
+
+class Worker:
+    def __init__(self, url: str, *args: str) -> None:
+        env = {**os.environ, "REDIS_URL": url, "PYTHONPATH": str(ROOT)}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "kiqpy.cli", "-r", "bench.bench_jobs", "--log-format", "json",
+             *args], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def wait_registered(self, r: redis.Redis, count: int = 1) -> None:
+        deadline = time.monotonic() + 30
+        while r.scard("processes") < count:
+            if time.monotonic() > deadline:
+                raise SystemExit("worker did not start")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def enqueue_rates(url: str, r: redis.Redis, n_single: int, n_bulk: int) -> None:
+    import kiqpy
+    from bench.bench_jobs import Noop
+
+    kiqpy.configure(redis_url=url)
+    r.flushall()
+    Noop.perform_async(0)  # connect, load the script
+    start = time.perf_counter()
+    for i in range(n_single):
+        Noop.perform_async(i)
+    elapsed = time.perf_counter() - start
+    line("single enqueue (perform_async)", f"{n_single / elapsed:,.0f}/s", ">= 6k/s")
+    r.flushall()
+    args = [[i] for i in range(n_bulk)]
+    start = time.perf_counter()
+    Noop.perform_bulk(args)
+    elapsed = time.perf_counter() - start
+    line("bulk enqueue (perform_bulk)", f"{n_bulk / elapsed:,.0f}/s", ">= 100k/s")
+    r.flushall()
+
+
+def processing(url: str, r: redis.Redis, job: str, n: int, worker_args: list[str],
+               label: str, target: str, processes: int = 1) -> None:
+    import kiqpy
+    from bench import bench_jobs
+
+    kiqpy.configure(redis_url=url)
+    r.flushall()
+    getattr(bench_jobs, job).perform_bulk([[i] for i in range(n)])
+    workers = [Worker(url, *worker_args) for _ in range(processes)]
+    # Time from the first job taken to the last job acked.
+    while r.llen("queue:default") == n:
+        time.sleep(0.0005)
+    start = time.perf_counter()
+    while r.llen("queue:default") > 0 or _inflight(r) > 0:
+        time.sleep(0.005)
+    elapsed = time.perf_counter() - start
+    for worker in workers:
+        worker.stop()
+    if job == "NoopIncr":
+        assert int(r.get("bench:count") or 0) >= n, "not every job ran"
+    line(label, f"{n / elapsed:,.0f} jobs/s", target)
+
+
+def _inflight(r: redis.Redis) -> int:
+    return sum(r.llen(key) for key in r.scan_iter("*:inflight:*"))
+
+
+def latency(url: str, r: redis.Redis, samples: int) -> None:
+    import kiqpy
+    from bench.bench_jobs import Stamp
+
+    kiqpy.configure(redis_url=url)
+    r.flushall()
+    worker = Worker(url, "-q", "first,second,third", "--log-level", "warning")
+    worker.wait_registered(r)
+    time.sleep(1.0)  # let the waiters reach their BLMOVE
+    for queue in ("first", "third"):
+        r.delete("bench:latency")
+        for _ in range(samples):
+            Stamp.set(queue=queue).perform_async(time.time())
+            deadline = time.monotonic() + 5
+            while r.llen("bench:latency") < _ + 1 and time.monotonic() < deadline:
+                time.sleep(0.001)
+            time.sleep(0.01)  # idle again
+        values = sorted(float(v) * 1000 for v in r.lrange("bench:latency", 0, -1))
+        p50 = statistics.median(values)
+        p99 = values[min(len(values) - 1, int(len(values) * 0.99))]
+        line(f"push-to-start latency, queue {queue!r} of 3", f"p50 {p50:.2f} p99 {p99:.2f} ms",
+             "p50 <= 2 ms, p99 <= 10 ms")
+    worker.stop()
+
+
+def idle_cost(url: str, r: redis.Redis, seconds: float) -> None:
+    r.flushall()
+    worker = Worker(url, "-q", "default,mail,low", "--log-level", "warning")
+    worker.wait_registered(r)
+    time.sleep(2.0)
+    before = _commands(r)
+    time.sleep(seconds)
+    after = _commands(r)
+    worker.stop()
+    # Our own two INFO calls are not the worker's.
+    rate = (after - before - 1) / seconds
+    line("idle worker, Redis commands per second (3 queues)", f"{rate:.1f}/s", "<= 20/s")
+
+
+def _commands(r: redis.Redis) -> int:
+    stats = r.info("commandstats")
+    return sum(v["calls"] for v in stats.values())
+
+
+def memory(url: str, r: redis.Redis) -> None:
+    r.flushall()
+    worker = Worker(url, "-c", "25", "--log-level", "warning")
+    worker.wait_registered(r)
+    time.sleep(1.0)
+    rss_kb = 0
+    with open(f"/proc/{worker.proc.pid}/status") as status:
+        for row in status:
+            if row.startswith("VmRSS:"):
+                rss_kb = int(row.split()[1])
+    worker.stop()
+    line("worker RSS at -c 25", f"{rss_kb / 1024:.1f} MB", "<= 40 MB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--jobs", type=int, default=50_000, help="jobs per processing run")
+    parser.add_argument("--quick", action="store_true", help="smaller runs")
+    args = parser.parse_args()
+    n = 5_000 if args.quick else args.jobs
+    server = RedisServer().start()
+    url = server.url
+    r = redis.Redis.from_url(url)
+    try:
+        print(f"kiqpy benchmark: redis-server {r.info()['redis_version']}, "
+              f"{os.cpu_count()} cores, Python {sys.version.split()[0]}\n")
+        enqueue_rates(url, r, n_single=min(n, 20_000), n_bulk=n * 2)
+        quiet = ["-c", "10", "--log-level", "warning"]
+        processing(url, r, "NoopIncr", n, quiet, "processing no-op+INCR, -c 10, logs off",
+                   ">= 9k jobs/s")
+        processing(url, r, "NoopIncr", n, ["-c", "10", "--log-level", "info"],
+                   "processing no-op+INCR, -c 10, logs on", "(for reference)")
+        processing(url, r, "Noop", n, quiet, "processing pure no-op, -c 10, logs off",
+                   ">= 25k jobs/s")
+        latency(url, r, samples=50 if args.quick else 200)
+        idle_cost(url, r, seconds=5 if args.quick else 10)
+        memory(url, r)
+    finally:
+        server.cleanup()
+
+
+if __name__ == "__main__":
+    main()

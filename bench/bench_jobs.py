@@ -1,0 +1,41 @@
+"""Jobs for the benchmark (loaded by the worker with -r bench.bench_jobs)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import redis
+
+import kiqpy
+
+_redis = redis.Redis.from_url(os.environ.get("REDIS_URL", "redis://localhost:6379/0"))
+
+
+class Noop(kiqpy.Worker, name="bench.Noop"):
+    def perform(self, n: int) -> None:
+        pass
+
+
+class NoopIncr(kiqpy.Worker, name="bench.NoopIncr"):
+    """The job of DESIGN.md §6's anchors: a no-op that INCRs a counter."""
+
+    def perform(self, n: int) -> None:
+        _redis.incr("bench:count")
+
+
+class Stamp(kiqpy.Worker, name="bench.Stamp"):
+    """Records push-to-start latency: its arg is the push time."""
+
+    def perform(self, pushed_at: float) -> None:
+        started = time.time()
+        _redis.rpush("bench:latency", started - pushed_at)
+
+
+class Burn(kiqpy.Worker, name="bench.Burn"):
+    """A few milliseconds of pure Python."""
+
+    def perform(self, n: int) -> None:
+        total = 0
+        for i in range(n):
+            total += i * i
