@@ -40,45 +40,61 @@ class Recovery:
         # hashes yet; wait two beats so they are not mistaken for dead ones.
         if not self.outage.settled(2 * self.config.heartbeat_interval):
             return 0
-        owners = self.redis.hgetall(self.keys.inflight_owners)
-        others = [o.decode() for o in owners if o.decode() != self.identity]
+        owners = {_text(k): v for k, v in self.redis.hgetall(self.keys.inflight_owners).items()}
+        others = [o for o in owners if o != self.identity]
         if not others:
             return 0
         pipe = self.redis.pipeline(transaction=False)
         for other in others:
             pipe.exists(self.keys.process(other))
-        dead = [o for o, alive in zip(others, pipe.execute()) if not alive]
+        dead = [o for o, alive in zip(others, pipe.execute(), strict=True) if not alive]
         if not dead:
             return 0
         token = f"{self.identity}:{time.time()}"
         if not self.redis.set(self.keys.recovery_lock, token, nx=True, px=LOCK_MS):
             return 0
         try:
-            return sum(self.recover(o, _queues(owners[o.encode()])) for o in dead)
+            return sum(self.recover(o, _queues(owners[o])) for o in dead)
         finally:
             self.scripts.unlock(keys=[self.keys.recovery_lock], args=[token])
 
     def recover(self, identity: str, queues: list[str]) -> int:
-        """Move ``identity``'s in-flight jobs back to the front of their queues."""
-        names = set(queues) | {q.decode() for q in self.redis.smembers(self.keys.queues)}
+        """Move ``identity``'s in-flight jobs back to the front of their queues, then forget
+        it. Leaves everything alone once its heartbeat hash exists again (it was only stalled):
+        each move WATCHes that hash, so a beat in the middle aborts it."""
+        names = set(queues) | {_text(q) for q in self.redis.smembers(self.keys.queues)}
         moved = 0
         for name in sorted(names):
-            moved += self._recover_list(identity, name)
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hdel(self.keys.inflight_owners, identity)
-        pipe.srem(self.keys.processes, identity)
-        pipe.delete(self.keys.work(identity))
-        pipe.execute()
+            count = self._recover_list(identity, name)
+            if count is None:
+                return moved
+            moved += count
         if moved:
             self.log.warning("recovered jobs of a dead process", process=identity, jobs=moved)
+
+        def forget(pipe: Any) -> None:
+            if pipe.exists(self.keys.process(identity)):
+                return
+            pipe.multi()
+            pipe.hdel(self.keys.inflight_owners, identity)
+            pipe.srem(self.keys.processes, identity)
+            pipe.delete(self.keys.work(identity))
+
+        self.redis.transaction(forget, self.keys.process(identity))
         return moved
 
-    def _recover_list(self, identity: str, name: str) -> int:
+    def _recover_list(self, identity: str, name: str) -> int | None:
+        """Move one in-flight list; returns how many jobs were queued, or None if the process
+        is alive."""
         inflight, queue = self.keys.inflight(identity, name), self.keys.queue(name)
-        counted = 0
+        heartbeat = self.keys.process(identity)
+        counted: int | None = 0
 
         def move(pipe: Any) -> None:
             nonlocal counted
+            if pipe.exists(heartbeat):
+                counted = None
+                return
             payloads = pipe.lrange(inflight, 0, -1)
             pipe.multi()
             counted = 0
@@ -88,7 +104,7 @@ class Recovery:
                     counted += 1
             pipe.delete(inflight)
 
-        self.redis.transaction(move, inflight)
+        self.redis.transaction(move, inflight, heartbeat)
         return counted
 
     def _requeue_one(self, pipe: Any, name: str, queue: str, payload: bytes) -> bool:
@@ -100,7 +116,9 @@ class Recovery:
             return False
         now = now_ms()
         window = self.config.poison_pill_window * 1000
-        history = [t for t in job.get("recovered_at", []) if isinstance(t, int) and t > now - window]
+        earlier = job.get("recovered_at")
+        history = [t for t in (earlier if isinstance(earlier, list) else [])
+                   if type(t) is int and t > now - window]
         history.append(now)
         job["recovered_at"] = history
         if len(history) >= self.config.poison_pill_recoveries:
@@ -117,7 +135,11 @@ class Recovery:
         return True
 
 
-def _queues(raw: bytes | None) -> list[str]:
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _queues(raw: bytes | str | None) -> list[str]:
     try:
         value = json.loads(raw or b"[]")
     except ValueError:
