@@ -17,6 +17,7 @@ from typing import Any
 
 import redis
 
+from kiqpy import queues
 from kiqpy.config import Config
 from kiqpy.connection import REDIS_DOWN
 from kiqpy.keys import Keys
@@ -28,10 +29,12 @@ STOP: Any = object()  # sentinel put on a work or ack queue to end its reader
 
 # An idle waiter blocks this long in BLMOVE: each queue then costs an idle worker 1/BLOCK
 # commands per second, and shutdown waits at most this long for the waiters.
-BLOCK_SECONDS = 2.0
+BLOCK_SECONDS = 1.0
 # Past this many queues, waiters would hold too many connections; the fetcher polls instead.
 MAX_WAITERS = 16
 POLL_SECONDS = 0.5
+# How often a worker listening to patterns (`*`) looks for new queues.
+REFRESH_SECONDS = 2.0
 # A finished job's ack waits at most this long for a fetch to share a round trip with. A kill -9
 # within that window only means the job runs again (at-least-once).
 ACK_DELAY = 0.05
@@ -87,7 +90,10 @@ class Fetcher:
         self.config, self.redis, self.keys, self.identity = config, client, keys, identity
         self.outage, self.log = outage, log
         self.scripts = Scripts(client)
-        self.order = QueueOrder(config.queues)
+        self.spec = config.queues
+        self.dynamic = queues.dynamic(self.spec)
+        self.order = QueueOrder(queues.resolve(self.spec, ()))
+        self._next_refresh = 0.0
         self.concurrency = config.concurrency
         self.work: _queue.SimpleQueue[Any] = _queue.SimpleQueue()
         self.fetched_from: set[str] = set(self.order.names)
@@ -147,6 +153,19 @@ class Fetcher:
         self.fetched_from.update(self.order.names)
         self._sync_waiters()
 
+    def refresh_queues(self) -> None:
+        """For patterns (``*``, ``mail_*``): re-read the known queues, at most every
+        ``REFRESH_SECONDS``, so a queue created after start is picked up."""
+        now = time.monotonic()
+        if not self.dynamic or now < self._next_refresh:
+            return
+        self._next_refresh = now + REFRESH_SECONDS
+        known = [q.decode() for q in self.redis.smembers(self.keys.queues)]
+        resolved = queues.resolve(self.spec, known)
+        if [n for n, _ in resolved] != self.order.names:
+            self.log.info("queues changed", queues=[n for n, _ in resolved])
+            self.set_queues(resolved)
+
     def _sync_waiters(self) -> None:
         names = self.order.names if len(self.order.names) <= MAX_WAITERS else []
         for name in names:
@@ -175,6 +194,12 @@ class Fetcher:
         while True:
             with self._room:
                 acks, want, closing = self._next_step()
+            if want and self.dynamic:
+                try:
+                    self.refresh_queues()
+                    want = want if self.order.names else 0
+                except REDIS_DOWN:
+                    pass  # the exchange below meets the outage too, and reports it
             if closing and not acks:
                 return
             try:
@@ -191,7 +216,7 @@ class Fetcher:
             self.outage.ok()
             if units:
                 self._dispatch(units)
-            elif want and not acks:
+            elif not acks and not closing and not self._quiet.is_set():
                 self._rest()
 
     def _next_step(self) -> tuple[list[Unit], int, bool]:
@@ -246,20 +271,15 @@ class Fetcher:
         return [(names[flat[i] - 1], flat[i + 1]) for i in range(0, len(flat), 2)]
 
     def _rest(self) -> None:
-        """The queues were empty: let the waiters block until a job arrives."""
-        if not self._waiters:
-            self._wake.clear()
-            self._idle.set()
-            if not self._acks:
-                self._wake.wait(POLL_SECONDS * random.uniform(0.8, 1.2))
-            self._idle.clear()
-            return
+        """The queues were empty: let the waiters block until a job arrives (without waiters,
+        just poll again shortly)."""
+        timeout = BLOCK_SECONDS if self._waiters else POLL_SECONDS * random.uniform(0.8, 1.2)
         self._wake.clear()
         self._idle.set()
         # done() appends an ack and then looks at _idle; we set _idle and then look at the
         # acks: whichever runs second sees the other, so no ack waits for the full block.
         if not self._acks:
-            self._wake.wait(BLOCK_SECONDS)
+            self._wake.wait(timeout)
         self._idle.clear()
 
     def _wait_loop(self, name: str) -> None:

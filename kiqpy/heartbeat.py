@@ -39,15 +39,22 @@ def new_identity() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(6).hex()}"
 
 
-def rss_kb() -> int:
-    """This process's resident memory in KiB (0 where it cannot be read)."""
+def process_rss_kb(pid: int | str = "self") -> int:
+    """Resident memory of process ``pid`` in KiB (0 where it cannot be read)."""
     try:
-        with open("/proc/self/statm") as statm:
+        with open(f"/proc/{pid}/statm") as statm:
             return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
     except (OSError, ValueError, IndexError):
+        if pid != "self":
+            return 0
         import resource
 
         return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+def rss_kb() -> int:
+    """This process's resident memory in KiB."""
+    return process_rss_kb("self")
 
 
 class Heartbeat:
@@ -65,6 +72,12 @@ class Heartbeat:
         self.recovery = Recovery(config, client, keys, identity, outage, log)
         self.quiet = False
         self.rtt_us = 0
+        # beat() runs in the heartbeat thread and clear() in the launcher's, which does not
+        # join that thread first: the lock keeps a beat's counts from being flushed twice,
+        # and `left` keeps a late beat from registering the process again after clear().
+        self._lock = threading.Lock()
+        self.left = False
+        self.last_beat: float | None = None  # monotonic time of the last successful beat
         self.started_at = time.time()
         self.info = json.dumps({
             "hostname": socket.gethostname(), "pid": os.getpid(), "tag": config.tag,
@@ -84,7 +97,16 @@ class Heartbeat:
                 self.outage.ok()
 
     def beat(self) -> None:
-        """One heartbeat: write state and counters, read signals."""
+        """One heartbeat: write state and counters, read signals. Does nothing after
+        :meth:`clear`."""
+        with self._lock:
+            if self.left:
+                return
+            commands = self._beat()
+        for command in commands:
+            self.on_signal(command)
+
+    def _beat(self) -> list[str]:
         delta = self.manager.take_counts()
         busy = self.manager.snapshot()
         ttl = max(1, int(self.config.process_ttl))
@@ -109,13 +131,16 @@ class Heartbeat:
         started = time.perf_counter()
         results = pipe.execute()
         self.rtt_us = int((time.perf_counter() - started) * 1e6)
+        self.last_beat = time.monotonic()
         self.manager.commit_counts(delta)
+        commands = []
         for raw in results[-1] or []:
             command = SIGNALS.get(raw.decode(errors="replace"))
             if command is None:
                 self.log.warning("unknown remote signal ignored", signal=raw)
             else:
-                self.on_signal(command)
+                commands.append(command)
+        return commands
 
     def _add_counts(self, pipe: Any, delta: tuple[int, int]) -> None:
         today = _dt.datetime.now(_dt.timezone.utc).date()
@@ -126,15 +151,18 @@ class Heartbeat:
                 pipe.expire(self.keys.stat(name, today), DAILY_STATS_TTL)
 
     def clear(self) -> None:
-        """Flush the last counters and remove this process from the registry (clean exit)."""
-        delta = self.manager.take_counts()
-        pipe = self.redis.pipeline(transaction=False)
-        self._add_counts(pipe, delta)
-        pipe.srem(self.keys.processes, self.identity)
-        pipe.delete(self.keys.process(self.identity), self.keys.work(self.identity),
-                    self.keys.signals(self.identity))
-        pipe.execute()
-        self.manager.commit_counts(delta)
+        """Flush the last counters and remove this process from the registry (clean exit).
+        Later beats do nothing."""
+        with self._lock:
+            delta = self.manager.take_counts()
+            pipe = self.redis.pipeline(transaction=False)
+            self._add_counts(pipe, delta)
+            pipe.srem(self.keys.processes, self.identity)
+            pipe.delete(self.keys.process(self.identity), self.keys.work(self.identity),
+                        self.keys.signals(self.identity))
+            pipe.execute()
+            self.manager.commit_counts(delta)
+            self.left = True
 
 
 def _version() -> str:

@@ -26,6 +26,8 @@ from kiqpy.outage import Outage
 from kiqpy.retry import Retrier
 from kiqpy.scheduler import Scheduler
 
+EXIT_RECYCLE = 75  # the exit code asking a supervisor for a replacement (--max-jobs)
+
 # How long shutdown keeps trying to reach Redis for acks and the requeue before leaving the
 # jobs in-flight for orphan recovery.
 FLUSH_SECONDS = 5.0
@@ -35,8 +37,10 @@ class Launcher:
     """Owns one worker process's threads. :meth:`run` starts them and waits for a command;
     "quiet" stops fetching, "stop" runs :meth:`shutdown`, "dump" logs every thread's stack."""
 
-    def __init__(self, config: Config, identity: str | None = None) -> None:
+    def __init__(self, config: Config, identity: str | None = None,
+                 max_jobs: int | None = None) -> None:
         self.config = config
+        self.max_jobs = max_jobs
         self.log = get_logger()
         waiters = len(config.queues) if len(config.queues) <= MAX_WAITERS else 0
         self.redis = connect(config.redis_url, config.pool_size or config.concurrency + waiters
@@ -90,7 +94,10 @@ class Launcher:
         """Start, carry out commands until "stop", shut down; returns the exit code."""
         self.start()
         while True:
-            name = self._commands.get()
+            try:
+                name = self._commands.get(timeout=0.5 if self.max_jobs else None)
+            except _queue.Empty:
+                name = self._check_max_jobs()
             if name == "quiet":
                 self._quiet()
             elif name == "dump":
@@ -99,6 +106,29 @@ class Launcher:
                 break
         self.shutdown()
         return self.exit_code
+
+    def _check_max_jobs(self) -> str:
+        processed = self.manager.counts()[0]
+        if self.max_jobs and processed >= self.max_jobs:
+            self.log.info("reached --max-jobs; stopping to be replaced", processed=processed)
+            self.exit_code = EXIT_RECYCLE
+            return "stop"
+        return ""
+
+    def healthy(self) -> tuple[bool, str]:
+        """For the health endpoint: a recent heartbeat and Redis reachable."""
+        beat = self.heartbeat.last_beat
+        if self.outage.since is not None:
+            return False, f"redis unreachable for {time.monotonic() - self.outage.since:.0f} s"
+        if beat is None:
+            return False, "no heartbeat yet"
+        age = time.monotonic() - beat
+        if age > 2 * self.config.heartbeat_interval + 5:
+            return False, f"last heartbeat {age:.0f} s ago"
+        if self.stopped.is_set():
+            return False, "stopped"
+        quiet = " (quiet)" if self.heartbeat.quiet else ""
+        return True, f"ok{quiet}: {self.identity}, last heartbeat {age:.1f} s ago"
 
     def spawn(self, name: str, body: Callable[[], None]) -> threading.Thread:
         """Start a named daemon thread whose crash is logged and stops the process."""
@@ -179,3 +209,56 @@ def _timer(seconds: float) -> threading.Event:
 def run(config: Config, **kwargs: Any) -> int:
     """Run a worker in this thread until it is stopped; returns its exit code."""
     return Launcher(config, **kwargs).run()
+
+
+class Embedded:
+    """A worker running inside another Python program (a web server, a notebook, a test), in a
+    background thread, with no signal handlers of its own::
+
+        worker = kiqpy.embed(concurrency=5, queues=(("default", 0),))
+        ...
+        worker.stop()            # graceful: waits for running jobs up to the timeout
+
+    Also a context manager (``with kiqpy.embed() as worker: ...``).
+    """
+
+    def __init__(self, config: Config) -> None:
+        self.launcher = Launcher(config)
+        self.exit_code: int | None = None
+        self._thread = threading.Thread(target=self._run, name="kiqpy.embedded", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        self.exit_code = self.launcher.run()
+
+    @property
+    def identity(self) -> str:
+        return self.launcher.identity
+
+    def quiet(self) -> None:
+        """Stop taking new jobs; running ones finish."""
+        self.launcher.quiet()
+
+    def stop(self, wait: bool = True) -> int | None:
+        """Shut down gracefully (see Launcher.shutdown); with ``wait``, block until done and
+        return the exit code."""
+        self.launcher.stop()
+        if wait:
+            self._thread.join()
+        return self.exit_code
+
+    def __enter__(self) -> Embedded:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def embed(config: Config | None = None, **changes: Any) -> Embedded:
+    """Start a worker in a background thread of this process; see :class:`Embedded`.
+
+    ``config`` defaults to kiqpy's default configuration; keywords replace its fields."""
+    from kiqpy.config import default_config
+
+    base = config or default_config()
+    return Embedded(base.replace(**changes) if changes else base)

@@ -1,0 +1,191 @@
+"""``kiqpy -p N``: one parent process that forks N worker processes and keeps them running.
+
+Python runs Python code on one core per process, so real deployments run several processes.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import HTTPServer
+from typing import Any
+
+from kiqpy.heartbeat import process_rss_kb
+
+# A child that exits with this code asks to be replaced (it reached --max-jobs).
+EXIT_RECYCLE = 75
+# How long the parent waits past the children's own shutdown timeout before SIGKILL.
+KILL_GRACE = 15.0
+
+
+@dataclass
+class Child:
+    index: int
+    pid: int
+    started: float = field(default_factory=time.monotonic)
+    recycling: str = ""  # why it was told to stop, when it was
+
+
+class Supervisor:
+    """Loop (the parent's main thread; no other threads, so forking stays safe): keep
+    ``count`` children alive, restart one that dies (with backoff if it keeps dying young),
+    replace one over ``max_memory_mb`` (TERM: it finishes its jobs within the timeout) or one
+    that exits with EXIT_RECYCLE (--max-jobs), and forward TERM/INT/TSTP/TTIN/USR1.
+    Exits 0 once every child has shut down after a TERM/INT; a second TERM/INT exits at once.
+
+    ``run_child(index)`` runs in each forked child and returns its exit code.
+    """
+
+    def __init__(self, count: int, run_child: Callable[[int], int], timeout: float, log: Any,
+                 max_memory_mb: float | None = None, health: HTTPServer | None = None,
+                 on_reopen: Callable[[], None] | None = None) -> None:
+        self.count, self.run_child, self.timeout, self.log = count, run_child, timeout, log
+        self.max_memory_kb = max_memory_mb * 1024 if max_memory_mb else None
+        self.health, self.on_reopen = health, on_reopen
+        self.children: dict[int, Child] = {}
+        self.failures: dict[int, int] = {}  # index -> recent crashes, for backoff
+        self.restart_at: dict[int, float] = {}
+        self.stopping_since: float | None = None
+        self.signals: list[int] = []
+        self.exit_code = 0
+
+    def run(self) -> int:
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGTSTP, signal.SIGTTIN,
+                       signal.SIGUSR1):
+            signal.signal(signum, lambda s, f: self.signals.append(s))
+        self.log.info("supervisor starting", processes=self.count, pid=os.getpid())
+        for index in range(self.count):
+            self._spawn(index)
+        next_memory_check = time.monotonic()
+        while self.children or (self.stopping_since is None and self.restart_at):
+            self._wait(0.2)
+            self._handle_signals()
+            self._reap()
+            if self.stopping_since is None:
+                self._restart_due()
+                if self.max_memory_kb and time.monotonic() >= next_memory_check:
+                    self._check_memory()
+                    next_memory_check = time.monotonic() + 2.0
+            elif time.monotonic() - self.stopping_since > self.timeout + KILL_GRACE:
+                self._kill_all()
+        self.log.info("supervisor stopped", exit_code=self.exit_code)
+        return self.exit_code
+
+    def child_pids(self) -> list[int]:
+        return [child.pid for child in self.children.values()]
+
+    # -- children ----------------------------------------------------------------------------
+    def _spawn(self, index: int) -> None:
+        pid = os.fork()
+        if pid == 0:  # the child
+            code = 1
+            try:
+                for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGTSTP, signal.SIGTTIN,
+                               signal.SIGUSR1):
+                    signal.signal(signum, signal.SIG_DFL)
+                if self.health is not None:
+                    self.health.socket.close()
+                code = self.run_child(index)
+            finally:
+                os._exit(code)
+        self.children[pid] = Child(index, pid)
+        self.log.info("worker process started", index=index, pid=pid)
+
+    def _reap(self) -> None:
+        while self.children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                self.children.clear()
+                return
+            if pid == 0:
+                return
+            child = self.children.pop(pid, None)
+            if child is not None:
+                self._child_exited(child, status)
+
+    def _child_exited(self, child: Child, status: int) -> None:
+        code = os.waitstatus_to_exitcode(status)
+        if self.stopping_since is not None:
+            if code != 0:
+                self.exit_code = 1
+            self.log.info("worker process exited", pid=child.pid, exit_code=code)
+            return
+        if child.recycling or code == EXIT_RECYCLE:
+            reason = child.recycling or "reached --max-jobs"
+            self.log.info("replacing worker process", pid=child.pid, reason=reason)
+            self.restart_at[child.index] = time.monotonic()
+            return
+        # Died on its own: a signal (negative code) or an error exit. Restart with backoff
+        # when it keeps dying young: 1, 2, 4 ... 30 s, jittered by the loop's 0.2 s tick.
+        young = time.monotonic() - child.started < 10
+        crashes = self.failures.get(child.index, 0) + 1 if young else 1
+        self.failures[child.index] = crashes
+        delay = 0.0 if crashes == 1 else min(30.0, 2.0 ** (crashes - 2))
+        why = f"signal {-code}" if code < 0 else f"exit code {code}"
+        self.log.warning("worker process died; restarting", pid=child.pid, why=why,
+                         restart_in_s=delay)
+        self.restart_at[child.index] = time.monotonic() + delay
+
+    def _restart_due(self) -> None:
+        now = time.monotonic()
+        for index, when in list(self.restart_at.items()):
+            if when <= now:
+                del self.restart_at[index]
+                self._spawn(index)
+
+    def _check_memory(self) -> None:
+        for child in self.children.values():
+            rss = process_rss_kb(child.pid)
+            if not child.recycling and self.max_memory_kb and rss > self.max_memory_kb:
+                child.recycling = f"RSS {rss // 1024} MB over --max-memory"
+                self.log.warning("worker process over its memory limit; recycling",
+                                 pid=child.pid, rss_mb=rss // 1024)
+                os.kill(child.pid, signal.SIGTERM)
+
+    # -- signals -----------------------------------------------------------------------------
+    def _handle_signals(self) -> None:
+        while self.signals:
+            signum = self.signals.pop(0)
+            if signum in (signal.SIGTERM, signal.SIGINT):
+                if self.stopping_since is not None:
+                    self.log.warning("second stop signal: exiting now")
+                    self._forward(signal.SIGTERM)
+                    os._exit(1)
+                self.stopping_since = time.monotonic()
+                self.restart_at.clear()
+                self.log.info("supervisor stopping", children=len(self.children))
+                self._forward(signal.SIGTERM)
+            elif signum == signal.SIGUSR1 and self.on_reopen is not None:
+                self.on_reopen()
+                self._forward(signum)
+            else:
+                self._forward(signum)
+
+    def _forward(self, signum: int) -> None:
+        for pid in list(self.children):
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+
+    def _kill_all(self) -> None:
+        self.log.warning("children still running past the timeout; killing them")
+        self._forward(signal.SIGKILL)
+        self.exit_code = 1
+
+    def _wait(self, seconds: float) -> None:
+        """Sleep, serving health checks in this same thread when configured."""
+        if self.health is None:
+            time.sleep(seconds)
+            return
+        try:
+            ready, _, _ = select.select([self.health.socket], [], [], seconds)
+        except InterruptedError:
+            return
+        if ready:
+            self.health.handle_request()
