@@ -8,6 +8,7 @@ fast: batched fetches, batched acks, and blocking waits when idle.
 
 from __future__ import annotations
 
+import functools
 import queue as _queue
 import random
 import threading
@@ -160,7 +161,7 @@ class Fetcher:
         if not self.dynamic or now < self._next_refresh:
             return
         self._next_refresh = now + REFRESH_SECONDS
-        known = [q.decode() for q in self.redis.smembers(self.keys.queues)]
+        known = [_text(q) for q in self.redis.smembers(self.keys.queues)]
         resolved = queues.resolve(self.spec, known)
         if [n for n, _ in resolved] != self.order.names:
             self.log.info("queues changed", queues=[n for n, _ in resolved])
@@ -171,7 +172,7 @@ class Fetcher:
         for name in names:
             if name not in self._waiters and not self._quiet.is_set():
                 self._waiters[name] = self._spawn(f"kiqpy.wait-{name}",
-                                                  lambda name=name: self._wait_loop(name))
+                                                  functools.partial(self._wait_loop, name))
 
     def _keys_for(self, name: str) -> tuple[str, str]:
         pair = self._keys.get(name)
@@ -242,7 +243,7 @@ class Fetcher:
         pipe = self.redis.pipeline(transaction=False)
         for name, payload in acks:
             # -1: search from the tail, where the oldest (most likely finished) jobs are.
-            pipe.lrem(self._keys_for(name)[1], -1, payload)
+            pipe.lrem(self._keys_for(name)[1], -1, payload)  # type: ignore[arg-type]
         names: list[str] = []
         if want:
             names = self.order.order()
@@ -260,7 +261,7 @@ class Fetcher:
         return self._units(names, self._fetch_raw(names, want))
 
     def _fetch_raw(self, names: list[str], want: int) -> list[Any]:
-        return self.scripts.fetch(keys=self._fetch_keys(names), args=[want])  # type: ignore[no-any-return]
+        return list(self.scripts.fetch(keys=self._fetch_keys(names), args=[want]))
 
     def _fetch_keys(self, names: list[str]) -> list[str]:
         pairs = [self._keys_for(name) for name in names]
@@ -289,7 +290,8 @@ class Fetcher:
             if not self._idle.wait(1.0) or name not in self.order.names:
                 continue
             try:
-                payload = self.redis.blmove(source, inflight, BLOCK_SECONDS, "RIGHT", "LEFT")
+                payload = self.redis.blmove(source, inflight, BLOCK_SECONDS,  # type: ignore[arg-type]
+                                            "RIGHT", "LEFT")
             except REDIS_DOWN as exc:
                 self.outage.failed(exc, "wait")
                 self._quiet.wait(backoff(attempt))
@@ -299,7 +301,7 @@ class Fetcher:
             if payload is not None:
                 # Even when stopping: the job is in-flight now and must reach a processor or
                 # the final requeue, which runs only after this thread has exited.
-                self._dispatch([(name, payload)])
+                self._dispatch([(name, bytes(payload))])  # type: ignore[arg-type]
                 self._wake.set()
 
     def _dispatch(self, units: list[Unit]) -> None:
@@ -341,3 +343,7 @@ class Fetcher:
             keys += [inflight, source]
         return int(self.scripts.requeue(keys=keys, args=[]))
 
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -25,7 +25,7 @@ def make_server(host: str, port: int, check: Check, threading_server: bool = Tru
     """An HTTP server answering ``/health`` (and ``/``) with ``check()``'s verdict."""
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+        def do_GET(self) -> None:
             if self.path.split("?")[0] not in ("/", "/health", "/healthz"):
                 self.send_error(404)
                 return
@@ -40,7 +40,7 @@ def make_server(host: str, port: int, check: Check, threading_server: bool = Tru
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             pass  # probes every few seconds would drown the job log
 
     server_class = ThreadingHTTPServer if threading_server else HTTPServer
@@ -59,7 +59,8 @@ def live_processes(client: redis.Redis, keys: Keys, max_age: float | None = None
                    ) -> list[dict[str, Any]]:
     """Info of every process whose heartbeat hash exists (and, with ``max_age``, beat within
     that many seconds), with ``identity``, ``beat`` and ``quiet`` added."""
-    identities = sorted(m.decode() for m in client.smembers(keys.processes))
+    identities = sorted(m.decode() if isinstance(m, bytes) else m
+                        for m in client.smembers(keys.processes))
     pipe = client.pipeline(transaction=False)
     for identity in identities:
         pipe.hmget(keys.process(identity), "info", "beat", "quiet")

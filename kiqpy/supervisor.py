@@ -5,6 +5,7 @@ Python runs Python code on one core per process, so real deployments run several
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
@@ -168,10 +169,8 @@ class Supervisor:
 
     def _forward(self, signum: int) -> None:
         for pid in list(self.children):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signum)
-            except ProcessLookupError:
-                pass
 
     def _kill_all(self) -> None:
         self.log.warning("children still running past the timeout; killing them")
