@@ -62,6 +62,7 @@ class Launcher:
         self.scheduler = Scheduler(config, self.redis, self.keys, self.outage, self.log,
                                    self.background_stop)
         self.exit_code = 0
+        self.started = threading.Event()
         self.stopped = threading.Event()
         self._commands: _queue.SimpleQueue[str] = _queue.SimpleQueue()
         self._background: list[threading.Thread] = []
@@ -89,6 +90,7 @@ class Launcher:
         self.fetcher.start(self.spawn)
         self._background.append(self.spawn("kiqpy.scheduler", self.scheduler.run))
         self._background.append(self.spawn("kiqpy.heartbeat", self.heartbeat.run))
+        self.started.set()
 
     def run(self) -> int:
         """Start, carry out commands until "stop", shut down; returns the exit code."""
@@ -234,6 +236,11 @@ class Embedded:
     @property
     def identity(self) -> str:
         return self.launcher.identity
+
+    def wait_started(self, timeout: float | None = None) -> bool:
+        """Wait until the worker has registered and started its threads (it waits for Redis
+        if Redis is down); True if it has."""
+        return self.launcher.started.wait(timeout)
 
     def quiet(self) -> None:
         """Stop taking new jobs; running ones finish."""

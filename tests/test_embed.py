@@ -53,6 +53,7 @@ def test_health_endpoint_is_200_while_fresh_and_503_once_stopped(config, r, redi
                                                                   monkeypatch):
     monkeypatch.setenv("REDIS_URL", redis_url)
     worker = kiqpy.embed(concurrency=1, heartbeat_interval=0.2)
+    assert worker.wait_started(10)
     port = free_port()
     server = serve_in_thread("127.0.0.1", port, worker.launcher.healthy)
     try:
