@@ -13,7 +13,8 @@ from importlib import resources
 import redis
 from redis.commands.core import Script
 
-NAMES = ("push", "fetch", "requeue", "schedule", "reroute", "unlock")
+NAMES = ("push", "fetch", "requeue", "schedule", "reroute", "unlock", "move_to_queue",
+         "move_to_dead")
 
 
 @functools.cache
@@ -36,3 +37,5 @@ class Scripts:
     schedule: Script
     reroute: Script
     unlock: Script
+    move_to_queue: Script
+    move_to_dead: Script

@@ -1,0 +1,275 @@
+"""Live worker processes (:class:`ProcessSet`) and the jobs they are running (:class:`WorkSet`),
+as their heartbeats last wrote them; and the remote commands a process obeys.
+
+    for process in ProcessSet():
+        print(process.identity, process.busy, "/", process.concurrency)
+        process.quiet()                  # stops fetching within one heartbeat
+    for identity, thread, work in WorkSet():
+        print(identity, thread, work.queue, work.job.display_class, work.run_at)
+
+Commands are LPUSHed onto ``<identity>-signals``; the process's heartbeat takes them (RPOP) on
+its next beat, so they arrive within one ``heartbeat_interval``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import redis
+
+from kiqpy.api_base import ApiObject, text, to_datetime
+from kiqpy.api_jobs import JobRecord
+from kiqpy.config import Config
+
+_FIELDS = ("info", "busy", "beat", "quiet", "rss", "rtt_us")
+# A command nobody takes (the process died) should not wait for a new process of the same
+# name forever; identities carry a nonce, so this is tidiness, not correctness.
+SIGNAL_TTL = 60
+
+
+class Process:
+    """One live process: its identity and info (hostname, pid, tag, queues, weights,
+    concurrency, started_at, version), and its last heartbeat (busy, beat, is_quiet, rss in
+    KiB, rtt_us: the round trip of that heartbeat's pipeline)."""
+
+    def __init__(self, identity: str, values: list[Any], parent: ApiObject) -> None:
+        self.identity = identity
+        self._parent = parent
+        raw = dict(zip(_FIELDS, values, strict=True))
+        self.info: dict[str, Any] = _json_map(raw["info"])
+        self.busy = _int(raw["busy"])
+        self.beat = to_datetime(_float(raw["beat"]))
+        self.is_quiet = text(raw["quiet"] or b"") == "true"
+        self.rss = _int(raw["rss"])
+        self.rtt_us = _int(raw["rtt_us"])
+
+    def __repr__(self) -> str:
+        return f"<Process {self.identity} busy={self.busy}/{self.concurrency}>"
+
+    @property
+    def hostname(self) -> str:
+        return str(self.info.get("hostname", ""))
+
+    @property
+    def pid(self) -> int:
+        return _int(self.info.get("pid"))
+
+    @property
+    def tag(self) -> str:
+        return str(self.info.get("tag") or "")
+
+    @property
+    def queues(self) -> list[str]:
+        queues = self.info.get("queues")
+        return [str(q) for q in queues] if isinstance(queues, list) else []
+
+    @property
+    def weights(self) -> dict[str, int]:
+        """Queue name -> weight (0 everywhere for strict order)."""
+        weights = self.info.get("weights")
+        merged: dict[str, int] = {}
+        for part in weights if isinstance(weights, list) else [weights]:
+            if isinstance(part, dict):
+                merged.update({str(k): _int(v) for k, v in part.items()})
+        return merged
+
+    @property
+    def concurrency(self) -> int:
+        return _int(self.info.get("concurrency"))
+
+    @property
+    def started_at(self) -> _dt.datetime | None:
+        return to_datetime(_float(self.info.get("started_at")))
+
+    @property
+    def version(self) -> str:
+        return str(self.info.get("version") or "")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything above as JSON-ready values (times as epoch seconds)."""
+        return {
+            "identity": self.identity, "hostname": self.hostname, "pid": self.pid,
+            "tag": self.tag, "queues": self.queues, "weights": self.weights,
+            "concurrency": self.concurrency, "busy": self.busy, "quiet": self.is_quiet,
+            "started_at": _epoch(self.started_at), "beat": _epoch(self.beat),
+            "rss": self.rss, "rtt_us": self.rtt_us, "version": self.version,
+        }
+
+    # -- remote commands ---------------------------------------------------------------------
+    def quiet(self) -> None:
+        """Ask the process to stop fetching new jobs (it finishes those it has)."""
+        self._signal("quiet")
+
+    def stop(self) -> None:
+        """Ask the process to shut down as on TERM: finish or requeue its jobs, exit 0."""
+        self._signal("stop")
+
+    def dump_threads(self) -> None:
+        """Ask the process to log the stack of every thread (as on TTIN)."""
+        self._signal("dump")
+
+    def _signal(self, command: str) -> None:
+        key = self._parent.keys.signals(self.identity)
+        pipe = self._parent.redis.pipeline(transaction=True)
+        pipe.lpush(key, command)
+        pipe.expire(key, SIGNAL_TTL)
+        with self._parent.io():
+            pipe.execute()
+
+
+class ProcessSet(ApiObject):
+    """The live processes, read when built (``refresh()`` reads again), sorted by identity.
+
+    Members of ``processes`` whose heartbeat hash has expired are dead: they are left out and,
+    with ``prune`` (the default), removed from the set. Their in-flight jobs are not touched
+    here: orphan recovery finds them through ``kiqpy:inflight-owners``, which this never edits.
+    """
+
+    def __init__(self, config: Config | None = None, redis_client: redis.Redis | None = None,
+                 prune: bool = True) -> None:
+        super().__init__(config, redis_client)
+        self.prune = prune
+        self.processes: list[Process] = []
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Read the processes again."""
+        with self.io():
+            identities = sorted(text(m) for m in self.redis.smembers(self.keys.processes))
+            pipe = self.redis.pipeline(transaction=False)
+            for identity in identities:
+                pipe.hmget(self.keys.process(identity), list(_FIELDS))
+            rows = dict(zip(identities, pipe.execute(), strict=True))
+            dead = [identity for identity, values in rows.items() if values[0] is None]
+            if dead and self.prune:
+                self.redis.srem(self.keys.processes, *dead)
+        self.processes = [Process(identity, values, self)
+                          for identity, values in rows.items() if values[0] is not None]
+
+    def __iter__(self) -> Iterator[Process]:
+        return iter(self.processes)
+
+    def __len__(self) -> int:
+        return len(self.processes)
+
+    @property
+    def size(self) -> int:
+        return len(self.processes)
+
+    def find(self, identity: str) -> Process | None:
+        """The live process with this identity, or None."""
+        return next((p for p in self.processes if p.identity == identity), None)
+
+    @property
+    def total_concurrency(self) -> int:
+        return sum(p.concurrency for p in self.processes)
+
+    @property
+    def total_rss(self) -> int:
+        """Resident memory of all processes, KiB."""
+        return sum(p.rss for p in self.processes)
+
+    @property
+    def total_busy(self) -> int:
+        return sum(p.busy for p in self.processes)
+
+    def quiet_all(self) -> int:
+        """:meth:`Process.quiet` every process; returns how many were asked."""
+        for process in self.processes:
+            process.quiet()
+        return len(self.processes)
+
+    def stop_all(self) -> int:
+        """:meth:`Process.stop` every process; returns how many were asked."""
+        for process in self.processes:
+            process.stop()
+        return len(self.processes)
+
+
+class Work:
+    """One running job: the ``process`` identity, the ``thread`` running it, its ``queue``,
+    when it started (``run_at``), the job map (``payload``) and the same as a
+    :class:`JobRecord` (``job``)."""
+
+    def __init__(self, process: str, thread: str, raw: bytes) -> None:
+        self.process, self.thread = process, thread
+        data = _json_map(raw)
+        self.queue = str(data.get("queue") or "")
+        self.run_at = to_datetime(_float(data.get("run_at")))
+        payload = data.get("payload")
+        self.payload: dict[str, Any] = payload if isinstance(payload, dict) else {}
+        self.job = JobRecord(json.dumps(payload).encode(), self.queue or None)
+
+    def __repr__(self) -> str:
+        return f"<Work {self.process} {self.thread} {self.job.display_class}>"
+
+
+class WorkSet(ApiObject):
+    """Every job running right now, as ``(process identity, thread name, Work)``, read when
+    built (``refresh()`` reads again). Only live processes count."""
+
+    def __init__(self, config: Config | None = None,
+                 redis_client: redis.Redis | None = None) -> None:
+        super().__init__(config, redis_client)
+        self.entries: list[tuple[str, str, Work]] = []
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Read the running jobs again."""
+        with self.io():
+            identities = sorted(text(m) for m in self.redis.smembers(self.keys.processes))
+            pipe = self.redis.pipeline(transaction=False)
+            for identity in identities:
+                pipe.exists(self.keys.process(identity))
+                pipe.hgetall(self.keys.work(identity))
+            results = pipe.execute()
+        entries = []
+        for index, identity in enumerate(identities):
+            alive, work = results[2 * index], results[2 * index + 1]
+            if alive:
+                entries += [(identity, text(t), Work(identity, text(t), raw))
+                            for t, raw in sorted(work.items())]
+        self.entries = entries
+
+    def __iter__(self) -> Iterator[tuple[str, str, Work]]:
+        return iter(self.entries)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    @property
+    def size(self) -> int:
+        return len(self.entries)
+
+    def find(self, jid: str) -> Work | None:
+        """The running job with this jid, or None."""
+        return next((w for _, _, w in self.entries if w.job.jid == jid), None)
+
+
+def _json_map(raw: Any) -> dict[str, Any]:
+    try:
+        value = json.loads(raw) if raw else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value) if value is not None else 0
+    except (TypeError, ValueError):
+        return 0
+
+
+def _float(value: Any) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _epoch(moment: _dt.datetime | None) -> float | None:
+    return None if moment is None else moment.timestamp()

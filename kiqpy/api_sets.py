@@ -1,0 +1,279 @@
+"""The sorted sets of jobs: :class:`ScheduledSet`, :class:`RetrySet` and :class:`DeadSet`, whose
+entries (:class:`SortedEntry`) can be deleted, queued now, killed or rescheduled.
+
+    retries = RetrySet()
+    for entry in retries.scan("ValueError"):       # any entry whose bytes contain the text
+        entry.retry()                               # to its queue now; the attempt is not counted
+    DeadSet().page(1, 25).entries                   # newest first
+
+Every move takes the member out with a conditional ZREM inside one Lua script
+(``kiqpy/lua/move_to_queue.lua``, ``move_to_dead.lua``): when two people click Retry on the same
+job, or the scheduler moves it at the same moment, it lands in exactly one place.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import itertools
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import redis
+
+from kiqpy.api_base import ApiObject, Page, check_page, glob_escape, to_datetime, to_epoch
+from kiqpy.api_jobs import JobRecord
+from kiqpy.config import Config
+from kiqpy.errors import PayloadError
+from kiqpy.payload import encode, now_ms
+from kiqpy.retry import malformed_job, serializer_of
+
+_BATCH = 100
+Move = tuple[list[str], list[Any]]
+
+
+class SortedEntry(JobRecord):
+    """A job in a sorted set, with its ``score`` (epoch seconds: when it runs, or when it died)
+    and the operations that move it. Each returns True if this call did it, False if the entry
+    had already left the set (someone else moved or deleted it)."""
+
+    def __init__(self, value: bytes, score: float, parent: JobSet) -> None:
+        super().__init__(value, None, parent)
+        self.score = score
+        self.parent = parent
+
+    def __repr__(self) -> str:
+        return f"{super().__repr__()[:-1]} score={self.score}>"
+
+    @property
+    def at(self) -> _dt.datetime | None:
+        """The score as a datetime: when it is due (scheduled, retry) or died (dead)."""
+        return to_datetime(self.score)
+
+    def add_to_queue(self) -> bool:
+        """Push the job onto its queue now, unchanged but for ``enqueued_at``."""
+        return self.parent.move(self.parent.queue_move(self, refund=False))
+
+    def retry(self) -> bool:
+        """Push the job onto its queue now. From the retry and dead sets the manual retry does
+        not count against the job's retry limit (as Sidekiq: ``retry_count`` goes down by one,
+        so the next failure's bump leaves it where it was)."""
+        return self.parent.move(self.parent.queue_move(self, refund=self.parent.refunds_retry))
+
+    def kill(self) -> bool:
+        """Move the job to the dead set (trimmed as usual). False from the dead set itself."""
+        move = self.parent.dead_move(self)
+        return False if move is None else self.parent.move(move)
+
+    def reschedule(self, at: float | _dt.datetime | _dt.timedelta) -> bool:
+        """Change the score to ``at`` (a datetime, epoch seconds, or a delay from now)."""
+        score = to_epoch(at)
+        pipe = self.parent.redis.pipeline(transaction=True)
+        pipe.zadd(self.parent.key, {self.value: score}, xx=True)
+        pipe.zscore(self.parent.key, self.value)
+        with self.parent.io():
+            _, present = pipe.execute()
+        if present is None:
+            return False
+        self.score = float(present)
+        return True
+
+
+class JobSet(ApiObject):
+    """What the three sets share. ``name`` is the set's key without namespace."""
+
+    name = ""
+    refunds_retry = False
+
+    def __init__(self, config: Config | None = None,
+                 redis_client: redis.Redis | None = None) -> None:
+        super().__init__(config, redis_client)
+        self.key: str = getattr(self.keys, self.name)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.key!r}>"
+
+    def _entry(self, value: bytes, score: float) -> SortedEntry:
+        return SortedEntry(value, float(score), self)
+
+    @property
+    def size(self) -> int:
+        with self.io():
+            return int(self.redis.zcard(self.key))
+
+    def __len__(self) -> int:
+        return self.size
+
+    # -- reading -----------------------------------------------------------------------------
+    def __iter__(self) -> Iterator[SortedEntry]:
+        return self.each()
+
+    def each(self, newest_first: bool = True, chunk: int = _BATCH) -> Iterator[SortedEntry]:
+        """Every entry, highest score first (or lowest with ``newest_first=False``), read
+        ``chunk`` at a time. Each read resumes from the last score seen, not from a position,
+        so entries moved out meanwhile (the scheduler, another user, the caller) shift
+        nothing; entries sharing that score are told apart by their bytes."""
+        bound, end = ("+inf", "-inf") if newest_first else ("-inf", "+inf")
+        at_bound: set[bytes] = set()  # entries already yielded whose score is `bound`
+        while True:
+            with self.io():
+                rows: list[Any] = self.redis.zrange(
+                    self.key, bound, end, desc=newest_first, byscore=True, offset=0,
+                    num=chunk + len(at_bound), withscores=True)
+            fresh = [(v, s) for v, s in rows if v not in at_bound]
+            if not fresh:
+                return
+            for value, score in fresh:
+                yield self._entry(value, score)
+            last = fresh[-1][1]
+            if not _same(bound, last):
+                at_bound = set()
+            at_bound.update(v for v, s in fresh if s == last)
+            bound = repr(float(last))
+
+    def page(self, number: int = 1, size: int = 25, newest_first: bool = True
+             ) -> Page[SortedEntry]:
+        """Page ``number`` (from 1) of ``size`` entries, highest score first unless
+        ``newest_first=False``; a page past the end is empty. Read atomically with the total."""
+        check_page(number, size)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.zrange(self.key, (number - 1) * size, number * size - 1, desc=newest_first,
+                    withscores=True)
+        pipe.zcard(self.key)
+        with self.io():
+            rows, total = pipe.execute()
+        return Page([self._entry(v, s) for v, s in rows], int(total), number, size)
+
+    def scan(self, substring: str, count: int = 1000) -> Iterator[SortedEntry]:
+        """Entries whose stored bytes contain ``substring`` (ZSCAN MATCH, server side): a jid,
+        a class name, an error message, an argument's text. Unordered; each entry once."""
+        seen: set[bytes] = set()
+        pattern = f"*{glob_escape(substring)}*"
+        with self.io():
+            for value, score in self.redis.zscan_iter(self.key, match=pattern, count=count):
+                if value not in seen:
+                    seen.add(value)
+                    yield self._entry(value, score)
+
+    def find_job(self, jid: str) -> SortedEntry | None:
+        """The entry with this jid, or None."""
+        return next((e for e in self.scan(jid) if e.jid == jid), None)
+
+    def fetch(self, score: float, jid: str | None = None) -> list[SortedEntry]:
+        """The entries at exactly ``score`` (and with ``jid``, when given)."""
+        with self.io():
+            rows: list[Any] = self.redis.zrange(self.key, repr(float(score)),
+                                                repr(float(score)), byscore=True,
+                                                withscores=True)
+        entries = [self._entry(v, s) for v, s in rows]
+        return [e for e in entries if jid is None or e.jid == jid]
+
+    # -- deleting ----------------------------------------------------------------------------
+    def delete_by_value(self, value: bytes) -> bool:
+        """Remove one entry by its exact stored bytes; False if it was not there."""
+        with self.io():
+            return bool(self.redis.zrem(self.key, value))
+
+    def delete_by_jid(self, score: float, jid: str) -> bool:
+        """Remove the entry at ``score`` with ``jid``; False if there is none."""
+        return any([e.delete() for e in self.fetch(score, jid)])
+
+    def clear(self) -> int:
+        """Delete every entry; returns how many there were."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.zcard(self.key)
+        pipe.unlink(self.key)
+        with self.io():
+            count, _ = pipe.execute()
+        return int(count)
+
+    delete_all = clear
+
+    # -- moving ------------------------------------------------------------------------------
+    def queue_move(self, entry: SortedEntry, refund: bool) -> Move:
+        """The script call that moves ``entry`` to its queue now. Raises PayloadError for an
+        entry that is not a runnable job (delete it instead)."""
+        if entry.malformed:
+            reason = entry.error or entry.error_message or "malformed payload"
+            raise PayloadError(f"not a job, so it cannot be queued: {reason}")
+        job = dict(entry.item)
+        if refund and type(job.get("retry_count")) is int:
+            job["retry_count"] -= 1
+        job.pop("at", None)
+        job["enqueued_at"] = now_ms()
+        queue = job["queue"]
+        payload = encode(job, serializer_of(entry.value))
+        return ([self.key, self.keys.queue(queue), self.keys.queues],
+                ["move_to_queue", entry.value, queue, payload])
+
+    def dead_move(self, entry: SortedEntry) -> Move | None:
+        """The script call that moves ``entry`` to the dead set (None from the dead set).
+        Bytes that are not a job go there as a record holding them, with the reason."""
+        if self.key == self.keys.dead:
+            return None
+        dead = entry.value
+        if entry.error is not None:
+            dead = encode(malformed_job("unknown", entry.value, f"in {self.key}: {entry.error}"))
+        now = time.time()
+        return ([self.key, self.keys.dead],
+                ["move_to_dead", entry.value, dead, repr(now),
+                 repr(now - self.config.dead_timeout), self.config.dead_max_jobs])
+
+    def move(self, move: Move, client: Any = None) -> bool:
+        """Run one move (on ``client``, a pipeline, when given)."""
+        keys, (script, *args) = move
+        with self.io():
+            return bool(getattr(self.scripts, script)(keys=keys, args=args, client=client))
+
+    def _move_all(self, moves: Iterable[Move | None]) -> int:
+        moved = 0
+        for batch in _batches((m for m in moves if m is not None), _BATCH):
+            pipe = self.redis.pipeline(transaction=False)
+            for move in batch:
+                self.move(move, pipe)
+            with self.io():
+                moved += sum(int(r) for r in pipe.execute())
+        return moved
+
+    def retry_all(self) -> int:
+        """:meth:`SortedEntry.retry` every entry, oldest first, skipping those that are not
+        jobs; returns how many this call moved."""
+        return self._move_all(self.queue_move(e, self.refunds_retry)
+                              for e in self.each(newest_first=False) if not e.malformed)
+
+    def kill_all(self) -> int:
+        """:meth:`SortedEntry.kill` every entry (nothing from the dead set); returns how many
+        this call moved."""
+        if self.key == self.keys.dead:
+            return 0
+        return self._move_all(self.dead_move(e) for e in self.each(newest_first=False))
+
+
+def _same(bound: str, score: float) -> bool:
+    return bound not in ("+inf", "-inf") and float(bound) == score
+
+
+def _batches(items: Iterable[Move], size: int) -> Iterator[list[Move]]:
+    iterator = iter(items)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch
+
+
+class ScheduledSet(JobSet):
+    """Jobs pushed with ``perform_in``/``perform_at`` (the ``schedule`` set; score = run-at)."""
+
+    name = "schedule"
+
+
+class RetrySet(JobSet):
+    """Failed jobs waiting for their next try (the ``retry`` set; score = next try)."""
+
+    name = "retry"
+    refunds_retry = True
+
+
+class DeadSet(JobSet):
+    """Jobs out of retries, killed, or not jobs at all (the ``dead`` set; score = death)."""
+
+    name = "dead"
+    refunds_retry = True

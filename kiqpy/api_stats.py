@@ -1,0 +1,122 @@
+"""The numbers on a dashboard: :class:`Stats` (counters and sizes, now) and :class:`History`
+(processed and failed per day).
+
+    stats = Stats()
+    print(stats.processed, stats.failed, stats.enqueued, stats.queues)
+    History(7).processed        # {date(2026, 11, 23): 1200, date(2026, 11, 22): 980, ...}
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Any
+
+import redis
+
+from kiqpy.api_base import ApiObject, text
+from kiqpy.api_jobs import JobRecord
+from kiqpy.config import Config
+
+COUNTERS = ("processed", "failed")
+MAX_HISTORY_DAYS = 5 * 366  # the daily counters expire after 5 years
+
+
+class Stats(ApiObject):
+    """A snapshot of the counters and sizes, read when built (``refresh()`` reads again) in two
+    round trips: the counters, set sizes and names first, then each queue's size and each
+    process's busy count.
+
+    ``processed``/``failed``: jobs since the counters were last reset. ``enqueued``: jobs in
+    all queues. ``processes_size``: live processes (their heartbeat has not expired);
+    ``workers_size``: jobs they are running. ``default_queue_latency``: seconds since the
+    oldest job of the ``default`` queue was queued. ``queues``: name -> size, biggest first.
+    """
+
+    def __init__(self, config: Config | None = None,
+                 redis_client: redis.Redis | None = None) -> None:
+        super().__init__(config, redis_client)
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Read everything again."""
+        keys = self.keys
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.mget([keys.stat(name) for name in COUNTERS])
+        for key in (keys.schedule, keys.retry, keys.dead):
+            pipe.zcard(key)
+        pipe.smembers(keys.processes)
+        pipe.smembers(keys.queues)
+        pipe.lindex(keys.queue("default"), -1)
+        with self.io():
+            counters, scheduled, retries, dead, processes, queues, oldest = pipe.execute()
+        self.processed, self.failed = (int(c or 0) for c in counters)
+        self.scheduled_size, self.retry_size, self.dead_size = scheduled, retries, dead
+        self.default_queue_latency = 0.0 if oldest is None else JobRecord(oldest).latency
+        self._read_sizes(sorted(text(q) for q in queues), [text(p) for p in processes])
+
+    def _read_sizes(self, queues: list[str], processes: list[str]) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        for name in queues:
+            pipe.llen(self.keys.queue(name))
+        for identity in processes:
+            pipe.hget(self.keys.process(identity), "busy")
+        with self.io():
+            results = pipe.execute()
+        sizes, busy = results[: len(queues)], results[len(queues):]
+        pairs = zip(queues, map(int, sizes), strict=True)
+        self.queues: dict[str, int] = dict(sorted(pairs, key=lambda pair: (-pair[1], pair[0])))
+        self.enqueued = sum(self.queues.values())
+        alive = [int(b) for b in busy if b is not None]
+        self.processes_size, self.workers_size = len(alive), sum(alive)
+
+    def reset(self, *names: str) -> None:
+        """Set counters to 0: ``reset()`` both, ``reset("failed")`` one. Daily counters (the
+        history) are kept."""
+        names = names or COUNTERS
+        unknown = [n for n in names if n not in COUNTERS]
+        if unknown:
+            raise ValueError(f"unknown counter {unknown[0]!r}; use {' or '.join(COUNTERS)}")
+        with self.io():
+            self.redis.mset({self.keys.stat(name): 0 for name in names})
+        self.refresh()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The snapshot as JSON-ready values (``kiqpy stats --json``, the dashboard)."""
+        return {
+            "processed": self.processed, "failed": self.failed, "enqueued": self.enqueued,
+            "scheduled_size": self.scheduled_size, "retry_size": self.retry_size,
+            "dead_size": self.dead_size, "processes_size": self.processes_size,
+            "workers_size": self.workers_size,
+            "default_queue_latency": round(self.default_queue_latency, 3),
+            "queues": dict(self.queues),
+        }
+
+
+class History(ApiObject):
+    """Processed and failed jobs per day (UTC), for ``days`` days ending at ``start_date``
+    (default today), newest first: ``processed`` and ``failed`` map each date to a count."""
+
+    def __init__(self, days: int = 30, start_date: _dt.date | None = None,
+                 config: Config | None = None, redis_client: redis.Redis | None = None) -> None:
+        if type(days) is not int or not 1 <= days <= MAX_HISTORY_DAYS:
+            raise ValueError(f"days must be from 1 to {MAX_HISTORY_DAYS}, got {days!r}")
+        super().__init__(config, redis_client)
+        self.days = days
+        self.start_date = start_date or _dt.datetime.now(_dt.timezone.utc).date()
+        dates = [self.start_date - _dt.timedelta(days=n) for n in range(days)]
+        pipe = self.redis.pipeline(transaction=False)
+        for name in COUNTERS:
+            pipe.mget([self.keys.stat(name, day) for day in dates])
+        with self.io():
+            processed, failed = pipe.execute()
+        self.processed = _by_date(dates, processed)
+        self.failed = _by_date(dates, failed)
+
+    def to_dict(self) -> dict[str, dict[str, int]]:
+        """``{"processed": {"2026-11-23": 1200, ...}, "failed": {...}}``."""
+        return {"processed": {d.isoformat(): n for d, n in self.processed.items()},
+                "failed": {d.isoformat(): n for d, n in self.failed.items()}}
+
+
+def _by_date(dates: list[_dt.date], values: list[Any]) -> dict[_dt.date, int]:
+    return {day: int(value or 0) for day, value in zip(dates, values, strict=True)}
