@@ -68,6 +68,11 @@ class Keys:
             return f"{self.prefix}stat:{name}"
         return f"{self.prefix}stat:{name}:{day.isoformat()}"
 
+    def unique(self, digest: str) -> str:
+        """The unique-jobs lock for one (class, queue, args) digest; its value is the jid of
+        the job holding it (``kiqpy_middleware.unique``)."""
+        return f"{self.prefix}unique:{digest}"
+
     def unprefixed(self, key: str) -> str:
         """``key`` without this namespace's prefix (for display)."""
         return key[len(self.prefix) :] if self.prefix and key.startswith(self.prefix) else key

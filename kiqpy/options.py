@@ -78,7 +78,6 @@ _BUNDLED = {
     "unique_for": "kiqpy_middleware.unique",
     "unique_until": "kiqpy_middleware.unique",
     "expires_in": "kiqpy_middleware.expiry",
-    "rate_limit": "kiqpy_middleware.rate_limit",
 }
 
 # Options that only shape how a job is pushed; they are not copied into the payload.

@@ -1,4 +1,5 @@
 -- unlock.lua: release a lock only if we still hold it (it may have expired and been taken).
+-- Used for the orphan-recovery lock and for unique-job locks (kiqpy_middleware.unique).
 --
 -- KEYS[1]  the lock key
 -- ARGV[1]  the token we set it to
