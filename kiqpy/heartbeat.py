@@ -144,7 +144,7 @@ class Heartbeat:
 
     def _add_counts(self, pipe: Any, delta: tuple[int, int]) -> None:
         today = _dt.datetime.now(_dt.timezone.utc).date()
-        for name, count in zip(("processed", "failed"), delta):
+        for name, count in zip(("processed", "failed"), delta, strict=True):
             if count:
                 pipe.incrby(self.keys.stat(name), count)
                 pipe.incrby(self.keys.stat(name, today), count)
