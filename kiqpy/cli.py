@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.util
 import os
@@ -19,6 +20,7 @@ import click
 
 from kiqpy import log as kiqpy_log
 from kiqpy.config import Config, env_redis_url
+from kiqpy.errors import ConfigurationError
 
 try:
     import tomllib
@@ -36,7 +38,7 @@ def parse_queues(values: tuple[str, ...] | list[str]) -> tuple[tuple[str, int], 
         if not token:
             raise click.BadParameter("empty queue name")
         if token.isdigit():
-            before = tokens[index - 1] if index else "queue"
+            before = tokens[index - 1].partition(":")[0] if index else "queue"
             raise click.BadParameter(
                 f"{token!r} is not a queue name; for a weight write {before}:{token}")
         name, sep, weight = token.partition(":")
@@ -67,7 +69,10 @@ def load_config_file(path: str | None) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise click.BadParameter(f"{path} is not valid TOML: {exc}",
                                  param_hint="'-C' / '--config'") from exc
-    return data.get("kiqpy", data)
+    table = data.get("kiqpy", data)
+    if not isinstance(table, dict):
+        raise click.BadParameter(f"{path}: 'kiqpy' must be a table", param_hint="'-C' / '--config'")
+    return table
 
 
 def require(target: str) -> None:
@@ -101,7 +106,7 @@ class DefaultGroup(click.Group):
 
 
 @click.group(cls=DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="kiqpy", message="kiqpy %(version)s")
+@click.version_option(None, "-V", "--version", package_name="kiqpy", message="kiqpy %(version)s")
 def main() -> None:
     """kiqpy: Sidekiq for Python. Without a command, runs the worker."""
 
@@ -138,63 +143,115 @@ def _source_is_default(ctx: click.Context, name: str) -> bool:
 @click.option("--process-ttl", type=click.FloatRange(min=0.1), default=60.0,
               envvar="KIQPY_PROCESS_TTL",
               help="Seconds without a heartbeat after which a process counts as dead.")
-@click.option("--log-format", type=click.Choice(["auto", "console", "json"]), default="auto",
+@click.option("--log-format", type=click.Choice(["auto", "console", "json"], case_sensitive=False),
+              default="auto",
               envvar="KIQPY_LOG_FORMAT", help="Console on a TTY, JSON otherwise.")
-@click.option("--log-level", type=click.Choice(kiqpy_log.LEVELS), default="info",
+@click.option("--log-level", type=click.Choice(kiqpy_log.LEVELS, case_sensitive=False),
+              default="info",
               envvar="KIQPY_LOG_LEVEL", help="`warning` silences the per-job lines.")
 @click.option("-v", "--verbose", is_flag=True, envvar="KIQPY_VERBOSE", help="Debug logging.")
+@click.version_option(None, "-V", "--version", package_name="kiqpy", message="kiqpy %(version)s")
 @click.pass_context
 def worker(ctx: click.Context, **opts: Any) -> None:
     """Run jobs: kiqpy worker -r myapp.jobs -c 25 -q default,mail"""
     settings = _settings(ctx, opts)
-    kiqpy_log.setup(settings.pop("log_format"), "debug" if opts["verbose"]
-                    else settings.pop("log_level"))
-    settings.pop("log_level", None)
-    requires = settings.pop("requires")
-    for target in requires:
+    log_format, log_level = settings.pop("log_format"), settings.pop("log_level")
+    kiqpy_log.setup(log_format, "debug" if settings.pop("verbose") else log_level)
+    for target in settings.pop("requires"):
         try:
             require(target)
         except Exception as exc:
             click.echo(f"kiqpy: cannot import {target!r}: {type(exc).__name__}: {exc}", err=True)
             sys.exit(1)
-    from kiqpy.launcher import Launcher
     from kiqpy.worker import registered
 
-    log = kiqpy_log.get_logger()
     if not registered():
-        log.warning("no job classes registered; pass the module that defines them with -r")
-    config = Config(**settings)
+        kiqpy_log.get_logger().warning(
+            "no job classes registered; pass the module that defines them with -r")
+    config = build_config(settings)
     import kiqpy
 
     kiqpy.configure(config)
-    launcher = Launcher(config)
+    sys.exit(serve(config))
+
+
+def build_config(settings: dict[str, Any]) -> Config:
+    """The default configuration with ``settings`` applied. Starting from the default (rather
+    than a fresh Config) keeps the middleware and handlers that ``-r`` modules added to it
+    at import time."""
+    import kiqpy
+
+    try:
+        return kiqpy.default_config().replace(**settings)
+    except ConfigurationError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
+def serve(config: Config) -> int:
+    """Run a worker process with signal handlers until it stops; returns the exit code."""
+    from kiqpy.launcher import Launcher
+
+    try:
+        launcher = Launcher(config)
+    except ConfigurationError as exc:  # a bad Redis URL, for one
+        raise click.UsageError(str(exc)) from exc
     _install_signals(launcher)
-    sys.exit(launcher.run())
+    return launcher.run()
+
+
+# Keys a -C file may use beyond the option names (dashes or underscores both work).
+_FILE_ALIASES = {"queue": "queues", "require": "requires"}
+
+
+def _file_settings(ctx: click.Context, path: str | None) -> dict[str, Any]:
+    """The -C file's values, checked and converted by the same click types as the flags, so
+    ``concurrency = 0`` or a misspelt key is a usage error rather than a traceback."""
+    raw = load_config_file(path)
+    params = {p.name: p for p in ctx.command.params
+              if isinstance(p, click.Option) and p.name and p.name != "config_file"}
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = key.replace("-", "_")
+        name = _FILE_ALIASES.get(name, name)
+        param = params.get(name)
+        if param is None:
+            known = sorted(_file_key(p) for p in params.values())
+            close = difflib.get_close_matches(key.replace("_", "-"), known, 1)
+            hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(known)}"
+            raise click.BadParameter(f"unknown key {key!r} in {path}; {hint}",
+                                     param_hint="'-C' / '--config'")
+        if param.multiple:
+            items = value if isinstance(value, list) else [value]
+            # A queue may also be written as a [name, weight] pair.
+            value = [f"{v[0]}:{v[1]}" if isinstance(v, list) and len(v) == 2 else v
+                     for v in items]
+        try:
+            values[name] = param.type_cast_value(ctx, value)
+        except click.BadParameter as exc:
+            raise click.BadParameter(exc.message, param_hint=f"{key!r} in {path}") from exc
+    return values
+
+
+def _file_key(param: click.Option) -> str:
+    longs = [o for o in param.opts if o.startswith("--")]
+    return longs[0][2:] if longs else str(param.name)
 
 
 def _settings(ctx: click.Context, opts: dict[str, Any]) -> dict[str, Any]:
-    """Merge flags/env (highest), the -C file, then defaults into Config keywords."""
-    file_values = load_config_file(opts["config_file"])
+    """Merge flags and env vars (highest), the -C file, then defaults: Config keywords plus
+    the CLI's own requires, verbose, log_format and log_level."""
+    file_values = _file_settings(ctx, opts.pop("config_file"))
     merged: dict[str, Any] = {}
     for key, value in opts.items():
-        if key in ("config_file", "verbose"):
-            continue
-        file_key = {"requires": "require", "queues": "queues"}.get(key, key)
-        if _source_is_default(ctx, key) and file_key in file_values:
-            value = file_values[file_key]
-            if key == "requires" and isinstance(value, str):
-                value = [value]
+        if _source_is_default(ctx, key) and key in file_values:
+            value = file_values[key]
         merged[key] = value
-    queues = merged.pop("queues") or ("default",)
-    if isinstance(queues, str):
-        queues = (queues,)
     try:
-        merged["queues"] = parse_queues([q if isinstance(q, str) else f"{q[0]}:{q[1]}"
-                                         for q in queues])
+        merged["queues"] = parse_queues(merged["queues"] or ("default",))
     except click.BadParameter as exc:
         exc.param_hint = "'-q' / '--queue'"
         raise
-    merged["redis_url"] = merged.get("redis_url") or env_redis_url()
+    merged["redis_url"] = merged["redis_url"] or env_redis_url()
     merged["poll_interval_average"] = merged.pop("poll_interval")
     return merged
 

@@ -86,3 +86,30 @@ class SleepFirst(kiqpy.Worker, name="SleepFirst"):
         if r().incr(f"test:starts:{tag}") == 1:
             time.sleep(seconds)
         r().set(f"test:finished:{tag}", os.getpid())
+
+
+# -- for test_processing / test_shutdown ------------------------------------------------------
+class MiddlewareTrace(kiqpy.Worker, name="MiddlewareTrace"):
+    """Appends ``perform:<tag>`` to ``test:trace``; tests/app_middleware.py adds the rest."""
+
+    def perform(self, tag):
+        r().rpush("test:trace", f"perform:{tag}")
+
+
+class WhoAmI(kiqpy.Worker, name="WhoAmI"):
+    """Pushes ``{"job": kiqpy.current_job(), "jid": self.jid}`` as JSON onto ``test:current``."""
+
+    def perform(self, *args):
+        import json
+
+        r().rpush("test:current", json.dumps({"job": kiqpy.current_job(), "jid": self.jid},
+                                             default=repr))
+
+
+class Tracked(kiqpy.Worker, name="Tracked"):
+    """Adds ``n`` to the set ``test:began``, sleeps, then adds it to the set ``test:seen``."""
+
+    def perform(self, n, seconds):
+        r().sadd("test:began", n)
+        time.sleep(seconds)
+        r().sadd("test:seen", n)

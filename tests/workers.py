@@ -71,3 +71,52 @@ class WorkerProcess:
             self.process.kill()
             self.process.wait(10)
         self.log_file.close()
+
+
+# -- helpers for test_cli / test_processing / test_shutdown / test_redis_outage ----------------
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 20
+            ) -> subprocess.CompletedProcess[str]:
+    """Run ``kiqpy`` (the CLI) to completion; for invocations that exit by themselves."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "kiqpy.cli", *args], cwd=ROOT, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def log_events(worker: WorkerProcess) -> list[dict]:
+    """The worker's JSON log lines, parsed (other lines are skipped)."""
+    import json
+
+    events = []
+    for line in worker.log().splitlines():
+        if line.startswith("{"):
+            try:
+                events.append(json.loads(line))
+            except ValueError:
+                continue
+    return events
+
+
+def identity_of(worker: WorkerProcess, timeout: float = 15) -> str:
+    """The worker's identity, from its "starting" log line."""
+    worker.wait_for_log('"starting"', timeout)
+    for event in log_events(worker):
+        if event.get("event") == "starting":
+            return str(event["identity"])
+    raise AssertionError(f"no identity in the log:\n{worker.log()[-3000:]}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time used so far by process ``pid`` (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def exit_within(worker: WorkerProcess, seconds: float) -> tuple[int, float]:
+    """Wait for the worker to exit; (exit code, seconds it took). Fails after ``seconds``."""
+    started = time.monotonic()
+    try:
+        code = worker.wait(seconds)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"worker still running after {seconds}s:\n"
+                             f"{worker.log()[-3000:]}") from None
+    return code, time.monotonic() - started
