@@ -273,5 +273,9 @@ def _install_signals(launcher: Any) -> None:
     signal.signal(signal.SIGTTIN, lambda s, f: launcher.command("dump"))
 
 
+from kiqpy.monitor import stats  # noqa: E402
+
+main.add_command(stats)
+
 if __name__ == "__main__":
     main()
