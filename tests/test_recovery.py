@@ -240,6 +240,14 @@ def test_nothing_is_recovered_while_another_process_holds_the_lock(config, r, lo
     assert r.get(KEYS.recovery_lock) == b"someone else"  # not released by us
 
 
+def test_a_lock_left_by_a_recoverer_that_died_expires(config, r, log):
+    died_holding(r, DEAD, {"default": [job()]})
+    r.set(KEYS.recovery_lock, "a recoverer that was killed", px=300)
+    recovery = make_recovery(config, r, log)
+    assert recovery.check() == 0
+    wait_for(lambda: recovery.check() == 1, timeout=5, message="recovery after the lock expired")
+
+
 def test_nothing_is_recovered_right_after_an_outage(config, r, log):
     # Right after Redis comes back, live processes have not re-written their expired hashes
     # yet; they must not be taken for dead ones.
