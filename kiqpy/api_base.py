@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 import redis
 
@@ -53,10 +53,6 @@ class ApiObject:
         :class:`kiqpy.RedisUnavailableError` naming the URL."""
         with translate_errors(self.redis):
             yield
-
-    def _share(self) -> dict[str, Any]:
-        """Keywords that build another API object on the same configuration and pool."""
-        return {"config": self.config, "redis_client": self.redis}
 
 
 def _client_for(config: Config) -> redis.Redis:

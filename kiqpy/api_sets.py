@@ -17,7 +17,7 @@ import datetime as _dt
 import itertools
 import time
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 
@@ -29,7 +29,15 @@ from kiqpy.payload import encode, now_ms
 from kiqpy.retry import malformed_job, serializer_of
 
 _BATCH = 100
-Move = tuple[list[str], list[Any]]
+
+
+class Move(NamedTuple):
+    """One call of a move script (``kiqpy/lua/<script>.lua``), built before it runs so that
+    many can share a pipeline."""
+
+    script: str
+    keys: list[str]
+    args: list[Any]
 
 
 class SortedEntry(JobRecord):
@@ -51,7 +59,8 @@ class SortedEntry(JobRecord):
         return to_datetime(self.score)
 
     def add_to_queue(self) -> bool:
-        """Push the job onto its queue now, unchanged but for ``enqueued_at``."""
+        """Push the job onto its queue now: unchanged, but for ``enqueued_at`` (now) and
+        without ``at`` (it is no longer scheduled)."""
         return self.parent.move(self.parent.queue_move(self, refund=False))
 
     def retry(self) -> bool:
@@ -203,8 +212,8 @@ class JobSet(ApiObject):
         job["enqueued_at"] = now_ms()
         queue = job["queue"]
         payload = encode(job, serializer_of(entry.value))
-        return ([self.key, self.keys.queue(queue), self.keys.queues],
-                ["move_to_queue", entry.value, queue, payload])
+        return Move("move_to_queue", [self.key, self.keys.queue(queue), self.keys.queues],
+                    [entry.value, queue, payload])
 
     def dead_move(self, entry: SortedEntry) -> Move | None:
         """The script call that moves ``entry`` to the dead set (None from the dead set).
@@ -215,15 +224,15 @@ class JobSet(ApiObject):
         if entry.error is not None:
             dead = encode(malformed_job("unknown", entry.value, f"in {self.key}: {entry.error}"))
         now = time.time()
-        return ([self.key, self.keys.dead],
-                ["move_to_dead", entry.value, dead, repr(now),
-                 repr(now - self.config.dead_timeout), self.config.dead_max_jobs])
+        return Move("move_to_dead", [self.key, self.keys.dead],
+                    [entry.value, dead, repr(now), repr(now - self.config.dead_timeout),
+                     self.config.dead_max_jobs])
 
     def move(self, move: Move, client: Any = None) -> bool:
         """Run one move (on ``client``, a pipeline, when given)."""
-        keys, (script, *args) = move
+        script = getattr(self.scripts, move.script)
         with self.io():
-            return bool(getattr(self.scripts, script)(keys=keys, args=args, client=client))
+            return bool(script(keys=move.keys, args=move.args, client=client))
 
     def _move_all(self, moves: Iterable[Move | None]) -> int:
         moved = 0
