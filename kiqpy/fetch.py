@@ -237,39 +237,23 @@ class Fetcher:
             self._room.wait(timeout)
 
     def _exchange(self, acks: list[Unit], want: int) -> list[Unit]:
-        """One round trip: ack ``acks`` and take up to ``want`` jobs."""
-        if not acks:
-            return self._fetch(want) if want else []
-        pipe = self.redis.pipeline(transaction=False)
+        """One round trip (fetch.lua): ack ``acks`` and take up to ``want`` jobs."""
+        names = self.order.order() if want else []
+        keys = self._fetch_keys(names)
+        index = {key: i for i, key in enumerate(keys[len(names):], start=len(names) + 1)}
+        args: list[Any] = [len(names), want]
         for name, payload in acks:
-            # -1: search from the tail, where the oldest (most likely finished) jobs are.
-            pipe.lrem(self._keys_for(name)[1], -1, payload)  # type: ignore[arg-type]
-        names: list[str] = []
-        if want:
-            names = self.order.order()
-            pipe.evalsha(self.scripts.fetch.sha, 2 * len(names), *self._fetch_keys(names), want)
-        try:
-            results = pipe.execute()
-        except redis.exceptions.NoScriptError:  # Redis restarted and lost its script cache
-            self.scripts.fetch.sha = self.redis.script_load(self.scripts.fetch.script)
-            # The LREMs ran before the failing EVALSHA; running them again is harmless.
-            results = [None] * len(acks) + [self._fetch_raw(names, want)] if want else []
-        return self._units(names, results[-1]) if want else []
-
-    def _fetch(self, want: int) -> list[Unit]:
-        names = self.order.order()
-        return self._units(names, self._fetch_raw(names, want))
-
-    def _fetch_raw(self, names: list[str], want: int) -> list[Any]:
-        return list(self.scripts.fetch(keys=self._fetch_keys(names), args=[want]))
+            inflight = self._keys_for(name)[1]
+            if inflight not in index:
+                keys.append(inflight)
+                index[inflight] = len(keys)
+            args += [index[inflight], payload]
+        flat = self.scripts.fetch(keys=keys, args=args)
+        return [(names[flat[i] - 1], flat[i + 1]) for i in range(0, len(flat), 2)]
 
     def _fetch_keys(self, names: list[str]) -> list[str]:
         pairs = [self._keys_for(name) for name in names]
         return [pair[0] for pair in pairs] + [pair[1] for pair in pairs]
-
-    @staticmethod
-    def _units(names: list[str], flat: list[Any]) -> list[Unit]:
-        return [(names[flat[i] - 1], flat[i + 1]) for i in range(0, len(flat), 2)]
 
     def _rest(self) -> None:
         """The queues were empty: let the waiters block until a job arrives (without waiters,
@@ -298,11 +282,21 @@ class Fetcher:
                 attempt += 1
                 continue
             attempt = 0
-            if payload is not None:
-                # Even when stopping: the job is in-flight now and must reach a processor or
-                # the final requeue, which runs only after this thread has exited.
-                self._dispatch([(name, bytes(payload))])  # type: ignore[arg-type]
-                self._wake.set()
+            if payload is None:
+                continue
+            if self._quiet.is_set():
+                # Taken while the process went quiet: give it straight back, to the front.
+                self.outage.retry(lambda p=payload: self._give_back(source, inflight, p),
+                                  "give back")
+                continue
+            self._dispatch([(name, bytes(payload))])  # type: ignore[arg-type]
+            self._wake.set()
+
+    def _give_back(self, source: str, inflight: str, payload: Any) -> None:
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.rpush(source, payload)
+        pipe.lrem(inflight, -1, payload)
+        pipe.execute()
 
     def _dispatch(self, units: list[Unit]) -> None:
         with self._room:

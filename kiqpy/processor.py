@@ -70,7 +70,7 @@ class Processor:
         except BaseException as exc:  # a job's SystemExit must not end the worker either
             self.failed += 1
             self.log.warning("fail", elapsed=round(time.perf_counter() - started, 6),
-                             error_class=type(exc).__name__, error=str(exc)[:500])
+                             error_class=type(exc).__name__, error=_describe(exc))
             outcome = self.retrier.failed(queue, job, exc, cls, payload)
         else:
             self.log.info("done", elapsed=round(time.perf_counter() - started, 6))
@@ -82,3 +82,11 @@ class Processor:
             self.fetcher.done(queue, payload, time.perf_counter() - started)
         else:
             self.fetcher.release()
+
+
+def _describe(exc: BaseException) -> str:
+    """``str(exc)`` for the log, even for an exception whose ``__str__`` raises."""
+    try:
+        return str(exc)[:500]
+    except Exception:
+        return f"<{type(exc).__name__}: str() failed>"

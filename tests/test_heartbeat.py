@@ -318,9 +318,6 @@ def blocked_in_blmove(r):
     return [c for c in r.client_list() if c.get("cmd") == "blmove" and "b" in c.get("flags", "")]
 
 
-@pytest.mark.xfail(strict=True, reason="fetch.py: a waiter already blocked in BLMOVE when the "
-                   "process goes quiet still takes the next job pushed (for up to BLOCK_SECONDS)"
-                   " and hands it to a processor; Sidekiq requeues work fetched after quiet")
 def test_after_quiet_a_waiter_does_not_take_new_jobs(config, r, log):
     # Given an idle fetcher whose waiter is blocked in BLMOVE on the empty queue
     cfg = config.replace(concurrency=1)

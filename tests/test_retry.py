@@ -545,10 +545,6 @@ class RaisesUnprintable(kiqpy.Worker):
         raise Unprintable()
 
 
-@pytest.mark.xfail(strict=True, reason="processor.py logs str(exc)[:500] before handing the "
-                   "failure to the retrier; an exception whose __str__ raises escapes "
-                   "process(), kills the processor thread and with it the worker, and the job "
-                   "is requeued to do the same to the next worker")
 def test_an_exception_whose_str_raises_is_retried_by_the_processor(config, r, log):
     payload = push(r, RaisesUnprintable)
     processor(config, r, log).process("default", payload)

@@ -1,14 +1,23 @@
--- fetch.lua: take up to N jobs from queues, in the given order, into this process's in-flight
--- lists (reliable fetch). A job is always either in its queue or in exactly one in-flight list.
+-- fetch.lua: ack finished jobs, then take up to N new ones from queues, in the given order,
+-- into this process's in-flight lists (reliable fetch). A job is always either in its queue or
+-- in exactly one in-flight list. Acking and taking share one call because a busy worker does
+-- both all the time: one round trip instead of two, and no per-ack command to encode.
 --
--- KEYS[1..n]     queue lists, `queue:<name>`, in the order to try them
--- KEYS[n+1..2n]  the matching in-flight lists, `<identity>:inflight:<name>`
--- ARGV[1]        N, the most jobs to take
+-- KEYS[1..n]       queue lists, `queue:<name>`, in the order to try them
+-- KEYS[n+1..2n]    the matching in-flight lists, `<identity>:inflight:<name>`
+-- KEYS[2n+1..]     in-flight lists named only by acks (queues no longer fetched from)
+-- ARGV[1]          n, the number of queues to fetch from
+-- ARGV[2]          N, the most jobs to take (0: only ack)
+-- ARGV[3..]        acks as pairs: the index in KEYS of an in-flight list, then a payload
 --
--- Touches: RPOP from each queue (its oldest jobs), LPUSH onto the matching in-flight list.
+-- Touches: LREM each acked payload from its in-flight list (from the tail, where the oldest
+-- jobs are); RPOP from each queue (its oldest jobs) and LPUSH onto its in-flight list.
 -- Returns a flat list {index, payload, index, payload, ...}; index is the 1-based queue position.
-local n = #KEYS / 2
-local want = tonumber(ARGV[1])
+local n = tonumber(ARGV[1])
+local want = tonumber(ARGV[2])
+for i = 3, #ARGV, 2 do
+  redis.call('LREM', KEYS[tonumber(ARGV[i])], -1, ARGV[i + 1])
+end
 local result = {}
 for i = 1, n do
   if want <= 0 then break end
