@@ -286,7 +286,7 @@ class Fetcher:
                 continue
             if self._quiet.is_set():
                 # Taken while the process went quiet: give it straight back, to the front.
-                self.outage.retry(lambda p=payload: self._give_back(source, inflight, p),
+                self.outage.retry(functools.partial(self._give_back, source, inflight, payload),
                                   "give back")
                 continue
             self._dispatch([(name, bytes(payload))])  # type: ignore[arg-type]
