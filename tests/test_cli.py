@@ -8,8 +8,6 @@ subprocess.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import click
 import pytest
@@ -19,7 +17,7 @@ import kiqpy
 from kiqpy import cli
 from tests import app_jobs
 from tests.conftest import wait_for
-from tests.workers import ROOT, WorkerProcess, log_events, run_cli
+from tests.workers import WorkerProcess, log_events, run_cli
 
 ENV_NAMES = ("REDIS_URL", "QUEUE", "QUEUES")
 
@@ -225,22 +223,10 @@ def test_an_unreadable_config_file_is_a_usage_error(invoke, tmp_path):
 
 
 # -- the real command ----------------------------------------------------------------------------
-def run_many(*arg_lists: list[str]) -> list[subprocess.CompletedProcess[str]]:
-    """Run several short ``kiqpy`` invocations at once (each exits by itself)."""
-    procs = [subprocess.Popen([sys.executable, "-m", "kiqpy.cli", *args], cwd=ROOT, text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-             for args in arg_lists]
-    results = []
-    for args, proc in zip(arg_lists, procs):
-        out, err = proc.communicate(timeout=20)
-        results.append(subprocess.CompletedProcess(args, proc.returncode, out, err))
-    return results
-
-
 def test_usage_errors_from_the_real_command(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("concurrency = = 3\n")
-    results = run_many(["--bogus"], ["worker", "-c", "0"], ["-q", "critical,2"],
+    results = run_cli(["--bogus"], ["worker", "-c", "0"], ["-q", "critical,2"],
                        ["-C", str(tmp_path / "nope.toml")], ["-C", str(bad)])
     for result in results:
         assert result.returncode == 2, result
@@ -254,7 +240,7 @@ def test_usage_errors_from_the_real_command(tmp_path):
 
 
 def test_version_flags_print_the_version():
-    results = run_many(["-V"], ["--version"], ["worker", "-V"])
+    results = run_cli(["-V"], ["--version"], ["worker", "-V"])
     for result in results:
         assert result.returncode == 0, result
         assert result.stdout.strip() == f"kiqpy {kiqpy.__version__}"
@@ -263,7 +249,7 @@ def test_version_flags_print_the_version():
 def test_a_require_that_fails_to_import_exits_1_with_the_error(tmp_path, redis_url):
     broken = tmp_path / "broken_jobs.py"
     broken.write_text("raise RuntimeError('boom at import')\n")
-    missing, failing = run_many(["-r", "tests.no_such_module", "--redis-url", redis_url],
+    missing, failing = run_cli(["-r", "tests.no_such_module", "--redis-url", redis_url],
                                 ["-r", str(broken), "--redis-url", redis_url])
     assert missing.returncode == 1, missing
     assert "cannot import 'tests.no_such_module'" in missing.stderr

@@ -74,12 +74,17 @@ class WorkerProcess:
 
 
 # -- helpers for test_cli / test_processing / test_shutdown / test_redis_outage ----------------
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 20
-            ) -> subprocess.CompletedProcess[str]:
-    """Run ``kiqpy`` (the CLI) to completion; for invocations that exit by themselves."""
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "kiqpy.cli", *args], cwd=ROOT, env=full_env,
-                          capture_output=True, text=True, timeout=timeout)
+def run_cli(*arg_lists: list[str], timeout: float = 20
+            ) -> list[subprocess.CompletedProcess[str]]:
+    """Run several ``kiqpy`` invocations that exit by themselves, at once; their results."""
+    procs = [subprocess.Popen([sys.executable, "-m", "kiqpy.cli", *args], cwd=ROOT, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for args in arg_lists]
+    results = []
+    for args, proc in zip(arg_lists, procs, strict=True):
+        out, err = proc.communicate(timeout=timeout)
+        results.append(subprocess.CompletedProcess(args, proc.returncode, out, err))
+    return results
 
 
 def log_events(worker: WorkerProcess) -> list[dict]:
