@@ -6,8 +6,6 @@ from __future__ import annotations
 import signal
 import time
 
-import pytest
-
 from kiqpy.payload import decode
 from tests import app_jobs
 from tests.conftest import wait_for
@@ -118,10 +116,6 @@ def test_tstp_quiets_the_worker_then_term_stops_it(config, r, redis_url):
     assert r.llen("queue:default") == 1 and inflight(r) == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "fetch.py Fetcher._wait_loop: a BLMOVE already blocked when the worker goes quiet still "
-    "takes the next job pushed (up to BLOCK_SECONDS later) and dispatches it to a processor; "
-    "Sidekiq pushes a job fetched after quiet back to its queue"))
 def test_a_job_pushed_right_after_quiet_is_not_run(config, r, redis_url):
     with WorkerProcess(redis_url) as worker:
         # Given an idle worker whose waiter has just begun a blocking fetch: it takes a job,
