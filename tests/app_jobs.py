@@ -113,3 +113,19 @@ class Tracked(kiqpy.Worker, name="Tracked"):
         r().sadd("test:began", n)
         time.sleep(seconds)
         r().sadd("test:seen", n)
+
+
+class Resilient(kiqpy.Worker, name="Resilient"):
+    """Adds ``n`` to the set ``test:seen``, retrying its own write through a Redis outage (so
+    a test of the worker's outage handling is not about this job failing)."""
+
+    def perform(self, n):
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                r().sadd("test:seen", n)
+                return
+            except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
