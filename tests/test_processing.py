@@ -188,3 +188,17 @@ def test_nothing_is_left_in_flight_after_a_run(config, r, redis_url, concurrency
     assert r.llen("queue:default") == 0
     assert int(r.get("test:count")) == 200  # each ran once
     assert not r.hgetall("kiqpy:inflight-owners")
+
+
+def test_a_namespaced_worker_runs_only_its_namespaces_jobs(config, r, redis_url):
+    kiqpy.Client(config.replace(namespace="app1")).push({"class": app_jobs.Record,
+                                                         "args": ["app1"]})
+    app_jobs.Record.perform_async("no namespace")
+    with WorkerProcess(redis_url, "--namespace", "app1") as worker:
+        wait_for(lambda: r.llen("test:ran") == 1, message="the namespaced job")
+        wait_for(lambda: r.scard("app1:processes") == 1, message="the process registered")
+        worker.terminate()
+        assert worker.wait(15) == 0
+    assert ran(r) == [repr(("app1",))]
+    assert r.llen("queue:default") == 1  # the other namespace's job is untouched
+    assert r.llen("app1:queue:default") == 0 and r.keys("*inflight*") == []

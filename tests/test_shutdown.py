@@ -6,6 +6,8 @@ from __future__ import annotations
 import signal
 import time
 
+import pytest
+
 from kiqpy.payload import decode
 from tests import app_jobs
 from tests.conftest import wait_for
@@ -46,11 +48,30 @@ def test_term_during_a_long_job_requeues_it_at_the_front_for_the_next_worker(con
         assert r.llen("test:ran") == 0
 
 
-def test_term_lets_a_short_job_finish_and_does_not_requeue_it(config, r, redis_url):
+def test_prefetched_jobs_go_back_in_their_original_order(config, r, redis_url):
+    # Given a worker (-c 1) that took a long job and prefetched the five queued behind it
+    app_jobs.Sleepy.perform_async("long", 30)
+    for n in range(5):
+        app_jobs.Record.perform_async(n)
+    before = r.lrange("queue:default", 0, -1)
+    with WorkerProcess(redis_url, "-c", "1", "--prefetch", "5", "-t", "0.5") as worker:
+        wait_for(lambda: started(r, "long") == 1, message="the long job to start")
+        assert r.llen("queue:default") == 0  # all six are in-flight
+        # When it is stopped before it gets to them
+        worker.terminate()
+        code, _ = exit_within(worker, 8)
+        assert code == 0
+    # Then the queue holds the same six jobs, in the same order, and none of them ran
+    assert r.lrange("queue:default", 0, -1) == before
+    assert r.llen("test:ran") == 0 and inflight(r) == []
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_term_lets_a_short_job_finish_and_does_not_requeue_it(config, r, redis_url, signum):
     app_jobs.Sleepy.perform_async("short", 1.0)
     with WorkerProcess(redis_url, "-t", "10") as worker:
         wait_for(lambda: started(r, "short") == 1, message="the job to start")
-        worker.terminate()
+        worker.signal(signum)
         code, seconds = exit_within(worker, 10)
         assert code == 0
         assert seconds < 5  # the job's second, then the usual stop, well inside -t 10
