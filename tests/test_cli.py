@@ -298,6 +298,12 @@ def test_console_log_format(config, r, redis_url):
     assert any("done" in line and "job_class=Record" in line for line in lines), lines
 
 
+def test_auto_log_format_is_json_when_not_on_a_terminal(config, r, redis_url):
+    with WorkerProcess(redis_url, "--log-format", "auto") as worker:
+        worker.wait_for_log("starting")
+    assert json.loads(worker.log().splitlines()[0])["event"] == "starting"
+
+
 def test_log_level_warning_silences_the_per_job_lines(config, r, redis_url):
     app_jobs.Record.perform_async("quiet")
     with WorkerProcess(redis_url, "--log-level", "warning") as worker:

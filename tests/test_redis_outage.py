@@ -100,6 +100,8 @@ def test_redis_restarted_under_a_busy_worker(server, client):
         # Then every job pushed, before and after the restart, runs
         wait_for(lambda: seen(client) >= set(pushed), timeout=20,
                  message=f"all {len(pushed)} jobs to run")
+        # and their acks get through: nothing stays in-flight
+        wait_for(lambda: not client.keys("*:inflight:*"), message="the acks")
         assert worker.process.poll() is None, worker.log()[-3000:]
     # and the outage was logged once, its end once
     assert count_events(worker, "redis unreachable") == 1, worker.log()[-3000:]
@@ -131,6 +133,8 @@ def test_redis_paused_under_a_busy_worker(server, client):
         # Then every job runs and the worker is still there
         wait_for(lambda: seen(client) >= set(pushed), timeout=20,
                  message=f"all {len(pushed)} jobs to run")
+        # and their acks get through: nothing stays in-flight
+        wait_for(lambda: not client.keys("*:inflight:*"), message="the acks")
         assert worker.process.poll() is None, worker.log()[-3000:]
     # A 3 s freeze is shorter than the 5 s socket timeout: commands just wait. If anything
     # did time out, the outage is logged once and so is its end.
