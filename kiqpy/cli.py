@@ -274,8 +274,10 @@ def _install_signals(launcher: Any) -> None:
 
 
 from kiqpy.monitor import stats  # noqa: E402
+from kiqpy.web_command import web  # noqa: E402
 
 main.add_command(stats)
+main.add_command(web)
 
 if __name__ == "__main__":
     main()

@@ -73,6 +73,22 @@ class Keys:
         the job holding it (``kiqpy_middleware.unique``)."""
         return f"{self.prefix}unique:{digest}"
 
+    def scan_pattern(self, substring: str = "") -> str:
+        """A SCAN ``MATCH`` pattern for every key of this namespace (of the whole database
+        without one) whose name after the prefix contains ``substring`` (matched literally)."""
+        tail = f"*{_glob_escape(substring)}*" if substring else "*"
+        return _glob_escape(self.prefix) + tail
+
+    def owns(self, key: str | bytes) -> bool:
+        """True for a key of this namespace (every key, without a namespace)."""
+        if isinstance(key, bytes):
+            return key.startswith(self.prefix.encode())
+        return key.startswith(self.prefix)
+
     def unprefixed(self, key: str) -> str:
         """``key`` without this namespace's prefix (for display)."""
         return key[len(self.prefix) :] if self.prefix and key.startswith(self.prefix) else key
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)

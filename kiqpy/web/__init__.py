@@ -1,0 +1,73 @@
+"""The kiqpy dashboard: a WSGI application showing and steering queues, jobs and workers.
+
+Needs the ``web`` extra (``pip install 'kiqpy[web]'``: Jinja2 for the pages, waitress for
+``kiqpy web``). Standalone::
+
+    kiqpy web                                   # http://127.0.0.1:9292, default Redis
+    kiqpy web --port 8080 --redis-url redis://10.0.0.5/0 --basic-auth admin:s3cret
+
+In your own server, ``create_app()`` returns a plain WSGI callable::
+
+    from kiqpy.web import create_app
+    dashboard = create_app()                    # the default configuration's Redis
+    # any WSGI server: waitress.serve(dashboard, host="127.0.0.1", port=9292)
+
+Mounted in Flask (the dispatcher sets SCRIPT_NAME, so links stay under /kiqpy)::
+
+    from werkzeug.middleware.dispatcher import DispatcherMiddleware
+    app.wsgi_app = DispatcherMiddleware(app.wsgi_app, {"/kiqpy": create_app()})
+
+Mounted in Django (``wsgi.py``), or behind anything that passes full paths, give ``prefix``::
+
+    django_app = get_wsgi_application()
+    dashboard = create_app(prefix="/kiqpy")
+
+    def application(environ, start_response):
+        if environ["PATH_INFO"].startswith("/kiqpy"):
+            return dashboard(environ, start_response)
+        return django_app(environ, start_response)
+
+Mounted in an ASGI app (Starlette, FastAPI, Django's ASGI), through a WSGI-to-ASGI adapter
+such as ``a2wsgi`` (the mount's root path becomes SCRIPT_NAME)::
+
+    from a2wsgi import WSGIMiddleware
+    app.mount("/kiqpy", WSGIMiddleware(create_app()))
+
+Security: every change is a POST carrying a per-session token (cookie plus form field) and is
+refused when the browser says it comes from another site; pages send a strict
+Content-Security-Policy and may not be framed. There is no login of its own beyond optional
+HTTP basic auth (``basic_auth="user:pass"``): when mounted, protect it the way the host app
+protects its admin pages. ``GET /health`` answers without auth (for load balancers).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from kiqpy.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from kiqpy.config import Config
+    from kiqpy.web.app import Dashboard
+
+__all__ = ["create_app"]
+
+
+def create_app(config: Config | None = None, *, prefix: str = "",
+               basic_auth: str | tuple[str, str] | None = None) -> Dashboard:
+    """The dashboard as a WSGI application.
+
+    ``config``: the :class:`kiqpy.Config` whose Redis and namespace to show (default:
+    :func:`kiqpy.default_config`). ``prefix``: the path the app answers under when the server
+    passes full paths (not needed when a dispatcher sets SCRIPT_NAME). ``basic_auth``:
+    ``"user:pass"`` or a pair, to require HTTP basic auth.
+
+    Example: ``create_app(kiqpy.Config(redis_url="redis://10.0.0.5/0"), prefix="/kiqpy")``.
+    """
+    try:
+        from kiqpy.web.app import Dashboard
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("jinja2", "markupsafe"):
+            raise
+        raise ConfigurationError("the dashboard needs Jinja2: pip install 'kiqpy[web]'") from exc
+    return Dashboard(config, prefix, basic_auth)

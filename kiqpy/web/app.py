@@ -1,0 +1,167 @@
+"""The WSGI application: routing, the request's :class:`Context`, security checks on the way in
+(basic auth, the cross-site rule for POSTs), security headers on the way out, and error pages.
+
+Handlers (``views*.py``) take a :class:`Context` and the route's parameters and return a
+:class:`~kiqpy.web.http.Response`; they raise :class:`~kiqpy.web.http.HTTPError` for a clear
+4xx page. Anything else they raise becomes a logged 500 whose page says no more than that.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import redis
+
+from kiqpy import __version__
+from kiqpy.api import ApiObject, Stats
+from kiqpy.config import Config, default_config
+from kiqpy.connection import safe_url
+from kiqpy.errors import RedisUnavailableError
+from kiqpy.keys import Keys
+from kiqpy.web import render, security, views, views_keys, views_sets
+from kiqpy.web.http import HTTPError, Request, Response
+
+log = logging.getLogger("kiqpy.web")
+
+Handler = Callable[..., Response]
+SETS = "(?P<kind>retries|scheduled|dead)"
+ROUTES: list[tuple[str, str, Handler]] = [
+    ("GET", "/", views.dashboard),
+    ("GET", "/stats", views.stats),
+    ("GET", "/stats/queues", views.stats_queues),
+    ("GET", "/health", views.health),
+    ("GET", "/busy", views.busy),
+    ("POST", "/busy", views.busy_action),
+    ("GET", "/queues", views.queues),
+    ("GET", "/queues/(?P<name>.+)", views.queue),
+    ("POST", "/queues/(?P<name>.+)", views.queue_action),
+    ("GET", f"/{SETS}", views_sets.listing),
+    ("POST", f"/{SETS}", views_sets.bulk_action),
+    ("GET", f"/{SETS}/(?P<entry_id>[^/]+)", views_sets.entry),
+    ("POST", f"/{SETS}/(?P<entry_id>[^/]+)", views_sets.entry_action),
+    ("GET", "/keys", views_keys.listing),
+    ("GET", "/keys/view", views_keys.view),
+    ("GET", "/static/(?P<name>[a-z0-9-]+\\.(?:js|css|svg))", views.static),
+]
+
+
+class Context:
+    """One request as handlers see it: the request, Redis, key names, URLs and rendering."""
+
+    def __init__(self, app: Dashboard, request: Request, base: str, csrf: str) -> None:
+        self.app, self.request, self.base, self.csrf = app, request, base, csrf
+        self.config: Config = app.config
+        self.redis: redis.Redis = app.redis
+        self.keys: Keys = app.keys
+
+    def url(self, path: str = "/", **query: Any) -> str:
+        """The URL of ``path`` (below the mount point) with ``query`` (None values left out)."""
+        pairs = [(k, v) for k, v in query.items() if v is not None and v != ""]
+        return self.base + path + (("?" + urlencode(pairs, doseq=True)) if pairs else "")
+
+    def render(self, template: str, code: int = 200, **values: Any) -> Response:
+        if "summary" not in values:
+            values["summary"] = Stats(self.config, self.redis)
+        page = self.app.templates.get_template(template).render(
+            notice=views.notice(self.request),
+            url=self.url, quote=_quote, csrf=self.csrf, csrf_field=security.CSRF_FIELD,
+            version=__version__, redis_url=safe_url(self.config.redis_url),
+            namespace=self.config.namespace, path=self.request.path, **values)
+        return Response(page, code)
+
+    def error(self, status: int, message: str) -> Response:
+        try:
+            return self.render("error.html", status, status=status, message=message,
+                               summary=None)
+        except Exception:  # the error page itself failed: plain text still says what happened
+            log.exception("kiqpy.web: rendering the error page failed")
+            return Response(f"{status}: {message}\n", status, "text/plain; charset=utf-8")
+
+
+def _quote(value: str) -> str:
+    """A path segment (a queue name, an entry id) for a URL."""
+    return quote(value, safe="")
+
+
+class Dashboard:
+    """The dashboard as a WSGI callable; build it with :func:`kiqpy.web.create_app`."""
+
+    def __init__(self, config: Config | None = None, prefix: str = "",
+                 basic_auth: str | tuple[str, str] | None = None) -> None:
+        self.config = config if config is not None else default_config()
+        self.redis = ApiObject(self.config).redis
+        self.keys = Keys(self.config.namespace)
+        self.prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
+        self.auth = security.parse_basic_auth(basic_auth)
+        self.templates = render.environment()
+        self.routes = [(m, re.compile(f"^{p}$"), h) for m, p, h in ROUTES]
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]
+                 ) -> Iterable[bytes]:
+        response = self.handle(environ)
+        security.add_security_headers(response)
+        response.headers.append(("Content-Length", str(len(response.body))))
+        start_response(response.status_line, response.headers)
+        return [b""] if environ.get("REQUEST_METHOD") == "HEAD" else [response.body]
+
+    def handle(self, environ: dict[str, Any]) -> Response:
+        split = self._split(environ)
+        if split is None:
+            return Response("Not found.\n", 404, "text/plain; charset=utf-8")
+        base, path = split
+        request = Request(environ, path)
+        if self.auth and path != "/health" and not security.check_basic_auth(request, self.auth):
+            return security.unauthorized()
+        token, new = security.csrf_token(request)
+        response = self._dispatch(Context(self, request, base, token))
+        if new:
+            secure = environ.get("wsgi.url_scheme") == "https"
+            response.headers.append(("Set-Cookie", security.csrf_cookie(token, base, secure)))
+        return response
+
+    def _split(self, environ: dict[str, Any]) -> tuple[str, str] | None:
+        """(the URL base of the app, the path below it), or None for a path outside ``prefix``.
+        A server or dispatcher that already moved the prefix into SCRIPT_NAME is recognised."""
+        script = str(environ.get("SCRIPT_NAME", "")).rstrip("/")
+        # PEP 3333: PATH_INFO is the URL's bytes as latin-1; the URL itself is UTF-8.
+        raw = str(environ.get("PATH_INFO", "") or "/")
+        path = raw.encode("latin-1", "replace").decode("utf-8", "replace")
+        prefix = self.prefix
+        if prefix and not script.endswith(prefix):
+            if path != prefix and not path.startswith(prefix + "/"):
+                return None
+            script, path = script + prefix, path[len(prefix):]
+        return script, path or "/"
+
+    def _dispatch(self, ctx: Context) -> Response:
+        request = ctx.request
+        try:
+            handler, params = self._route(request)
+            if request.method == "POST":
+                security.check_post(request)
+            return handler(ctx, **params)
+        except HTTPError as exc:
+            return ctx.error(exc.status, exc.message)
+        except RedisUnavailableError as exc:
+            return ctx.error(503, str(exc))
+        except Exception:
+            log.exception("kiqpy.web: %s %s failed", request.method, request.path)
+            return ctx.error(500, "Something went wrong; the server's log has the details.")
+
+    def _route(self, request: Request) -> tuple[Handler, dict[str, str]]:
+        method = "GET" if request.method == "HEAD" else request.method
+        allowed = []
+        for route_method, pattern, handler in self.routes:
+            match = pattern.match(request.path)
+            if match:
+                if route_method == method:
+                    return handler, match.groupdict()
+                allowed.append(route_method)
+        if allowed:
+            raise HTTPError(405, f"{request.method} is not allowed here")
+        raise HTTPError(404, f"there is no page at {request.path[:200]}")
+

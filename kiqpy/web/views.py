@@ -1,0 +1,202 @@
+"""Page handlers: the dashboard, ``/stats`` and ``/health``, Busy (processes and running jobs),
+Queues and one queue's jobs; and what handlers share (page checks, job ids, notices).
+
+The job sets live in ``views_sets.py``, the Redis key browser in ``views_keys.py``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import time
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from kiqpy.api import History, Page, ProcessSet, Queue, Stats, WorkSet
+from kiqpy.connection import REDIS_DOWN, translate_errors
+from kiqpy.web.http import HTTPError, Request, Response, json_response, redirect
+
+if TYPE_CHECKING:
+    from kiqpy.web.app import Context
+
+PAGE_SIZE = 25
+HISTORY_DAYS = (1, 7, 30, 90, 180)
+STATIC_TYPES = {"js": "text/javascript; charset=utf-8", "css": "text/css; charset=utf-8",
+                "svg": "image/svg+xml"}
+# After a change the browser is sent back with ?done=<what>&n=<count>; the text is ours.
+NOTICES = {
+    "quiet": "Asked {n} process(es) to stop fetching jobs.",
+    "stop": "Asked {n} process(es) to shut down.",
+    "clear": "Deleted {n} job(s) and the queue.",
+    "delete": "Deleted {n} job(s).",
+    "retry": "Queued {n} job(s) to run now.",
+    "enqueue": "Queued {n} job(s) to run now.",
+    "kill": "Moved {n} job(s) to the dead set.",
+}
+
+
+# -- shared by the handlers ----------------------------------------------------------------------
+def notice(request: Request) -> str | None:
+    """The message for ``?done=...&n=...`` (made from our own texts, never from the URL)."""
+    template = NOTICES.get(request.arg("done"))
+    count = request.arg("n")
+    ok = count.isascii() and count.isdigit() and len(count) < 10
+    return template.format(n=int(count)) if template and ok else None
+
+
+def back(ctx: Context, path: str, done: str, count: int, **query: Any) -> Response:
+    return redirect(ctx.url(path, done=done, n=count, **query))
+
+
+def digest(value: bytes) -> str:
+    """A short, stable name for a stored payload (payloads need not have a jid)."""
+    return hashlib.sha1(value).hexdigest()[:20]
+
+
+def require_page(page: Page[Any]) -> None:
+    """404 for a page past the last (page 1 of nothing is fine: an empty listing)."""
+    if page.number > page.pages:
+        raise HTTPError(404, f"page {page.number} does not exist: there "
+                             f"{'is 1 page' if page.pages == 1 else f'are {page.pages} pages'}")
+
+
+def static(ctx: Context, name: str) -> Response:
+    """A file of ``kiqpy/web/static`` (the route allows plain names only: no path tricks)."""
+    resource = resources.files("kiqpy.web") / "static" / name
+    if not resource.is_file():
+        raise HTTPError(404, f"there is no static file {name}")
+    kind = STATIC_TYPES[name.rsplit(".", 1)[1]]
+    return Response(resource.read_bytes(), 200, kind, [("Cache-Control", "max-age=3600")])
+
+
+# -- dashboard, stats, health --------------------------------------------------------------------
+def redis_info(ctx: Context) -> dict[str, Any]:
+    with translate_errors(ctx.redis):
+        info: dict[str, Any] = ctx.redis.info()
+    return {"redis_version": info.get("redis_version", "?"),
+            "uptime_in_days": info.get("uptime_in_days", 0),
+            "uptime_in_seconds": info.get("uptime_in_seconds", 0),
+            "connected_clients": info.get("connected_clients", 0),
+            "used_memory_human": info.get("used_memory_human", "?"),
+            "used_memory_peak_human": info.get("used_memory_peak_human", "?")}
+
+
+def dashboard(ctx: Context) -> Response:
+    days = ctx.request.int_arg("days", 30, 1, 180)
+    history = History(days, config=ctx.config, redis_client=ctx.redis)
+    dates = sorted(history.processed)
+    labels = [d.isoformat() for d in dates]
+    processed = [history.processed[d] for d in dates]
+    failed = [history.failed[d] for d in dates]
+    chart = {"dates": labels, "processed": processed, "failed": failed}
+    rows = list(zip(labels, processed, failed, strict=True))[::-1]
+    return ctx.render("dashboard.html", days=days, day_choices=HISTORY_DAYS, history=rows,
+                      chart=json.dumps(chart), redis=redis_info(ctx))
+
+
+def stats_data(ctx: Context) -> dict[str, Any]:
+    stats = Stats(ctx.config, ctx.redis)
+    return {
+        "kiqpy": {"processed": stats.processed, "failed": stats.failed,
+                  "busy": stats.workers_size, "processes": stats.processes_size,
+                  "enqueued": stats.enqueued, "scheduled": stats.scheduled_size,
+                  "retries": stats.retry_size, "dead": stats.dead_size,
+                  "default_latency": round(stats.default_queue_latency, 3)},
+        "redis": {k: v for k, v in redis_info(ctx).items() if k != "uptime_in_seconds"},
+        "server_utc_time": _dt.datetime.now(_dt.timezone.utc).strftime("%H:%M:%S UTC"),
+    }
+
+
+def stats(ctx: Context) -> Response:
+    """Like Sidekiq's ``/stats``: counters under ``kiqpy``, Redis facts under ``redis``."""
+    return json_response(stats_data(ctx))
+
+
+def stats_queues(ctx: Context) -> Response:
+    """Queue name -> size, biggest first (Sidekiq's ``/stats/queues``)."""
+    return json_response(Stats(ctx.config, ctx.redis).queues)
+
+
+def health(ctx: Context) -> Response:
+    """One PING: 200 when Redis answers, 503 when it does not. Needs no login."""
+    started = time.perf_counter()
+    try:
+        ctx.redis.ping()
+    except REDIS_DOWN as exc:
+        return json_response({"status": "unavailable", "error": str(exc)[:200]}, 503)
+    elapsed_ms = round((time.perf_counter() - started) * 1000, 2)
+    return json_response({"status": "ok", "redis_ms": elapsed_ms})
+
+
+# -- busy ----------------------------------------------------------------------------------------
+def busy(ctx: Context) -> Response:
+    processes = ProcessSet(ctx.config, ctx.redis)
+    work = WorkSet(ctx.config, ctx.redis)
+    now = time.time()
+    running = [(identity, thread, w,
+                max(0.0, now - w.run_at.timestamp()) if w.run_at else None)
+               for identity, thread, w in work]
+    return ctx.render("busy.html", processes=processes, running=running)
+
+
+def busy_action(ctx: Context) -> Response:
+    op = ctx.request.field("op")
+    if op not in ("quiet", "stop"):
+        raise HTTPError(400, f"unknown action {op[:40]!r}: use quiet or stop")
+    processes = ProcessSet(ctx.config, ctx.redis)
+    if ctx.request.field("all"):
+        count = processes.quiet_all() if op == "quiet" else processes.stop_all()
+        return back(ctx, "/busy", op, count)
+    identity = ctx.request.field("identity")
+    process = processes.find(identity)
+    if process is None:
+        raise HTTPError(404, f"there is no live process {identity[:200]!r} "
+                             f"(it may have stopped)")
+    process.quiet() if op == "quiet" else process.stop()
+    return back(ctx, "/busy", op, 1)
+
+
+# -- queues --------------------------------------------------------------------------------------
+def queues(ctx: Context) -> Response:
+    rows = [(q, q.size, q.latency) for q in Queue.all(ctx.config, ctx.redis)]
+    return ctx.render("queues.html", queues=rows)
+
+
+def known_queue(ctx: Context, name: str) -> Queue:
+    queue = Queue(name, ctx.config, ctx.redis)
+    with translate_errors(ctx.redis):
+        known = ctx.redis.sismember(ctx.keys.queues, name)
+    if not known and queue.size == 0:
+        raise HTTPError(404, f"there is no queue named {name[:200]!r}")
+    return queue
+
+
+def queue(ctx: Context, name: str) -> Response:
+    found = known_queue(ctx, name)
+    number = ctx.request.int_arg("page", 1)
+    page = found.page(number, PAGE_SIZE, newest_first=ctx.request.arg("order") == "newest")
+    require_page(page)
+    return ctx.render("queue.html", queue=found, page=page, digest=digest,
+                      order=ctx.request.arg("order") or "oldest")
+
+
+def queue_action(ctx: Context, name: str) -> Response:
+    found = known_queue(ctx, name)
+    op = ctx.request.field("op")
+    if op == "clear":
+        return back(ctx, "/queues", "clear", found.clear())
+    if op != "delete":
+        raise HTTPError(400, f"unknown action {op[:40]!r}: use clear or delete")
+    wanted = ctx.request.field("job")
+    for record in found.each():
+        if digest(record.value) == wanted:
+            record.delete()
+            return back(ctx, f"/queues/{_segment(name)}", "delete", 1,
+                        page=ctx.request.field("page") or None)
+    raise HTTPError(404, "that job is no longer in the queue (it may have run already)")
+
+
+def _segment(value: str) -> str:
+    return quote(value, safe="")
