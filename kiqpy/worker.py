@@ -165,8 +165,9 @@ class Worker:
     ``retry_queue``, ``retry_for`` (seconds), ``backtrace`` (True or lines), ``dead``, ``tags``,
     ``name`` (the registered job name), plus options declared by bundled middleware.
 
-    Optional hooks: ``kiqpy_retry_in(cls, count, exc, job)`` returns seconds, "kill",
-    "discard" or None (default backoff); ``kiqpy_retries_exhausted(cls, job, exc)``.
+    Optional hooks, called on a fresh instance (plain methods, classmethods and staticmethods
+    all work): ``kiqpy_retry_in(self, count, exc, job)`` returns seconds, "kill", "discard" or
+    None (default backoff); ``kiqpy_retries_exhausted(self, job, exc)``.
     """
 
     kiqpy_options: ClassVar[dict[str, Any]] = {}

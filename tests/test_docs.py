@@ -258,10 +258,6 @@ def test_middleware_example_stamps_jobs_on_push(config, r, imported_app):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason=(
-    "kiqpy/cli.py builds a fresh Config(**settings) after importing the -r modules, so the "
-    "middleware and handlers they register on kiqpy.default_config() never reach the worker. "
-    "Remove this mark once the CLI keeps them."))
 def test_middleware_example_runs_in_a_real_worker(r, redis_url, app_dir):
     env = {"REDIS_URL": redis_url, "PYTHONPATH": str(app_dir)}
     push = ("import myapp.middleware; from myapp.jobs import HardWorker; "
