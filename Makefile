@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install redis test lint demo bench clean
+.PHONY: help install redis browser test lint demo bench clean
 
 help: ## list the targets
 	@echo "usage: make <target>   (PY=$(PY); PYTEST_ARGS='...' is passed to pytest)"
@@ -43,7 +43,23 @@ redis: ## make sure a redis-server binary is installed (apt-get when root)
 		exit 1; \
 	fi
 
-test: install redis ## run the test suite (PYTEST_ARGS='-m "not slow"' skips the slow ones)
+# tests/test_web_browser.py drives Debian's chromium with Playwright (never `playwright install`:
+# nothing is downloaded at run time). Without it, and not root, those tests skip, or fail under
+# CI=true.
+browser: ## make sure /usr/bin/chromium is installed for the browser tests (apt-get when root)
+	@if [ -x /usr/bin/chromium ]; then \
+		echo "chromium: /usr/bin/chromium"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "chromium is missing; installing it with apt-get"; \
+		apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null && \
+		{ [ -x /usr/bin/chromium ] || { echo "error: apt-get gave no /usr/bin/chromium" >&2; exit 1; }; }; \
+	else \
+		echo "warning: /usr/bin/chromium is missing and make installs it only as root, so the" >&2; \
+		echo "browser tests will skip (and fail under CI=true). Debian/Ubuntu: sudo apt-get install chromium" >&2; \
+	fi
+
+test: install redis browser ## run the test suite (PYTEST_ARGS='-m "not slow"' skips the slow ones)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # mypy cannot see through the editable install's import hook, which maps `middleware/` to

@@ -35,6 +35,8 @@ print(json.dumps({
     "kiqpy_middleware": kiqpy_middleware.__file__,
     "purelib": sysconfig.get_paths()["purelib"],
     "push_lua": resources.files("kiqpy").joinpath("lua", "push.lua").is_file(),
+    "web_files": [resources.files("kiqpy.web").joinpath(*p.split("/")).is_file()
+                  for p in ("templates/layout.html", "static/app.js", "static/app.css")],
     "middleware": None if spec is None else str(spec.origin),
     "version": kiqpy.__version__,
     "dist_version": importlib.metadata.version("kiqpy"),
@@ -88,6 +90,11 @@ def test_wheel_holds_the_packages_and_the_lua_scripts(wheel: Path) -> None:
     assert "kiqpy/lua/push.lua" in names
     assert "kiqpy/py.typed" in names
     assert "kiqpy_middleware/__init__.py" in names
+    # The dashboard: its package, every template and every static file
+    web = REPO / "kiqpy" / "web"
+    for path in [*web.glob("*.py"), *web.glob("templates/*.html"), *web.glob("static/*")]:
+        assert path.relative_to(REPO).as_posix() in names, path
+    assert "kiqpy/web/templates/layout.html" in names and "kiqpy/web/static/app.js" in names
     assert not [name for name in names if name.startswith("middleware/")]
     assert not [name for name in names if name.startswith("tests/")]
 
@@ -102,6 +109,7 @@ def test_wheel_installs_and_imports_outside_the_source_tree(venv_python: Path,
     assert Path(str(found["kiqpy"])).resolve().is_relative_to(site)
     assert Path(str(found["kiqpy_middleware"])).resolve().is_relative_to(site)
     assert found["push_lua"] is True
+    assert found["web_files"] == [True, True, True]
     assert found["version"] == found["dist_version"]
     # And `import middleware` stays free for the application's own module
     assert found["middleware"] is None

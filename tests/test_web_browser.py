@@ -1,0 +1,248 @@
+"""The dashboard in a real browser: headless Chromium (Debian's ``chromium`` package, which
+``make browser`` installs) driven by Playwright, against the app served by waitress on a free
+local port, a real Redis and real worker processes. Screenshots go to
+``test-output/screenshots/``.
+
+Nothing is downloaded at run time (no ``playwright install``): Playwright drives
+``/usr/bin/chromium``. Without it the tests skip, except under CI=true, where they fail.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import random
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import redis
+
+import kiqpy
+from kiqpy.config import Config
+from kiqpy.keys import Keys
+from kiqpy.web import create_app
+from tests.conftest import wait_for
+
+try:
+    from playwright.sync_api import expect
+except ImportError:  # the fixture below says what to install
+    expect = None
+from tests.redis_server import RedisServer
+from tests.web_helpers import XSS_ATTR, XSS_SCRIPT, add, failed, job, push
+from tests.workers import ROOT, WorkerProcess, identity_of
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+SHOTS = ROOT / "test-output" / "screenshots"
+LAPTOP = {"width": 1280, "height": 860}
+PHONE = {"width": 390, "height": 844}
+
+pytestmark = pytest.mark.slow
+
+
+def _unavailable(reason: str) -> None:
+    message = f"{reason}; `make browser` installs Debian's chromium (as root)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def browser_context() -> Iterator[Any]:
+    """One Chromium for the module, with a fresh profile; records every request it makes."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:  # pragma: no cover - the dev extra installs it
+        _unavailable("playwright is not installed (pip install -e '.[dev]')")
+    if not os.access(CHROMIUM, os.X_OK):
+        _unavailable(f"{CHROMIUM} is not installed")
+    with tempfile.TemporaryDirectory(prefix="kiqpy-chromium-") as profile, \
+            sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            profile, executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True,
+            viewport=LAPTOP)
+        context.requests = []
+        context.on("request", lambda request: context.requests.append(request.url))
+        context.on("dialog", lambda dialog: dialog.accept())
+        yield context
+        context.close()
+
+
+@pytest.fixture(scope="module")
+def base_url(redis_server: RedisServer) -> Iterator[str]:
+    """The dashboard served by waitress in a thread, on a free port."""
+    from waitress.server import create_server
+
+    server = create_server(create_app(Config(redis_url=redis_server.url)), host="127.0.0.1",
+                           port=0, threads=4)
+    thread = threading.Thread(target=server.run, name="kiqpy.test-web", daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.effective_port}"
+    # close() stops accepting; the daemon thread's loop ends with the test session.
+    server.close()
+
+
+@pytest.fixture
+def page(browser_context: Any, base_url: str) -> Iterator[Any]:
+    """A tab whose console errors (CSP violations among them) fail the test."""
+    tab = browser_context.new_page()
+    tab.errors = []
+    tab.on("console", lambda m: tab.errors.append(m.text) if m.type == "error" else None)
+    tab.on("pageerror", lambda exc: tab.errors.append(str(exc)))
+    tab.base = base_url
+    yield tab
+    errors = tab.errors
+    tab.close()
+    assert not errors, f"the page logged errors: {errors}"
+
+
+def shot(page: Any, name: str, full_page: bool = True) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=full_page)
+
+
+def go(page: Any, path: str) -> None:
+    response = page.goto(page.base + path)
+    assert response is not None and response.status == 200, f"{path}: {response}"
+
+
+def only_local(requests: list[str]) -> None:
+    hosts = {urlsplit(url).hostname for url in requests if not url.startswith(("data:", "about:"))}
+    assert hosts <= {"127.0.0.1"}, f"requests left this machine: {sorted(hosts)}"
+
+
+def seed(r: redis.Redis) -> None:
+    """Data for every page: history, queues, scheduled, retrying, dead and odd jobs."""
+    rng = random.Random(4)
+    today = _dt.datetime.now(_dt.timezone.utc).date()
+    for n in range(30):
+        day = today - _dt.timedelta(days=n)
+        r.set(Keys().stat("processed", day), rng.randint(800, 1600) - n * 15)
+        r.set(Keys().stat("failed", day), rng.randint(0, 60))
+    r.mset({"stat:processed": 38211, "stat:failed": 912})
+    for n in range(3):
+        push(r, job("SendInvoice", [1000 + n, "bob@example.com"], "mail"), "mail")
+    push(r, job("ResizeImage", [XSS_SCRIPT, XSS_ATTR], "media"), "media")
+    add(r, "schedule", job("WeeklyDigest", ["team-7"]), time.time() + 7200)
+    add(r, "retry", failed("ChargeCard", [42, {"amount": 1999}], error_class="TimeoutError",
+                           error_message="gateway did not answer in 5 s"), time.time() + 300)
+    add(r, "retry", failed("ResizeImage", [XSS_SCRIPT], error_message=XSS_ATTR),
+        time.time() + 900)
+    add(r, "dead", failed("ImportCsv", ["s3://bucket/big.csv"], retry_count=25,
+                          error_class="KeyError", error_message="'email'"), time.time() - 3600)
+
+
+# -- the tests -----------------------------------------------------------------------------------
+def test_every_page_loads_with_real_data(page: Any, browser_context: Any, r: redis.Redis,
+                                         redis_url: str, config: Config) -> None:
+    seed(r)
+    with WorkerProcess(redis_url, "-c", "4", "-q", "critical:3", "-q", "default:1", "-g", "web",
+                       require="tests.web_jobs"):
+        kiqpy.enqueue("Nap", 30, "nightly report", queue="default")
+        wait_for(lambda: r.keys("*:work") and any(r.hlen(k) for k in r.keys("*:work")),
+                 message="the Nap job to run")
+        for path, name, check in [
+            ("/", "dashboard", "#history-chart svg polyline"),
+            ("/busy", "busy", "table.running td"),
+            ("/queues", "queues", "table.queues td"),
+            ("/queues/media", "queue", "table.jobs td"),
+            ("/retries", "retries", "table.entries td"),
+            ("/scheduled", "scheduled", "table.entries td"),
+            ("/dead", "dead", "table.entries td"),
+            ("/keys", "keys", "table.keys td"),
+            ("/keys/view?key=retry", "key", "table.contents td"),
+        ]:
+            go(page, path)
+            assert page.locator(check).count() > 0, path
+            shot(page, name)
+        go(page, "/dead")
+        page.click("table.entries a >> nth=0")  # the dead job's own page
+        assert "KeyError" in page.inner_text("main")
+        shot(page, "dead-entry")
+
+        page.set_viewport_size(PHONE)
+        for path, name in [("/", "phone-dashboard"), ("/busy", "phone-busy"),
+                           ("/retries", "phone-retries")]:
+            go(page, path)
+            overflow = page.evaluate("document.documentElement.scrollWidth - innerWidth")
+            assert overflow <= 1, f"{path} is wider than a phone by {overflow}px"
+            shot(page, name, full_page=False)
+        page.set_viewport_size(LAPTOP)
+
+    # Args with markup are shown as text, and nothing was loaded from anywhere else
+    go(page, "/queues/media")
+    assert XSS_SCRIPT in page.inner_text("table.jobs")
+    assert page.locator("table.jobs img, table.jobs script").count() == 0
+    only_local(browser_context.requests)
+
+
+def test_retry_now_sends_a_failed_job_back_to_run(page: Any, r: redis.Redis,
+                                                  redis_url: str, config: Config) -> None:
+    with WorkerProcess(redis_url, "-c", "2", require="tests.web_jobs"):
+        # Given a job that really failed, its next try an hour away
+        kiqpy.enqueue("FailsUntilFixed", "invoice-77")
+        wait_for(lambda: r.zcard("retry") == 1, message="the job to fail into Retries")
+        r.set("test:fixed", 1)
+        go(page, "/retries")
+        row = page.locator("table.entries tbody tr", has_text="FailsUntilFixed")
+        assert "RuntimeError" in row.inner_text()
+        assert "the service for invoice-77 is down" in row.inner_text()
+        shot(page, "retry-before")
+
+        # When "Retry now" is clicked on its row
+        row.get_by_role("button", name="Retry now").click()
+
+        # Then it leaves the Retries page, and the worker runs it
+        page.wait_for_url("**/retries?done=retry&n=1")
+        assert "Queued 1 job(s) to run now." in page.inner_text("main")
+        assert page.locator("table.entries").count() == 0
+        shot(page, "retry-after")
+        wait_for(lambda: r.lrange("test:ran", 0, -1) == [b"invoice-77"], timeout=15,
+                 message="the retried job to run")
+    assert r.zcard("retry") == 0
+
+
+def test_live_polling_and_quiet_on_a_live_process(page: Any, browser_context: Any,
+                                                  r: redis.Redis, redis_url: str,
+                                                  config: Config) -> None:
+    with WorkerProcess(redis_url, "-c", "2", require="tests.web_jobs") as worker:
+        identity = identity_of(worker)
+        go(page, "/")
+        page.evaluate("localStorage.setItem('kiqpy-poll-ms', '500')")
+        wait_for(lambda: r.sismember("processes", identity), message="the worker to register")
+
+        # Live on: counters and the live graph follow jobs as they are processed
+        page.click("#live-toggle")
+        assert page.get_attribute("#live-toggle", "aria-pressed") == "true"
+        for burst in (20, 45, 10):
+            for n in range(burst):
+                kiqpy.enqueue("Tick", n)
+            time.sleep(0.6)
+        expect(page.locator("[data-stat=processed]")).to_have_text("75", timeout=10_000)
+        page.wait_for_selector("#live-graph svg polyline.processed", timeout=10_000)
+        time.sleep(1)  # a few flat samples after the bursts
+        shot(page, "dashboard-live")
+
+        # Quiet clicked on the process: the page, still live, shows its state change
+        go(page, "/busy")
+        row = page.locator(f'tr[data-identity="{identity}"]')
+        assert row.locator(".badge.running").count() == 1
+        row.get_by_role("button", name="Quiet").click()
+        page.wait_for_url("**/busy?done=quiet&n=1")
+        page.wait_for_selector(f'tr[data-identity="{identity}"] .badge.quiet', timeout=10_000)
+        shot(page, "busy-quiet")
+        assert r.hget(Keys().process(identity), "quiet") == b"true"
+
+        # Live off: it stays off on the next page too
+        page.click("#live-toggle")
+        go(page, "/queues")
+        assert page.get_attribute("#live-toggle", "aria-pressed") == "false"
+    only_local(browser_context.requests)
+
