@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 from typing import Any
 
 import click
@@ -53,6 +54,9 @@ def web(host: str, port: int, redis_url: str | None, namespace: str, basic_auth:
         app = create_app(config, prefix=prefix, basic_auth=basic_auth or None)
     except KiqpyError as exc:
         raise click.ClickException(str(exc)) from exc
+    # Errors in pages (logged by kiqpy.web) and waitress's own warnings, with a time.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s "
+                                                      "%(message)s")
     if not _loopback(host) and not basic_auth:
         click.echo(f"warning: listening on {host} without --basic-auth: anyone who can reach "
                    f"this port can change your jobs", err=True)

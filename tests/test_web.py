@@ -142,7 +142,8 @@ def test_busy_shows_a_live_process_and_its_running_job(web: WebClient, r: redis.
     assert isinstance(page, str)
     assert identity in page and f":{worker.pid}" in page and "web-test" in page
     assert '&#34;busy-tag&#34;, 30' in page or '"busy-tag", 30' in page
-    assert re.search(r'<td class="num">3</td>\s*<td class="num">1</td>', page)  # threads, busy
+    assert re.search(r'data-label="Threads">3</td>\s*<td class="num" data-label="Busy">1</td>',
+                     page)
     assert "MB" in page and "running" in page
 
 

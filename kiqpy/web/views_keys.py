@@ -19,8 +19,9 @@ if TYPE_CHECKING:
     from kiqpy.web.app import Context
 
 KEYS_PER_PAGE = 50
+SCAN_COUNT = 100  # keys SCAN examines per call
 ITEMS_PER_PAGE = 50
-SCAN_ROUNDS = 20  # SCAN calls for one page at most: a sparse namespace still answers quickly
+SCAN_ROUNDS = 50  # SCAN calls for one page at most: a sparse namespace still answers quickly
 STRING_LIMIT = 64 * 1024
 VALUE_LIMIT = 4000  # characters of one value shown
 MAX_CURSOR = 2**64 - 1
@@ -63,7 +64,7 @@ def listing(ctx: Context) -> Response:
 def _scan(ctx: Context, cursor: int, pattern: str) -> tuple[int, list[bytes]]:
     names: list[bytes] = []
     for _ in range(SCAN_ROUNDS):
-        reply: Any = ctx.redis.scan(cursor, match=pattern, count=500)
+        reply: Any = ctx.redis.scan(cursor, match=pattern, count=SCAN_COUNT)
         cursor, batch = reply
         names.extend(batch)
         if cursor == 0 or len(names) >= KEYS_PER_PAGE:

@@ -3,11 +3,12 @@ changes (per row, for the selected rows, and for all).
 
 An entry is named in URLs by ``<score>-<digest of its bytes>``: scores alone are not unique,
 and entries need not have a jid (a payload that is not a job is listed too, so it can be
-seen and deleted).
+seen and deleted). ``/retries/<jid>`` works too, for links built from a log line.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +27,8 @@ KINDS: dict[str, tuple[type[JobSet], str, str, tuple[str, ...]]] = {
     "dead": (DeadSet, "Dead", "Died", ("retry", "delete")),
 }
 LABELS = {"retry": "Retry now", "enqueue": "Add to queue", "delete": "Delete", "kill": "Kill"}
-FILTER_LIMIT = 5000  # matching entries read for one filtered listing
+FILTER_LIMIT = 5000
+JID = re.compile(r"^[0-9a-f]{24}$")  # matching entries read for one filtered listing
 
 
 def entry_id(entry: SortedEntry) -> str:
@@ -38,7 +40,13 @@ def job_set(ctx: Context, kind: str) -> JobSet:
 
 
 def find_entry(jobs: JobSet, title: str, ident: str) -> SortedEntry:
-    """The entry named ``ident``, or a 404 that says it has left (or never was)."""
+    """The entry named ``ident`` (or, for links from logs, by its jid), or a 404 that says it
+    has left (or never was)."""
+    if JID.match(ident):
+        found = jobs.find_job(ident)
+        if found is None:
+            raise HTTPError(404, f"there is no job with jid {ident} in {title}")
+        return found
     score_text, _, wanted = ident.rpartition("-")
     try:
         score = float(score_text)
