@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, parse_qsl, unquote_to_bytes
 
 # Forms here hold a few hundred checkbox values at most; anything bigger is not ours.
 MAX_BODY = 1024 * 1024
+MAX_NUMBER = 1_000_000_000
 
 
 class HTTPError(Exception):
@@ -57,14 +58,15 @@ class Request:
                 return unquote_to_bytes(value.replace("+", " "))
         return None
 
-    def int_arg(self, name: str, default: int, low: int = 1, high: int | None = None) -> int:
-        """A whole-number query parameter within bounds; anything else is a 400."""
+    def int_arg(self, name: str, default: int, low: int = 1, high: int = MAX_NUMBER) -> int:
+        """A whole-number query parameter within bounds; anything else is a 400. The default
+        upper bound keeps page arithmetic inside what Redis takes as an index."""
         raw = self.arg(name)
         if raw == "":
             return default
         whole = raw.isascii() and raw.isdigit() and len(raw) <= 20
-        if not whole or int(raw) < low or (high is not None and int(raw) > high):
-            bounds = f"from {low} to {high}" if high is not None else f"at least {low}"
+        if not whole or not low <= int(raw) <= high:
+            bounds = f"from {low} to {high}"
             raise HTTPError(400, f"{name} must be a whole number {bounds}, got {raw[:40]!r}")
         return int(raw)
 

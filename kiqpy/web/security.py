@@ -86,7 +86,8 @@ def unauthorized() -> Response:
 def csrf_token(request: Request) -> tuple[str, bool]:
     """The session's token from its cookie, or a new one; True when it is new (to be set)."""
     token = request.cookies.get(CSRF_COOKIE, "")
-    if len(token) >= 32 and token.replace("-", "").replace("_", "").isalnum():
+    if 32 <= len(token) <= 128 and token.isascii() and \
+            token.replace("-", "").replace("_", "").isalnum():
         return token, False
     return secrets.token_urlsafe(32), True
 

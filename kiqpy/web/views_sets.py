@@ -8,6 +8,7 @@ seen and deleted). ``/retries/<jid>`` works too, for links built from a log line
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -51,7 +52,9 @@ def find_entry(jobs: JobSet, title: str, ident: str) -> SortedEntry:
     try:
         score = float(score_text)
     except ValueError:
-        raise HTTPError(404, f"{ident[:80]!r} does not name an entry of {title}") from None
+        score = math.nan
+    if not math.isfinite(score):
+        raise HTTPError(404, f"{ident[:80]!r} does not name an entry of {title}")
     for entry in jobs.fetch(score):
         if digest(entry.value) == wanted:
             return entry

@@ -50,47 +50,63 @@
   // Drawn at the container's own pixel size, so text stays readable on a phone and a laptop.
   function drawChart(container, labels, series) {
     container.kiqpyChart = [labels, series];
-    var width = Math.max(280, container.clientWidth || 640), height = 200;
-    var left = 48, right = 10, top = 12, bottom = 28;
-    var max = 1;
-    series.forEach(function (s) { s.values.forEach(function (v) { if (v > max) { max = v; } }); });
-    var svg = node("svg", { viewBox: "0 0 " + width + " " + height, role: "img",
-      "aria-label": series.map(function (s) { return s.name; }).join(" and ") + " per " + container.getAttribute("data-unit") });
-    var plotW = width - left - right, plotH = height - top - bottom;
-    var step = labels.length > 1 ? plotW / (labels.length - 1) : 0;
-    function x(i) { return left + (labels.length > 1 ? i * step : plotW / 2); }
-    function y(v) { return top + plotH - (v / max) * plotH; }
-    [0, 0.5, 1].forEach(function (f) {
-      var value = Math.round(max * f);
-      node("line", { x1: left, x2: width - right, y1: y(value), y2: y(value), "class": "grid" }, svg);
-      text(svg, left - 6, y(value) + 4, value.toLocaleString(), "end");
-    });
+    var box = { width: Math.max(280, container.clientWidth || 640), height: 200,
+      left: 48, right: 10, top: 12, bottom: 28, labels: labels, max: 1 };
+    series.forEach(function (s) { s.values.forEach(function (v) { box.max = Math.max(box.max, v); }); });
+    box.plotW = box.width - box.left - box.right;
+    box.plotH = box.height - box.top - box.bottom;
+    box.step = labels.length > 1 ? box.plotW / (labels.length - 1) : 0;
+    box.x = function (i) { return box.left + (labels.length > 1 ? i * box.step : box.plotW / 2); };
+    box.y = function (v) { return box.top + box.plotH - (v / box.max) * box.plotH; };
+    var svg = node("svg", { viewBox: "0 0 " + box.width + " " + box.height, role: "img",
+      "aria-label": series.map(function (s) { return s.name; }).join(" and ") + " per " +
+        container.getAttribute("data-unit") });
+    drawAxes(svg, box);
     series.forEach(function (s) {
-      var points = s.values.map(function (v, i) { return x(i) + "," + y(v); }).join(" ");
+      var points = s.values.map(function (v, i) { return box.x(i) + "," + box.y(v); }).join(" ");
       node("polyline", { points: points, "class": "line " + s.cls }, svg);
     });
-    [0, Math.floor((labels.length - 1) / 2), labels.length - 1].forEach(function (i, n, all) {
-      if (labels.length && (n === 0 || i !== all[n - 1])) {
-        text(svg, x(i), height - 8, labels[i], n === 0 ? "start" : (n === 2 ? "end" : "middle"));
+    drawHoverTargets(svg, box, series);
+    container.replaceChildren(svg, legend(series));
+  }
+
+  function drawAxes(svg, box) {
+    [0, 0.5, 1].forEach(function (f) {
+      var value = Math.round(box.max * f);
+      node("line", { x1: box.left, x2: box.width - box.right, y1: box.y(value), y2: box.y(value),
+        "class": "grid" }, svg);
+      text(svg, box.left - 6, box.y(value) + 4, value.toLocaleString(), "end");
+    });
+    var last = box.labels.length - 1;
+    [0, Math.floor(last / 2), last].forEach(function (i, n, all) {
+      if (last >= 0 && (n === 0 || i !== all[n - 1])) {
+        text(svg, box.x(i), box.height - 8, box.labels[i], ["start", "middle", "end"][n]);
       }
     });
-    labels.forEach(function (label, i) {  // hover targets: one column per label
-      var hit = node("rect", { x: x(i) - Math.max(step, 4) / 2, y: top, width: Math.max(step, 4),
-        height: plotH, "class": "hit" }, svg);
-      var tip = node("title", {}, hit);
-      tip.textContent = label + ": " + series.map(function (s) {
+  }
+
+  // One invisible column per label whose tooltip gives every series' value there.
+  function drawHoverTargets(svg, box, series) {
+    var width = Math.max(box.step, 4);
+    box.labels.forEach(function (label, i) {
+      var hit = node("rect", { x: box.x(i) - width / 2, y: box.top, width: width,
+        height: box.plotH, "class": "hit" }, svg);
+      node("title", {}, hit).textContent = label + ": " + series.map(function (s) {
         return s.name + " " + s.values[i].toLocaleString();
       }).join(", ");
     });
-    var legend = document.createElement("p");
-    legend.className = "legend";
+  }
+
+  function legend(series) {
+    var box = document.createElement("p");
+    box.className = "legend";
     series.forEach(function (s) {
       var item = document.createElement("span");
       item.className = "key " + s.cls;
       item.textContent = s.name;
-      legend.appendChild(item);
+      box.appendChild(item);
     });
-    container.replaceChildren(svg, legend);
+    return box;
   }
 
   function drawHistory() {
