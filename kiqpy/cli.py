@@ -11,7 +11,6 @@ import difflib
 import importlib
 import importlib.util
 import os
-import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,42 +18,26 @@ from typing import Any
 import click
 
 from kiqpy import log as kiqpy_log
+from kiqpy import queues
 from kiqpy.config import Config, env_redis_url
 from kiqpy.errors import ConfigurationError
+from kiqpy.serve import ProcessOptions
 
-try:
+if sys.version_info >= (3, 11):
     import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
+else:  # pragma: no cover
+    import tomli as tomllib
 
 
 def parse_queues(values: tuple[str, ...] | list[str]) -> tuple[tuple[str, int], ...]:
     """``("default,mail", "critical:3")`` -> ``(("default", 0), ("mail", 0), ("critical", 3))``.
 
+    Patterns (``*``, ``mail_*``, ``!low``) are kept for the worker to resolve (kiqpy.queues).
     Raises click.BadParameter for a bad weight, and for Sidekiq's ``critical,2`` habit."""
-    tokens = [t.strip() for value in values for t in str(value).split(",")]
-    result: list[tuple[str, int]] = []
-    for index, token in enumerate(tokens):
-        if not token:
-            raise click.BadParameter("empty queue name")
-        if token.isdigit():
-            before = tokens[index - 1].partition(":")[0] if index else "queue"
-            raise click.BadParameter(
-                f"{token!r} is not a queue name; for a weight write {before}:{token}")
-        name, sep, weight = token.partition(":")
-        if not name:
-            raise click.BadParameter(f"{token!r} has no queue name")
-        if sep:
-            if not weight.isdigit() or int(weight) < 1:
-                raise click.BadParameter(
-                    f"bad weight in {token!r}: a weight is a whole number of at least 1")
-            result.append((name, int(weight)))
-        else:
-            result.append((name, 0))
-    if any(w for _, w in result):
-        # Once any queue has a weight, queues without one count as weight 1.
-        result = [(n, w or 1) for n, w in result]
-    return tuple(result)
+    try:
+        return queues.parse(values)
+    except ConfigurationError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def load_config_file(path: str | None) -> dict[str, Any]:
@@ -150,29 +133,85 @@ def _source_is_default(ctx: click.Context, name: str) -> bool:
               default="info",
               envvar="KIQPY_LOG_LEVEL", help="`warning` silences the per-job lines.")
 @click.option("-v", "--verbose", is_flag=True, envvar="KIQPY_VERBOSE", help="Debug logging.")
+@click.option("--logfile", envvar="KIQPY_LOGFILE",
+              help="Append logs to this file instead of stderr; SIGUSR1 reopens it.")
+@click.option("-p", "--processes", default="1", envvar=["KIQPY_PROCESSES", "COUNT"],
+              callback=lambda ctx, param, value: _processes(value),
+              help="Worker processes under one supervisor; 'auto' = one per core.  [default: 1]")
+@click.option("--max-memory", type=click.FloatRange(min=1), default=None,
+              envvar="KIQPY_MAX_MEMORY",
+              help="MB of RSS after which a worker process is quieted and replaced.")
+@click.option("--max-jobs", type=click.IntRange(min=1), default=None, envvar="KIQPY_MAX_JOBS",
+              help="Jobs after which a worker process is replaced.")
+@click.option("--preload", is_flag=True, envvar="KIQPY_PRELOAD",
+              help="Import -r modules once in the supervisor, before forking.")
+@click.option("--pidfile", envvar="KIQPY_PIDFILE", help="Write the (supervisor's) pid here.")
+@click.option("--health-port", type=click.IntRange(0, 65535), default=None,
+              envvar="KIQPY_HEALTH_PORT",
+              help="Serve GET /health: 200 while heartbeats are fresh and Redis answers, else 503.")
+@click.option("--health-host", default="127.0.0.1", show_default=True,
+              envvar="KIQPY_HEALTH_HOST", help="Address for --health-port.")
 @click.version_option(None, "-V", "--version", package_name="kiqpy", message="kiqpy %(version)s")
 @click.pass_context
 def worker(ctx: click.Context, **opts: Any) -> None:
     """Run jobs: kiqpy worker -r myapp.jobs -c 25 -q default,mail"""
     settings = _settings(ctx, opts)
     log_format, log_level = settings.pop("log_format"), settings.pop("log_level")
-    kiqpy_log.setup(log_format, "debug" if settings.pop("verbose") else log_level)
-    for target in settings.pop("requires"):
-        try:
-            require(target)
-        except Exception as exc:
-            click.echo(f"kiqpy: cannot import {target!r}: {type(exc).__name__}: {exc}", err=True)
-            sys.exit(1)
-    from kiqpy.worker import registered
+    kiqpy_log.setup(log_format, "debug" if settings.pop("verbose") else log_level,
+                    logfile=settings.pop("logfile"))
+    options = ProcessOptions(**{k: settings.pop(k) for k in _PROCESS_KEYS})
+    requires = settings.pop("requires")
+    build_config(settings)  # a bad value is a usage error now, not in a forked child later
+    sys.exit(serve(AppLoader(requires, settings), options))
 
-    if not registered():
-        kiqpy_log.get_logger().warning(
-            "no job classes registered; pass the module that defines them with -r")
-    config = build_config(settings)
-    import kiqpy
 
-    kiqpy.configure(config)
-    sys.exit(serve(config))
+_PROCESS_KEYS = ("processes", "max_memory", "max_jobs", "preload", "pidfile", "health_port",
+                 "health_host")
+
+
+def _processes(value: str | int) -> int:
+    """``-p``: a whole number of at least 1, or ``auto`` (one per core)."""
+    if str(value).strip().lower() == "auto":
+        return os.cpu_count() or 1
+    try:
+        count = int(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a number of processes or 'auto'") from None
+    if count < 1:
+        raise click.BadParameter(f"{count} is not a number of processes (at least 1)")
+    return count
+
+
+class AppLoader:
+    """Imports the -r modules and builds the configuration, once (in the supervisor with
+    --preload, else in each worker process after the fork)."""
+
+    def __init__(self, requires: list[str], settings: dict[str, Any]) -> None:
+        self.requires, self.settings = requires, settings
+        self.config: Config | None = None
+
+    def __call__(self) -> Config:
+        if self.config is None:
+            for target in self.requires:
+                try:
+                    require(target)
+                except Exception as exc:
+                    click.echo(f"kiqpy: cannot import {target!r}: {type(exc).__name__}: {exc}",
+                               err=True)
+                    sys.exit(1)
+            from kiqpy.worker import registered
+
+            if not registered():
+                kiqpy_log.get_logger().warning(
+                    "no job classes registered; pass the module that defines them with -r")
+            import kiqpy
+
+            self.config = kiqpy.configure(build_config(self.settings))
+        return self.config
+
+    def base(self) -> Config:
+        """The configuration from the flags alone, without importing anything."""
+        return build_config(self.settings)
 
 
 def build_config(settings: dict[str, Any]) -> Config:
@@ -187,16 +226,14 @@ def build_config(settings: dict[str, Any]) -> Config:
         raise click.UsageError(str(exc)) from exc
 
 
-def serve(config: Config) -> int:
-    """Run a worker process with signal handlers until it stops; returns the exit code."""
-    from kiqpy.launcher import Launcher
+def serve(load_app: AppLoader, options: ProcessOptions) -> int:
+    """Run the worker process(es) (kiqpy.serve); returns the exit code."""
+    from kiqpy import serve as serving
 
     try:
-        launcher = Launcher(config)
+        return serving.run(load_app, options)
     except ConfigurationError as exc:  # a bad Redis URL, for one
         raise click.UsageError(str(exc)) from exc
-    _install_signals(launcher)
-    return launcher.run()
 
 
 # Keys a -C file may use beyond the option names (dashes or underscores both work).
@@ -256,27 +293,11 @@ def _settings(ctx: click.Context, opts: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _install_signals(launcher: Any) -> None:
-    """TERM/INT: graceful stop (a second one exits at once). TSTP: quiet. TTIN: thread dump."""
-    state = {"stopping": False}
-
-    def stop(signum: int, frame: Any) -> None:
-        if state["stopping"]:
-            # Jobs still in-flight stay there; orphan recovery brings them back.
-            os._exit(1)
-        state["stopping"] = True
-        launcher.stop()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTSTP, lambda s, f: launcher.quiet())
-    signal.signal(signal.SIGTTIN, lambda s, f: launcher.command("dump"))
-
-
-from kiqpy.monitor import stats  # noqa: E402
+from kiqpy.monitor import check, stats  # noqa: E402
 from kiqpy.web_command import web  # noqa: E402
 
 main.add_command(stats)
+main.add_command(check)
 main.add_command(web)
 
 if __name__ == "__main__":

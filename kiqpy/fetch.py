@@ -50,7 +50,7 @@ class QueueOrder:
 
     def __init__(self, queues: Sequence[tuple[str, int]]) -> None:
         self.names = [name for name, _ in queues]
-        weights = [weight for _, weight in queues]
+        self.weights = weights = [weight for _, weight in queues]
         if not any(weights):
             self.mode = "strict"
         elif len(set(weights)) == 1:
@@ -101,6 +101,8 @@ class Fetcher:
         self._room = threading.Condition()
         self._held = 0  # jobs taken and not yet done: running + waiting on `work`
         self._low = 0  # the low-water mark last computed by the loop
+        self._taken = 0  # jobs taken since start
+        self.budget: int | None = None  # the most jobs to take (--max-jobs), None: no limit
         self._acks: list[Unit] = []
         self._ack_due = 0.0  # monotonic time by which pending acks must be sent
         self._job_seconds = 1.0  # moving average of job run time (starts "slow": no prefetch)
@@ -228,11 +230,12 @@ class Fetcher:
                 return acks, 0, True
             limit, low = self._limits()
             self._low = low
-            fetching = not self._quiet.is_set() and self._held <= low
+            left = self.budget - self._taken if self.budget is not None else limit
+            fetching = not self._quiet.is_set() and self._held <= low and left > 0
             now = time.monotonic()
             if fetching or (self._acks and now >= self._ack_due):
                 acks, self._acks = self._acks, []
-                return acks, (limit - self._held if fetching else 0), False
+                return acks, (min(limit - self._held, left) if fetching else 0), False
             timeout = (self._ack_due - now) if self._acks else 1.0
             self._room.wait(timeout)
 
@@ -301,6 +304,7 @@ class Fetcher:
     def _dispatch(self, units: list[Unit]) -> None:
         with self._room:
             self._held += len(units)
+            self._taken += len(units)
         for unit in units:
             self.work.put(unit)
 

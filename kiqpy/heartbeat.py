@@ -1,10 +1,11 @@
 """The process registry: who is running, what they are doing, how many jobs they have done.
 
-Every ``heartbeat_interval`` seconds a worker writes, in one pipeline: its identity in
-``processes``, its hash (info, busy, beat, quiet, rss, rtt_us) with a ``process_ttl`` expiry,
-the jobs it is running in ``<identity>:work``, its queues in ``kiqpy:inflight-owners`` (for
-orphan recovery), the processed/failed counters (total and daily), and it reads remote signals
-from ``<identity>-signals``. Then it runs orphan recovery.
+Every ``heartbeat_interval`` seconds a worker writes, in one MULTI: its identity in
+``processes``, its hash (info, busy, beat, quiet, rss, rtt_us, and ``flushed``: the counts
+already added to the counters) with a ``process_ttl`` expiry, the jobs it is running in
+``<identity>:work``, its queues in ``kiqpy:inflight-owners`` (for orphan recovery), the
+processed/failed counters (total and daily), and it reads remote signals from
+``<identity>-signals``. Then it runs orphan recovery.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ from kiqpy.outage import Outage
 from kiqpy.recovery import Recovery
 
 DAILY_STATS_TTL = 5 * 365 * 24 * 3600
+# The process hash field holding the counts already added to the counters (see _counted).
+FLUSHED = "flushed"
+WATCH_ATTEMPTS = 5
 SIGNALS = {"TSTP": "quiet", "quiet": "quiet", "TERM": "stop", "stop": "stop",
            "TTIN": "dump", "dump": "dump"}
 
@@ -78,13 +82,23 @@ class Heartbeat:
         self._lock = threading.Lock()
         self.left = False
         self.last_beat: float | None = None  # monotonic time of the last successful beat
+        self._flushed = (0, 0)  # (processed, failed) known to be in the counters
         self.started_at = time.time()
-        self.info = json.dumps({
-            "hostname": socket.gethostname(), "pid": os.getpid(), "tag": config.tag,
-            "queues": config.queue_names, "weights": [dict(config.queues)],
-            "concurrency": config.concurrency, "started_at": self.started_at,
-            "identity": identity, "version": _version(), "labels": [],
-        })
+        self._info: tuple[list[tuple[str, int]], str] | None = None
+
+    @property
+    def info(self) -> str:
+        """The process's info JSON; its queues are the ones actually listened to (patterns
+        like ``*`` resolved), so it is rebuilt when they change."""
+        queues = list(zip(self.fetcher.order.names, self.fetcher.order.weights, strict=True))
+        if self._info is None or self._info[0] != queues:
+            self._info = (queues, json.dumps({
+                "hostname": socket.gethostname(), "pid": os.getpid(), "tag": self.config.tag,
+                "queues": [q for q, _ in queues], "weights": [dict(queues)],
+                "concurrency": self.config.concurrency, "started_at": self.started_at,
+                "identity": self.identity, "version": _version(), "labels": [],
+            }))
+        return self._info[1]
 
     def run(self) -> None:
         while not self.stop.wait(self.config.heartbeat_interval * random.uniform(0.9, 1.1)):
@@ -107,32 +121,33 @@ class Heartbeat:
             self.on_signal(command)
 
     def _beat(self) -> list[str]:
-        delta = self.manager.take_counts()
         busy = self.manager.snapshot()
         ttl = max(1, int(self.config.process_ttl))
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.sadd(self.keys.processes, self.identity)
-        pipe.hset(self.keys.inflight_owners, self.identity,
-                  json.dumps(sorted(self.fetcher.fetched_from)))
-        pipe.hset(self.keys.process(self.identity), mapping={
-            "info": self.info, "busy": len(busy), "beat": time.time(),
-            "quiet": "true" if self.quiet else "false", "rss": rss_kb(),
-            "rtt_us": self.rtt_us})
-        pipe.expire(self.keys.process(self.identity), ttl)
+        state = {"info": self.info, "busy": len(busy), "beat": time.time(),
+                 "quiet": "true" if self.quiet else "false", "rss": rss_kb(),
+                 "rtt_us": self.rtt_us}
         work = self.keys.work(self.identity)
-        pipe.delete(work)
-        if busy:
-            pipe.hset(work, mapping={thread: json.dumps(
-                {"queue": q, "payload": job, "run_at": started}, default=repr)
-                for thread, (q, job, started) in busy.items()})
-            pipe.expire(work, ttl)
-        self._add_counts(pipe, delta)
-        pipe.rpop(self.keys.signals(self.identity), 10)
+        running = {thread: json.dumps({"queue": q, "payload": job, "run_at": started},
+                                      default=repr)
+                   for thread, (q, job, started) in busy.items()}
+
+        def write(pipe: Any, delta: tuple[int, int], flushed: str) -> None:
+            pipe.sadd(self.keys.processes, self.identity)
+            pipe.hset(self.keys.inflight_owners, self.identity,
+                      json.dumps(sorted(self.fetcher.fetched_from)))
+            pipe.hset(self.keys.process(self.identity), mapping={**state, FLUSHED: flushed})
+            pipe.expire(self.keys.process(self.identity), ttl)
+            pipe.delete(work)
+            if running:
+                pipe.hset(work, mapping=running)
+                pipe.expire(work, ttl)
+            self._add_counts(pipe, delta)
+            pipe.rpop(self.keys.signals(self.identity), 10)
+
         started = time.perf_counter()
-        results = pipe.execute()
+        results = self._counted(write)
         self.rtt_us = int((time.perf_counter() - started) * 1e6)
         self.last_beat = time.monotonic()
-        self.manager.commit_counts(delta)
         commands = []
         for raw in results[-1] or []:
             command = SIGNALS.get(raw.decode(errors="replace"))
@@ -141,6 +156,40 @@ class Heartbeat:
             else:
                 commands.append(command)
         return commands
+
+    def _counted(self, write: Callable[[Any, tuple[int, int], str], None]) -> list[Any]:
+        """Run ``write(pipe, delta, flushed)`` in a MULTI that adds to the counters exactly
+        what Redis has not counted yet, and returns its results.
+
+        Why not just INCRBY what was done since the last beat: when a beat times out, Redis
+        may still run it (its commands sat in a socket buffer while Redis stalled, and
+        redis-py re-sends a command that timed out), so "not acknowledged" does not mean
+        "not applied". The process hash therefore records the totals applied (field
+        ``flushed``), written in the same MULTI as the INCRBYs; each beat WATCHes the hash,
+        reads them and adds only the difference. A late copy of an earlier beat then either
+        ran before the read (and is seen) or changes the hash (and this MULTI is retried).
+        Without the field (first beat, or the hash expired in a long outage) the process's
+        own record is trusted."""
+        key = self.keys.process(self.identity)
+        for _ in range(WATCH_ATTEMPTS):
+            with self.redis.pipeline(transaction=True) as pipe:
+                try:
+                    pipe.watch(key)
+                    totals = self.manager.counts()
+                    applied = _totals(pipe.hget(key, FLUSHED)) or self._flushed
+                    pipe.multi()
+                    write(pipe, (totals[0] - applied[0], totals[1] - applied[1]),
+                          f"{totals[0]} {totals[1]}")
+                    results: list[Any] = pipe.execute()
+                except redis.WatchError as exc:
+                    if isinstance(exc.__context__, REDIS_DOWN):
+                        # The connection failed while watching: applied or not, the next
+                        # beat reads what Redis has. Reported like any outage.
+                        raise redis.ConnectionError(str(exc)) from exc
+                    continue  # the hash changed under us: read it again
+            self._flushed = totals
+            return results
+        raise redis.ConnectionError(f"the process hash changed {WATCH_ATTEMPTS} times in a row")
 
     def _add_counts(self, pipe: Any, delta: tuple[int, int]) -> None:
         today = _dt.datetime.now(_dt.timezone.utc).date()
@@ -154,15 +203,23 @@ class Heartbeat:
         """Flush the last counters and remove this process from the registry (clean exit).
         Later beats do nothing."""
         with self._lock:
-            delta = self.manager.take_counts()
-            pipe = self.redis.pipeline(transaction=False)
-            self._add_counts(pipe, delta)
-            pipe.srem(self.keys.processes, self.identity)
-            pipe.delete(self.keys.process(self.identity), self.keys.work(self.identity),
-                        self.keys.signals(self.identity))
-            pipe.execute()
-            self.manager.commit_counts(delta)
+            def write(pipe: Any, delta: tuple[int, int], flushed: str) -> None:
+                self._add_counts(pipe, delta)
+                pipe.srem(self.keys.processes, self.identity)
+                pipe.delete(self.keys.process(self.identity), self.keys.work(self.identity),
+                            self.keys.signals(self.identity))
+
+            self._counted(write)
             self.left = True
+
+
+def _totals(raw: bytes | str | None) -> tuple[int, int] | None:
+    """The ``flushed`` field: "<processed> <failed>" totals already added to the counters."""
+    try:
+        processed, failed = (raw or "").split()
+        return int(processed), int(failed)
+    except ValueError:
+        return None
 
 
 def _version() -> str:

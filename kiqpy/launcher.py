@@ -52,6 +52,7 @@ class Launcher:
         self.background_stop = threading.Event()
         self.fetcher = Fetcher(config, self.redis, self.keys, self.identity, self.outage,
                                self.log)
+        self.fetcher.budget = max_jobs
         self.retrier = Retrier(config, self.redis, self.keys, self.outage, self.log,
                                self.hard_stop)
         self.manager = Manager(config.concurrency, self.fetcher, self.retrier,
@@ -62,6 +63,7 @@ class Launcher:
         self.scheduler = Scheduler(config, self.redis, self.keys, self.outage, self.log,
                                    self.background_stop)
         self.exit_code = 0
+        self.stop_requested = threading.Event()
         self.started = threading.Event()
         self.stopped = threading.Event()
         self._commands: _queue.SimpleQueue[str] = _queue.SimpleQueue()
@@ -76,6 +78,7 @@ class Launcher:
         self.command("quiet")
 
     def stop(self) -> None:
+        self.stop_requested.set()
         self.command("stop")
 
     # -- running -----------------------------------------------------------------------------
@@ -85,16 +88,25 @@ class Launcher:
                       queues=self.config.queue_names, redis=self.outage.url)
         # Registered (in-flight owner, heartbeat hash) before the first fetch, so that a crash
         # right after it leaves jobs that orphan recovery can find.
-        self.outage.retry(self.heartbeat.beat, "start", self.hard_stop)
+        if self.outage.retry(self._first_beat, "start", self.stop_requested) is None:
+            return  # stopped while waiting for Redis: nothing was started
         self.manager.start(self.spawn)
         self.fetcher.start(self.spawn)
         self._background.append(self.spawn("kiqpy.scheduler", self.scheduler.run))
         self._background.append(self.spawn("kiqpy.heartbeat", self.heartbeat.run))
         self.started.set()
 
+    def _first_beat(self) -> bool:
+        self.heartbeat.beat()
+        return True
+
     def run(self) -> int:
         """Start, carry out commands until "stop", shut down; returns the exit code."""
         self.start()
+        if not self.started.is_set():
+            self.log.info("stopped before Redis could be reached")
+            self.stopped.set()
+            return self.exit_code
         while True:
             try:
                 name = self._commands.get(timeout=0.5 if self.max_jobs else None)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import sys
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -157,3 +158,32 @@ def stats(section: str, as_json: bool, redis_url: str | None, namespace: str) ->
             client.connection_pool.disconnect()
     except KiqpyError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+@click.command("check")
+@click.option("-q", "--queue", "queues", multiple=True,
+              help="A queue that must have a live process (comma separated or repeated).")
+@click.option("--redis-url", envvar=["KIQPY_REDIS_URL", "REDIS_URL"],
+              help="Redis to check [env: KIQPY_REDIS_URL, REDIS_URL; default localhost].")
+@click.option("--namespace", default="", envvar="KIQPY_NAMESPACE", help="Key prefix.")
+def check(queues: tuple[str, ...], redis_url: str | None, namespace: str) -> None:
+    """Exit 0 when Redis answers and a live, non-quiet kiqpy process serves every given queue
+    (any process when none is given); exit 1 otherwise. For scripts and container probes."""
+    from kiqpy.connection import REDIS_DOWN
+    from kiqpy.health import check_cluster
+    from kiqpy.keys import Keys
+
+    overrides: dict[str, Any] = {"namespace": namespace}
+    if redis_url:
+        overrides["redis_url"] = redis_url
+    config = Config.from_env(**overrides)
+    names = [q.strip() for value in queues for q in value.split(",") if q.strip()]
+    client = connect(config.redis_url, 1, config.socket_timeout)
+    try:
+        ok, reason = check_cluster(client, Keys(config.namespace), names)
+    except REDIS_DOWN as exc:
+        ok, reason = False, f"cannot reach Redis at {safe_url(config.redis_url)}: {exc}"
+    finally:
+        client.connection_pool.disconnect()
+    click.echo(("ok: " if ok else "not ok: ") + reason)
+    sys.exit(0 if ok else 1)

@@ -35,7 +35,7 @@ def parse(tokens: Iterable[str]) -> tuple[tuple[str, int], ...]:
         if not part:
             raise ConfigurationError("empty queue name")
         if part.isdigit():
-            before = parts[index - 1] if index else "queue"
+            before = parts[index - 1].partition(":")[0] if index else "queue"
             raise ConfigurationError(
                 f"{part!r} is not a queue name; for a weight write {before}:{part}")
         name, sep, weight = part.partition(":")

@@ -55,9 +55,8 @@ class Supervisor:
         self.exit_code = 0
 
     def run(self) -> int:
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGTSTP, signal.SIGTTIN,
-                       signal.SIGUSR1):
-            signal.signal(signum, lambda s, f: self.signals.append(s))
+        """Start the children and supervise them until they have all stopped. The caller
+        installs signal handlers that append to :attr:`signals` (see kiqpy.serve)."""
         self.log.info("supervisor starting", processes=self.count, pid=os.getpid())
         for index in range(self.count):
             self._spawn(index)
@@ -85,9 +84,6 @@ class Supervisor:
         if pid == 0:  # the child
             code = 1
             try:
-                for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGTSTP, signal.SIGTTIN,
-                               signal.SIGUSR1):
-                    signal.signal(signum, signal.SIG_DFL)
                 if self.health is not None:
                     self.health.socket.close()
                 code = self.run_child(index)

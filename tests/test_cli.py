@@ -72,8 +72,9 @@ def invoke(monkeypatch, config, tmp_path):
     def run(*args: str, env: dict[str, str] | None = None):
         parsed = Parsed()
 
-        def serve(cfg):
-            parsed.config = cfg
+        def serve(load_app, options):
+            parsed.config = load_app()
+            parsed.options = options
             return 0
 
         monkeypatch.setattr(cli, "serve", serve)

@@ -166,10 +166,6 @@ def test_a_worker_started_before_redis_waits_for_it(server, client):
     assert cpu_used < 0.5, (cpu_used, time.monotonic() - waiting_since)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "launcher.py Launcher.start: outage.retry(self.heartbeat.beat, 'start', self.hard_stop) "
-    "gives up only on hard_stop, which shutdown() sets, which run() reaches only after start() "
-    "returns; so TERM is queued and ignored until Redis comes back"))
 def test_term_stops_a_worker_that_is_still_waiting_for_redis(server):
     server.stop()
     with WorkerProcess(server.url) as worker:

@@ -1,0 +1,161 @@
+"""Running the worker process(es) the command line asked for: one process, or a supervisor
+with N children (-p); signal handlers, --pidfile, --health-port, log reopening on USR1.
+
+This is the CLI's side of things; library code (Launcher, kiqpy.embed) installs no signal
+handlers. Signals:
+
+    TERM, INT   graceful stop within -t (a second one exits at once; in-flight jobs are
+                recovered by another process)
+    TSTP        quiet: stop fetching          TTIN   log every thread's stack
+    USR1        reopen --logfile (logrotate)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from kiqpy import health
+from kiqpy import log as kiqpy_log
+from kiqpy.config import Config
+from kiqpy.connection import REDIS_DOWN, connect
+from kiqpy.keys import Keys
+
+
+@dataclass(frozen=True)
+class ProcessOptions:
+    """How to run: the flags that shape processes rather than the worker itself."""
+
+    processes: int = 1
+    max_memory: float | None = None  # MB
+    max_jobs: int | None = None
+    preload: bool = False
+    pidfile: str | None = None
+    health_port: int | None = None
+    health_host: str = "127.0.0.1"
+
+    @property
+    def supervised(self) -> bool:
+        return self.processes > 1 or bool(self.max_memory) or bool(self.max_jobs)
+
+
+@contextlib.contextmanager
+def pidfile(path: str | None) -> Iterator[None]:
+    """Write this process's pid to ``path`` for the run; remove it afterwards."""
+    if not path:
+        yield
+        return
+    with open(path, "w") as handle:
+        handle.write(f"{os.getpid()}\n")
+    mine = False
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError), open(path) as handle:
+            mine = handle.read().strip() == str(os.getpid())
+        if mine:
+            with contextlib.suppress(OSError):
+                os.remove(path)
+
+
+class AppLoader(Protocol):
+    """Imports the application (the -r modules) and returns the configuration, once."""
+
+    def __call__(self) -> Config: ...
+
+    def base(self) -> Config:
+        """The configuration without importing the application."""
+        ...
+
+
+def run(load_app: AppLoader, options: ProcessOptions) -> int:
+    """Run as ``options`` says; ``load_app`` imports the -r modules and returns the
+    configuration (the same one on every call). Returns the exit code."""
+    with pidfile(options.pidfile):
+        if not options.supervised:
+            return run_worker(load_app(), options)
+        if options.preload:
+            load_app()
+        return run_supervisor(options, load_app)
+
+
+def run_worker(config: Config, options: ProcessOptions, max_jobs: int | None = None) -> int:
+    """One worker process in this process, with signal handlers."""
+    from kiqpy.launcher import Launcher
+
+    launcher = Launcher(config, max_jobs=max_jobs)
+    stopping = {"once": False}
+
+    def stop(signum: int, frame: Any) -> None:
+        if stopping["once"]:
+            os._exit(1)  # jobs still in-flight stay there; orphan recovery brings them back
+        stopping["once"] = True
+        launcher.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTSTP, lambda s, f: launcher.quiet())
+    signal.signal(signal.SIGTTIN, lambda s, f: launcher.command("dump"))
+    signal.signal(signal.SIGUSR1, lambda s, f: kiqpy_log.reopen())
+    server = None
+    if options.health_port is not None:
+        server = health.serve_in_thread(options.health_host, options.health_port,
+                                        launcher.healthy)
+    try:
+        return launcher.run()
+    finally:
+        if server is not None:
+            server.shutdown()
+
+
+def run_supervisor(options: ProcessOptions, load_app: AppLoader) -> int:
+    """A parent that forks ``options.processes`` workers (see kiqpy.supervisor)."""
+    from kiqpy.supervisor import Supervisor
+
+    # What the parent needs (timeout, Redis for the health check) does not depend on the app.
+    config = load_app() if options.preload else load_app.base()
+
+    def run_child(index: int) -> int:
+        return run_worker(load_app(), ProcessOptions(), max_jobs=options.max_jobs)
+
+    supervisor = Supervisor(options.processes, run_child, config.timeout, kiqpy_log.get_logger(),
+                            max_memory_mb=options.max_memory, on_reopen=kiqpy_log.reopen)
+    if options.health_port is not None:
+        supervisor.health = health.make_server(
+            options.health_host, options.health_port,
+            supervisor_check(config, supervisor.child_pids), threading_server=False)
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGTSTP, signal.SIGTTIN,
+                   signal.SIGUSR1):
+        signal.signal(signum, lambda s, f: supervisor.signals.append(s))
+    try:
+        return supervisor.run()
+    finally:
+        if supervisor.health is not None:
+            supervisor.health.server_close()
+
+
+def supervisor_check(config: Config, child_pids: Callable[[], list[int]]
+                     ) -> health.Check:
+    """Healthy when Redis answers and every child has a fresh heartbeat."""
+    client = connect(config.redis_url, 1, config.socket_timeout)
+    keys, host = Keys(config.namespace), socket.gethostname()
+    max_age = 2 * config.heartbeat_interval + 5
+
+    def check() -> tuple[bool, str]:
+        try:
+            live = health.live_processes(client, keys, max_age)
+        except REDIS_DOWN as exc:
+            return False, f"redis unreachable: {exc}"
+        fresh = {p.get("pid") for p in live if p.get("hostname") == host}
+        pids = child_pids()
+        stale = [pid for pid in pids if pid not in fresh]
+        if stale or not pids:
+            return False, f"{len(stale)} of {len(pids)} worker processes without a fresh heartbeat"
+        return True, f"ok: {len(pids)} worker processes"
+
+    return check

@@ -1,0 +1,202 @@
+"""Running it like production: `-p N` under a supervisor, recycling, queue patterns, the
+health port, `kiqpy check`, pidfile and logfile (kiqpy/supervisor.py, kiqpy/serve.py)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests import app_jobs
+from tests.conftest import wait_for
+from tests.redis_server import free_port
+from tests.workers import ROOT, WorkerProcess, exit_within, log_events
+
+pytestmark = pytest.mark.slow
+
+
+def child_pids(r) -> set[int]:
+    return {int(m.decode().split(":")[1]) for m in r.smembers("processes")
+            if r.exists(m)}
+
+
+def ran(r) -> set[int]:
+    return {int(n) for n in r.smembers("test:seen")}
+
+
+def test_three_processes_a_killed_child_is_replaced_and_its_job_recovered(config, r, redis_url):
+    # Given a supervisor with three worker processes, each busy with a slow job
+    with WorkerProcess(redis_url, "-p", "3", "-c", "1") as sup:
+        wait_for(lambda: len(child_pids(r)) == 3, timeout=20, message="three identities")
+        first = child_pids(r)
+        assert sup.pid not in first
+        for n in range(3):
+            app_jobs.Tracked.perform_async(n, 1.5)
+        wait_for(lambda: r.scard("test:began") == 3, message="all three to start")
+        # When one child is killed with -9 mid-job
+        victim = sorted(first)[0]
+        os.kill(victim, signal.SIGKILL)
+        # Then the supervisor starts a replacement, and the killed child's job runs again
+        sup.wait_for_log("worker process died; restarting", timeout=10)
+        wait_for(lambda: len(child_pids(r) - {victim}) == 3, timeout=20,
+                 message="a replacement child")
+        wait_for(lambda: ran(r) == {0, 1, 2}, timeout=20, message="every job to finish")
+        wait_for(lambda: not list(r.scan_iter("*:inflight:*")), timeout=20,
+                 message="no in-flight job left")
+        # And TERM to the supervisor drains every child and exits 0
+        sup.terminate()
+        code, _ = exit_within(sup, 30)
+        assert code == 0, sup.log()[-2000:]
+    assert r.scard("processes") == 0
+
+
+def test_term_drains_every_child_without_losing_a_job(config, r, redis_url):
+    app_jobs.Tracked.perform_bulk([[n, 0.05] for n in range(60)])
+    with WorkerProcess(redis_url, "-p", "2", "-c", "2", "-t", "5") as sup:
+        wait_for(lambda: r.scard("test:seen") >= 5, timeout=20, message="work under way")
+        sup.terminate()
+        code, _ = exit_within(sup, 30)
+        assert code == 0, sup.log()[-2000:]
+    # Every job either ran or is back in its queue; none is stuck in flight
+    queued = {int(job[0]) for job in _queued_args(r)}
+    assert ran(r) | queued == set(range(60))
+    assert not [k for k in r.scan_iter("*:inflight:*") if r.llen(k)]
+
+
+def _queued_args(r):
+    from kiqpy.payload import decode
+
+    return [decode(p)["args"] for p in r.lrange("queue:default", 0, -1)]
+
+
+def test_max_jobs_recycles_a_child_and_every_job_runs(config, r, redis_url):
+    app_jobs.Tracked.perform_bulk([[n, 0] for n in range(30)])
+    with WorkerProcess(redis_url, "--max-jobs", "8", "-c", "2") as sup:
+        wait_for(lambda: ran(r) == set(range(30)), timeout=30, message="all 30 jobs")
+        wait_for(lambda: sum(e.get("event") == "replacing worker process"
+                             for e in log_events(sup)) >= 2, message="recycling")
+        sup.terminate()
+        assert exit_within(sup, 30)[0] == 0
+    assert "reached --max-jobs" in sup.log()
+
+
+def test_max_memory_quiets_and_replaces_a_child_and_every_job_runs(config, r, redis_url):
+    # Every worker process is over 1 MB, so each is replaced about every 2 s, finishing its
+    # running jobs first.
+    app_jobs.Tracked.perform_bulk([[n, 0.02] for n in range(40)])
+    with WorkerProcess(redis_url, "--max-memory", "1", "-c", "2") as sup:
+        sup.wait_for_log("over its memory limit; recycling", timeout=15)
+        wait_for(lambda: ran(r) == set(range(40)), timeout=40, message="all 40 jobs")
+        sup.terminate()
+        assert exit_within(sup, 30)[0] == 0
+
+
+def test_star_picks_up_a_queue_created_after_start_and_exclusions_hold(config, r, redis_url):
+    with WorkerProcess(redis_url, "-q", "*,!low") as worker:
+        worker.wait_for_log('"starting"')
+        app_jobs.Record.set(queue="brand_new").perform_async("new")
+        app_jobs.Record.set(queue="low").perform_async("low")
+        wait_for(lambda: r.llen("test:ran") == 1, timeout=15, message="the new queue's job")
+        assert r.lrange("test:ran", 0, -1) == [b"('new',)"]
+        assert r.llen("queue:low") == 1
+        # Its heartbeat reports the queues it actually listens to
+        identity = next(iter(r.smembers("processes")))
+        wait_for(lambda: b"brand_new" in (r.hget(identity, "info") or b""),
+                 message="the resolved queues in the process info")
+        worker.terminate()
+        assert exit_within(worker, 20)[0] == 0
+
+
+@pytest.mark.parametrize("queue, message", [("!low", "exclusions need something"),
+                                            ("mail_[a", "unbalanced")])
+def test_bad_queue_patterns_are_usage_errors(redis_url, queue, message):
+    done = subprocess.run([sys.executable, "-m", "kiqpy.cli", "-q", queue],
+                          capture_output=True, text=True, timeout=30, cwd=ROOT,
+                          env={**os.environ, "REDIS_URL": redis_url})
+    assert done.returncode == 2
+    assert message in done.stderr
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except OSError as exc:
+        return 0, str(exc)
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_health_port_answers_200_while_workers_beat(config, r, redis_url, processes):
+    port = free_port()
+    with WorkerProcess(redis_url, "-p", processes, "--health-port", str(port)) as worker:
+        wait_for(lambda: get(f"http://127.0.0.1:{port}/health")[0] == 200, timeout=20,
+                 message="health 200")
+        worker.terminate()
+        assert exit_within(worker, 20)[0] == 0
+
+
+def test_kiqpy_check_exit_codes(config, r, redis_url):
+    def check(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "kiqpy.cli", "check", *args],
+                              capture_output=True, text=True, timeout=30, cwd=ROOT,
+                              env={**os.environ, "REDIS_URL": redis_url})
+
+    assert check().returncode == 1
+    with WorkerProcess(redis_url, "-q", "default,mail") as worker:
+        wait_for(lambda: check().returncode == 0, timeout=20, message="check to pass")
+        assert check("-q", "mail").returncode == 0
+        missing = check("-q", "mail,reports")
+        assert missing.returncode == 1 and "reports" in missing.stdout
+        worker.terminate()
+        exit_within(worker, 20)
+    down = subprocess.run([sys.executable, "-m", "kiqpy.cli", "check", "--redis-url",
+                           "redis://127.0.0.1:1/0"], capture_output=True, text=True, timeout=30,
+                          cwd=ROOT)
+    assert down.returncode == 1 and "cannot reach Redis" in down.stdout
+
+
+def test_pidfile_and_logfile_with_reopen_on_usr1(config, r, redis_url, tmp_path):
+    pidfile, logfile = tmp_path / "kiqpy.pid", tmp_path / "kiqpy.log"
+    with WorkerProcess(redis_url, "--pidfile", str(pidfile), "--logfile", str(logfile)) as w:
+        wait_for(lambda: pidfile.exists() and "starting" in _text(logfile), timeout=20,
+                 message="pidfile and log")
+        assert int(pidfile.read_text()) == w.pid
+        # logrotate moves the file away, then sends USR1
+        rotated = tmp_path / "kiqpy.log.1"
+        logfile.rename(rotated)
+        w.signal(signal.SIGUSR1)
+        wait_for(logfile.exists, message="log reopened")
+        app_jobs.Record.perform_async("after rotate")
+        wait_for(lambda: '"done"' in _text(logfile), timeout=15, message="a line in the new log")
+        w.terminate()
+        assert exit_within(w, 20)[0] == 0
+    assert not pidfile.exists()
+    assert '"done"' not in rotated.read_text()
+
+
+def _text(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
+
+
+def test_the_systemd_unit_passes_systemd_analyze_verify(tmp_path):
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed")
+    unit = tmp_path / "kiqpy.service"
+    text = (ROOT / "examples/deploy/kiqpy.service").read_text()
+    # verify wants the binary to exist and the user to be known on this machine
+    unit.write_text(text.replace("/srv/app/.venv/bin/kiqpy", sys.executable)
+                    .replace("User=app", "User=root"))
+    done = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True,
+                          timeout=60)
+    problems = [line for line in done.stderr.splitlines() if "kiqpy.service" in line]
+    assert done.returncode == 0 or not problems, done.stderr
