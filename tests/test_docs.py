@@ -164,7 +164,8 @@ def test_toml_example_is_read_by_the_cli_and_makes_a_valid_config(tmp_path, monk
             value = cli.parse_queues(value)
         assert (list(got) if isinstance(value, list) else got) == value, key
     fields = {f.name for f in dataclasses.fields(Config)}
-    assert set(settings) - fields <= {"requires", "log_format", "log_level", "verbose"}
+    assert set(settings) - fields <= {"requires", "log_format", "log_level", "verbose",
+                                      "logfile", *cli._PROCESS_KEYS}
     Config(**{k: v for k, v in settings.items() if k in fields})
 
 
