@@ -70,13 +70,13 @@ def enqueue_rates(url: str, r: redis.Redis, n_single: int, n_bulk: int) -> None:
 
 
 def processing(url: str, r: redis.Redis, job: str, n: int, worker_args: list[str],
-               label: str, target: str, processes: int = 1) -> None:
+               label: str, target: str, processes: int = 1, arg: int = 0) -> None:
     import kiqpy
     from bench import bench_jobs
 
     kiqpy.configure(redis_url=url)
     r.flushall()
-    getattr(bench_jobs, job).perform_bulk([[i] for i in range(n)])
+    getattr(bench_jobs, job).perform_bulk([[arg or i] for i in range(n)])
     workers = [Worker(url, *worker_args) for _ in range(processes)]
     # Time from the first job taken to the last job acked.
     while r.llen("queue:default") == n:
@@ -90,6 +90,15 @@ def processing(url: str, r: redis.Redis, job: str, n: int, worker_args: list[str
     if job == "NoopIncr":
         assert int(r.get("bench:count") or 0) >= n, "not every job ran"
     line(label, f"{n / elapsed:,.0f} jobs/s", target)
+
+
+def processes(url: str, r: redis.Redis, n: int) -> None:
+    """Issue 5: what a second process buys, for CPU-bound and for no-op jobs."""
+    for job, label, count in (("Burn", "CPU-bound job (~3 ms of Python)", max(n // 20, 500)),
+                              ("Noop", "no-op job", n)):
+        for procs in ("1", "2"):
+            processing(url, r, job, count, ["-c", "10", "-p", procs, "--log-level", "warning"],
+                       f"{label}, -p {procs}", "-p 2 > -p 1", arg=30_000 if job == "Burn" else 0)
 
 
 def _inflight(r: redis.Redis) -> int:
@@ -177,6 +186,7 @@ def main() -> None:
         latency(url, r, samples=50 if args.quick else 200)
         idle_cost(url, r, seconds=5 if args.quick else 10)
         memory(url, r)
+        processes(url, r, n)
     finally:
         server.cleanup()
 
