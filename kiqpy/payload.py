@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import time
 from typing import Any
 
@@ -158,17 +159,83 @@ def encode(job: Job, serializer: str = "msgpack") -> bytes:
 def decode(data: bytes) -> Job:
     """Decode payload bytes of either encoding into a validated job map.
 
-    Raises :class:`PayloadError` with a readable reason for anything that is not a job.
+    Raises :class:`PayloadError` with a readable reason for anything that is not a job, and
+    for what kiqpy could not write back in the same encoding when the job fails or is
+    recovered: JSON ``NaN``/``Infinity``, lone surrogates (``"\\ud800"``), and nesting deeper
+    than :data:`MAX_PAYLOAD_DEPTH`. Such a payload would otherwise crash the thread that
+    re-encodes it (every worker that took or recovered it, in turn).
     """
     if not data:
         raise PayloadError("empty payload")
     is_json = data[0] < 0x80
     try:
-        job = json.loads(data) if is_json else msgpack.unpackb(data, raw=False, strict_map_key=True)
+        job = (_JSON.decode(data.decode()) if is_json
+               else msgpack.unpackb(data, raw=False, strict_map_key=True))
     except (ValueError, TypeError, RecursionError, msgpack.UnpackException) as exc:
         kind = "JSON" if is_json else "msgpack"
-        raise PayloadError(f"not a valid {kind} payload: {exc}") from exc
-    return validate(job)
+        raise PayloadError(f"not a valid {kind} payload: {_reason(exc)}") from exc
+    validate(job)
+    strings = is_json and _MAYBE_SURROGATE.search(data) is not None
+    # Each level takes at least a byte, so short payloads (most) skip the count.
+    if strings or (len(data) > MAX_PAYLOAD_DEPTH
+                   and _openers(data, is_json) > MAX_PAYLOAD_DEPTH):
+        _check_shape(job, strings)
+    return job
+
+
+# Anything kiqpy pushes is at most MAX_DEPTH + 1 levels deep (the job map, then args checked
+# to MAX_DEPTH); other producers get twice that. Far below it, Python's recursion limit (1,000
+# frames, shared by json and the worker's own stack) would break re-encoding the job or
+# writing it to the heartbeat's work hash.
+MAX_PAYLOAD_DEPTH = 2 * MAX_DEPTH
+# Bytes that open a msgpack container (fixmap, fixarray, array16/32, map16/32); everything
+# else is deleted by translate() to count them in one C pass.
+_MSGPACK_NOT_OPENER = bytes(b for b in range(256)
+                            if not (0x80 <= b <= 0x9F or 0xDC <= b <= 0xDF))
+# A \uD800-\uDFFF escape: json.loads turns a lone one into a str that cannot be encoded.
+_MAYBE_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
+_UNPACK_REASONS = {"FormatError": "a byte that starts no msgpack value",
+                   "StackError": "nested too deeply"}
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+# One decoder for every call (json.loads with a keyword builds a new one each time).
+_JSON = json.JSONDecoder(parse_constant=_reject_constant)
+
+
+def _reason(exc: BaseException) -> str:
+    """The decoder's message; some msgpack errors have none."""
+    return str(exc) or _UNPACK_REASONS.get(type(exc).__name__, type(exc).__name__)
+
+
+def _openers(data: bytes, is_json: bool) -> int:
+    """An upper bound on the payload's nesting depth, counted without decoding: brackets
+    (some may be inside strings) or bytes that may open a msgpack container."""
+    if is_json:
+        return data.count(b"[") + data.count(b"{")
+    return len(data.translate(None, _MSGPACK_NOT_OPENER))
+
+
+def _check_shape(job: Job, strings: bool) -> None:
+    """Walk the decoded payload without recursion: its depth, and (``strings``) that every
+    str encodes as UTF-8."""
+    stack: list[tuple[Any, int]] = [(job, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_PAYLOAD_DEPTH:
+            raise PayloadError(f"payload nested deeper than {MAX_PAYLOAD_DEPTH} levels")
+        if type(value) is dict:
+            for key, item in value.items():
+                if strings and type(key) is str and not _is_text(key):
+                    raise PayloadError(f"payload key {key!r} {_NOT_TEXT}")
+                stack.append((item, depth + 1))
+        elif type(value) is list:
+            stack.extend((item, depth + 1) for item in value)
+        elif strings and type(value) is str and not _is_text(value):
+            raise PayloadError(f"payload string {value[:40]!r} {_NOT_TEXT}")
 
 
 def validate(job: Any) -> Job:
