@@ -105,7 +105,7 @@ def test_a_beat_registers_the_process_with_its_info_and_state(parts, r):
 
     assert r.smembers(KEYS.processes) == {IDENTITY.encode()}
     fields = process_hash(r)
-    assert set(fields) == {"info", "busy", "beat", "quiet", "rss", "rtt_us"}
+    assert set(fields) == {"info", "busy", "beat", "quiet", "rss", "rtt_us", "flushed"}
     info = json.loads(fields["info"])
     assert info["hostname"] == socket.gethostname()
     assert info["pid"] == os.getpid()
@@ -120,6 +120,7 @@ def test_a_beat_registers_the_process_with_its_info_and_state(parts, r):
     assert fields["quiet"] == "false"
     assert int(fields["rss"]) > 1000  # KiB
     assert int(fields["rtt_us"]) >= 0
+    assert fields["flushed"] == "0 0"  # (processed, failed) already in the counters
     # The hash expires unless the next beat refreshes it.
     assert 55 <= r.ttl(KEYS.process(IDENTITY)) <= 60
     # And the process is known as an owner of in-flight lists, with its queues.
@@ -225,6 +226,36 @@ def test_counts_are_kept_until_a_beat_gets_through(parts, r, closed_url):
     assert int(r.get("stat:processed")) == 4 and int(r.get("stat:failed")) == 1
     parts.heartbeat.beat()
     assert int(r.get("stat:processed")) == 4
+
+
+def test_a_beat_that_timed_out_but_ran_later_is_not_counted_twice(config, log):
+    # Given counts to flush and a Redis that stalls (SIGSTOP) longer than the socket timeout:
+    # the beat times out (redis-py may send it again), and every copy waits in a socket buffer
+    server = RedisServer().start()
+    client = redis.Redis.from_url(server.url)
+    slow = redis.Redis.from_url(server.url, socket_timeout=0.3)
+    try:
+        parts = Parts(config.replace(redis_url=server.url), slow, log)
+        parts.run_jobs(payload(Quick), payload(Quick), payload(Broken))
+        slow.ping()  # connected: the beat's commands reach Redis's socket buffer
+        server.pause()
+        try:
+            with pytest.raises((redis.ConnectionError, redis.TimeoutError)):
+                parts.heartbeat.beat()
+        finally:
+            server.resume()  # the copies run now, whatever the client thought
+        parts.run_jobs(payload(Quick))
+        # When the next beat gets through
+        parts.heartbeat.beat()
+        # Then each job is counted once
+        assert int(client.get("stat:processed")) == 4
+        assert int(client.get("stat:failed")) == 1
+        parts.heartbeat.clear()
+        assert int(client.get("stat:processed")) == 4
+    finally:
+        client.close()
+        slow.close()
+        server.cleanup()
 
 
 # -- remote signals -----------------------------------------------------------------------------
