@@ -9,9 +9,11 @@ BIN := $(VENV)/bin
 # Touched after a successful install; pip runs again only when pyproject.toml changes.
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# Seconds of chaos for `make soak` (make soak DURATION=60).
+DURATION ?= 300
 
 .DEFAULT_GOAL := help
-.PHONY: help install redis browser test lint demo bench clean
+.PHONY: help install redis browser test lint demo bench soak clean
 
 help: ## list the targets
 	@echo "usage: make <target>   (PY=$(PY); PYTEST_ARGS='...' is passed to pytest)"
@@ -84,6 +86,9 @@ bench: install redis ## run bench/bench.py (the DESIGN.md targets), when it exis
 	else \
 		echo "bench/bench.py does not exist yet"; \
 	fi
+
+soak: install redis ## DURATION s (300) of kill -9 and a Redis crash under load; 0 lost or it fails
+	$(BIN)/python bench/soak.py --duration $(DURATION)
 
 clean: ## remove .venv, build artefacts, caches and test output
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis \
