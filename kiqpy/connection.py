@@ -53,8 +53,13 @@ def connect(url: str, pool_size: int = 10, socket_timeout: float | None = 5.0) -
             socket_connect_timeout=5,
             socket_keepalive=True,
             health_check_interval=30,
-            retry=Retry(ExponentialBackoff(cap=0.5, base=0.01), 2),
+            # Resend only when the connection itself failed. A command that timed out may
+            # still run once Redis answers; sending it again would run LPUSH, fetch.lua or
+            # INCRBY twice. Callers decide what a timeout means (see kiqpy.outage).
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.01), 2,
+                        supported_errors=(redis.exceptions.ConnectionError,)),
             retry_on_error=[redis.exceptions.ConnectionError],
+            retry_on_timeout=False,
         )
     except ValueError as exc:
         raise ConfigurationError(f"bad Redis URL {safe_url(url)!r}: {exc}") from exc

@@ -8,6 +8,7 @@ fast: batched fetches, batched acks, and blocking waits when idle.
 
 from __future__ import annotations
 
+import collections
 import functools
 import queue as _queue
 import random
@@ -102,6 +103,8 @@ class Fetcher:
         self._held = 0  # jobs taken and not yet done: running + waiting on `work`
         self._low = 0  # the low-water mark last computed by the loop
         self._taken = 0  # jobs taken since start
+        self._holding: collections.Counter[Unit] = collections.Counter()  # what _held counts
+        self._suspect = False  # a fetch failed: it may have taken jobs we never heard of
         self.budget: int | None = None  # the most jobs to take (--max-jobs), None: no limit
         self._acks: list[Unit] = []
         self._ack_due = 0.0  # monotonic time by which pending acks must be sent
@@ -206,8 +209,13 @@ class Fetcher:
             if closing and not acks:
                 return
             try:
+                if self._suspect and not self._quiet.is_set():
+                    self._adopt()
                 units = self._exchange(acks, want)
             except REDIS_DOWN as exc:
+                # A timed-out fetch.lua may still run when Redis wakes up: look for what it
+                # took before trusting the in-flight lists again.
+                self._suspect = self._suspect or bool(want)
                 with self._room:
                     self._acks[:0] = acks  # nothing is forgotten: try them again
                 self.outage.failed(exc, "fetch")
@@ -253,6 +261,24 @@ class Fetcher:
             args += [index[inflight], payload]
         flat = self.scripts.fetch(keys=keys, args=args)
         return [(names[flat[i] - 1], flat[i + 1]) for i in range(0, len(flat), 2)]
+
+    def _adopt(self) -> None:
+        """After a fetch whose reply was lost: hand to processors any job that is in this
+        process's in-flight lists but neither held nor waiting to be acked."""
+        with self._room:
+            expected = collections.Counter(self._holding)
+            expected.update(self._acks)
+        extras: list[Unit] = []
+        for name in sorted(self.fetched_from):
+            found = collections.Counter(self.redis.lrange(self._keys_for(name)[1], 0, -1))
+            for payload, count in found.items():
+                unit = (name, bytes(payload))  # type: ignore[arg-type]
+                extras += [unit] * max(0, count - expected.get(unit, 0))
+        self._suspect = False
+        if extras:
+            self.log.warning("took in jobs fetched by a call whose reply was lost",
+                             jobs=len(extras))
+            self._dispatch(extras)
 
     def _fetch_keys(self, names: list[str]) -> list[str]:
         pairs = [self._keys_for(name) for name in names]
@@ -305,6 +331,7 @@ class Fetcher:
         with self._room:
             self._held += len(units)
             self._taken += len(units)
+            self._holding.update(units)
         for unit in units:
             self.work.put(unit)
 
@@ -317,6 +344,7 @@ class Fetcher:
                 self._ack_due = time.monotonic() + ACK_DELAY
             self._acks.append((queue, payload))
             self._held -= 1
+            self._forget((queue, payload))
             # An exponential moving average over roughly the last 20 jobs.
             self._job_seconds += (seconds - self._job_seconds) * 0.05
             # Wake the loop only when it has something new to do: the low-water mark is
@@ -326,10 +354,18 @@ class Fetcher:
         if self._idle.is_set():
             self._wake.set()
 
-    def release(self) -> None:
+    def release(self, queue: str, payload: bytes) -> None:
         """A held job will not be processed here (shutdown): free its slot without an ack."""
         with self._room:
             self._held -= 1
+            self._forget((queue, payload))
+
+    def _forget(self, unit: Unit) -> None:
+        count = self._holding[unit] - 1
+        if count > 0:
+            self._holding[unit] = count
+        else:
+            del self._holding[unit]
 
     # -- shutdown ----------------------------------------------------------------------------
     def requeue(self) -> int:

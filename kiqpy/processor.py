@@ -45,7 +45,7 @@ class Processor:
                 return
             if self.halt.is_set():
                 # Shutting down: a job not started yet stays in-flight for the requeue.
-                self.fetcher.release()
+                self.fetcher.release(*unit)
                 continue
             self.process(*unit)
 
@@ -81,7 +81,7 @@ class Processor:
         if outcome is not None:
             self.fetcher.done(queue, payload, time.perf_counter() - started)
         else:
-            self.fetcher.release()
+            self.fetcher.release(queue, payload)
 
 
 def _describe(exc: BaseException) -> str:
