@@ -338,11 +338,6 @@ def test_redis_slower_than_the_timeout_the_worker_goes_on_and_no_ack_is_forgotte
     assert int(r.get("stat:processed")) == int(r.get("fault:finished"))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "fetch.py Fetcher._loop/_exchange: when fetch.lua times out (Redis stalled longer than "
-    "socket_timeout), the fetcher retries the acks but assumes no job was taken; the script "
-    "still runs when Redis wakes up, so the jobs it moved sit in this live worker's in-flight "
-    "list, run by nobody until the process exits (requeue) or dies (recovery)"))
 def test_jobs_taken_by_a_fetch_whose_reply_was_lost_still_run(own, own_client, slow_worker):
     r = own_client
     # Given a worker running 4 naps of 0.2 s (that touch Redis only when they start), with 12
@@ -361,11 +356,6 @@ def test_jobs_taken_by_a_fetch_whose_reply_was_lost_still_run(own, own_client, s
     assert inflight_jobs(r) == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "connection.py connect(): Retry(ExponentialBackoff(...), 2) keeps redis-py's default "
-    "supported_errors, which include TimeoutError, so a command that timed out is sent "
-    "again on a new connection while the first copy still runs once Redis answers: "
-    "non-idempotent commands (push.lua's LPUSH, fetch.lua, INCRBY) run twice"))
 def test_a_command_that_timed_out_is_not_sent_again(own, own_client):
     r = own_client
     client = connect(own.url, 2, socket_timeout=1.0)
