@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from kiqpy import health
 from kiqpy import log as kiqpy_log
 from kiqpy.config import Config
 from kiqpy.connection import REDIS_DOWN, connect
@@ -104,6 +103,8 @@ def run_worker(config: Config, options: ProcessOptions, max_jobs: int | None = N
     signal.signal(signal.SIGUSR1, lambda s, f: kiqpy_log.reopen())
     server = None
     if options.health_port is not None:
+        from kiqpy import health
+
         server = health.serve_in_thread(options.health_host, options.health_port,
                                         launcher.healthy)
     try:
@@ -126,6 +127,8 @@ def run_supervisor(options: ProcessOptions, load_app: AppLoader) -> int:
     supervisor = Supervisor(options.processes, run_child, config.timeout, kiqpy_log.get_logger(),
                             max_memory_mb=options.max_memory, on_reopen=kiqpy_log.reopen)
     if options.health_port is not None:
+        from kiqpy import health
+
         supervisor.health = health.make_server(
             options.health_host, options.health_port,
             supervisor_check(config, supervisor.child_pids), threading_server=False)
@@ -140,11 +143,13 @@ def run_supervisor(options: ProcessOptions, load_app: AppLoader) -> int:
 
 
 def supervisor_check(config: Config, child_pids: Callable[[], list[int]]
-                     ) -> health.Check:
+                     ) -> Callable[[], tuple[bool, str]]:
     """Healthy when Redis answers and every child has a fresh heartbeat."""
     client = connect(config.redis_url, 1, config.socket_timeout)
     keys, host = Keys(config.namespace), socket.gethostname()
     max_age = 2 * config.heartbeat_interval + 5
+
+    from kiqpy import health
 
     def check() -> tuple[bool, str]:
         try:

@@ -12,10 +12,12 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import HTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kiqpy.heartbeat import process_rss_kb
+
+if TYPE_CHECKING:
+    from http.server import HTTPServer
 
 # A child that exits with this code asks to be replaced (it reached --max-jobs).
 EXIT_RECYCLE = 75
