@@ -253,7 +253,7 @@ def run(args: argparse.Namespace) -> int:
 def report(r: redis.Redis, producer: Producer, workers: Workers, codes: list[int],
            is_drained: bool, drain_seconds: float, elapsed: float) -> int:
     pushed = set(producer.pushed)
-    ok = {k.decode(): int(v) for k, v in r.hgetall("fault:ok").items()}
+    ok = fault_jobs.successes(r)
     dead = [decode(m) for m in r.zrange("dead", 0, -1)]
     poison = {d["args"][0] for d in dead
               if d.get("error_class") == "kiqpy.PoisonPill" and d.get("args")}
@@ -263,7 +263,7 @@ def report(r: redis.Redis, producer: Producer, workers: Workers, codes: list[int
     unexplained = {i: n for i, n in extra.items()
                    if n > held_by_kills[i] + (i in producer.ambiguous)}
     latencies, never = recovery_latencies(r, workers.kills)
-    finished_by = {int(k.split(b":")[-1]): int(r.zcard(k)) for k in r.scan_iter("fault:fin:*")}
+    finished_by = fault_jobs.finished(r)
     victims = {k["pid"] for k in workers.kills}
     expected = (sum(n for pid, n in finished_by.items() if pid not in victims)
                 + sum(k["flushed"] for k in workers.kills))
@@ -280,8 +280,10 @@ def report(r: redis.Redis, producer: Producer, workers: Workers, codes: list[int
     print(f"  lost                    {len(lost)}" + (f"  {sorted(lost)[:20]}" if lost else ""))
     print(f"  dead as poison pills    {len(poison)} (in-flight at 3 kills; in the dead set with "
           f"the reason)")
+    explained = ("all" if not unexplained else
+                 f"NOT {len(unexplained)} of them: {sorted(unexplained)[:10]}")
     print(f"  duplicated              {sum(extra.values())} extra runs of {len(extra)} jobs; "
-          f"explained by the kills: {unexplained or 'all'}")
+          f"explained by the kills: {explained}")
     print(f"  jobs held at the kills  {sum(held_by_kills.values())} "
           f"(per kill: max {max((len(k['held']) for k in workers.kills), default=0)})")
     if latencies:
@@ -304,7 +306,7 @@ def recovery_latencies(r: redis.Redis, kills: list[dict]) -> tuple[list[float], 
     start in another process (FaultJob records each start in ``fault:starts``)."""
     starts: dict[str, list[tuple[float, int]]] = collections.defaultdict(list)
     for member, score in r.zrange("fault:starts", 0, -1, withscores=True):
-        ident, pid, _ = member.decode().split(" ")
+        ident, pid, _ = member.decode().split(" ")  # "<id> <pid> <token>"
         starts[ident].append((score, int(pid)))
     latencies, never = [], 0
     for kill in kills:

@@ -3,18 +3,19 @@
 Each run is recorded in Redis under ``fault:*`` keys, so a test in another process can tell
 what ran, how often, where and when. The jobs' own writes wait out a Redis outage (their own
 client, with its own retries), so a test of the worker's outage handling is not about the job
-failing.
+failing. A write retried after a lost reply may have been applied already, so every record
+of an attempt carries that attempt's own token and is idempotent: counts are exact.
 
-    fault:runs      hash  id -> attempts started (a kill mid-job still counts)
-    fault:ok        hash  id -> successful runs
-    fault:finished  int   attempts that ended (success or the planned failure)
-    fault:failed    int   planned failures
-    fault:fin:<pid> zset  one member per attempt that ended in worker <pid>, scored by time
-    fault:starts    zset  "<id> <pid> <n>" per attempt started, scored by time (the soak)
+    fault:starts    zset  "<id> <pid> <token>" per attempt started, scored by time
+    fault:ok        hash  id -> "1" once the job has succeeded
+    fault:oks       set   "<id> <token>" per successful attempt
+    fault:fails     set   "<id> <token>" per planned failure
+    fault:fin:<pid> zset  "<id> <token>" per attempt that ended in worker <pid>, by time
 """
 
 from __future__ import annotations
 
+import collections
 import os
 import threading
 import time
@@ -67,19 +68,19 @@ class FaultJob(kiqpy.Worker, name="FaultJob", retry=5):
 
     def perform(self, ident: str, seconds: float = 0.0, fail_first: bool = False,
                 retry_in: float = 0.0) -> None:
-        pid = os.getpid()
+        pid, token = os.getpid(), os.urandom(6).hex()
+        attempt = f"{ident} {token}"
         now = time.time()
-        resilient(lambda p: (p.hincrby("fault:runs", ident, 1),
-                             p.zadd("fault:starts", {f"{ident} {pid} {now!r}": now})))
+        resilient(lambda p: p.zadd("fault:starts", {f"{ident} {pid} {token}": now}))
         if seconds:
             time.sleep(seconds)
         first = "retry_count" not in (kiqpy.current_job() or {})
         failing = fail_first and first
         done = time.time()
         resilient(lambda p: (
-            p.incr("fault:finished"),
-            p.zadd(f"fault:fin:{pid}", {f"{ident} {done!r}": done}),
-            p.incr("fault:failed") if failing else p.hincrby("fault:ok", ident, 1)))
+            p.zadd(f"fault:fin:{pid}", {attempt: done}),
+            p.sadd("fault:fails", attempt) if failing
+            else (p.sadd("fault:oks", attempt), p.hset("fault:ok", ident, 1))))
         if failing:
             raise PlannedFailure(f"planned first failure of {ident}")
 
@@ -87,6 +88,26 @@ class FaultJob(kiqpy.Worker, name="FaultJob", retry=5):
         # retry_in, or at once: the retry is due at the scheduler's next poll
         args = job.get("args") or []
         return float(args[3]) if len(args) > 3 else 0
+
+
+def successes(client: redis.Redis) -> collections.Counter[str]:
+    """id -> successful attempts."""
+    return collections.Counter(m.split()[0].decode() for m in client.smembers("fault:oks"))
+
+
+def starts(client: redis.Redis) -> collections.Counter[str]:
+    """id -> attempts started (a kill mid-job still counts)."""
+    return collections.Counter(m.split()[0].decode() for m in client.zrange("fault:starts", 0, -1))
+
+
+def finished(client: redis.Redis) -> dict[int, int]:
+    """worker pid -> attempts that ended there (success or the planned failure)."""
+    return {int(key.split(b":")[-1]): int(client.zcard(key))
+            for key in client.scan_iter(match="fault:fin:*")}
+
+
+def failures(client: redis.Redis) -> int:
+    return int(client.scard("fault:fails"))
 
 
 class Hold(kiqpy.Worker, name="Hold"):
@@ -99,9 +120,10 @@ class Hold(kiqpy.Worker, name="Hold"):
 
 
 class Nap(kiqpy.Worker, name="Nap"):
-    """``perform(id, seconds)``: adds ``id`` to the set ``fault:napped``, then sleeps. Touches
-    Redis only when it starts, so a job that ends while Redis stalls does not wait for it."""
+    """``perform(id, seconds)``: adds ``id`` to the set ``fault:napped`` and counts the run in
+    the hash ``fault:naps``, then sleeps. Touches Redis only when it starts, so a job that
+    ends while Redis is away does not wait for it."""
 
     def perform(self, ident, seconds):
-        resilient(lambda p: p.sadd("fault:napped", ident))
+        resilient(lambda p: (p.sadd("fault:napped", ident), p.hincrby("fault:naps", ident, 1)))
         time.sleep(seconds)

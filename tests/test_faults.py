@@ -64,7 +64,8 @@ def worker(url: str, *args: str) -> WorkerProcess:
 
 
 def ok_counts(r: redis.Redis) -> dict[str, int]:
-    return {k.decode(): int(v) for k, v in r.hgetall("fault:ok").items()}
+    """id -> successful runs (fault_jobs.FaultJob)."""
+    return dict(fault_jobs.successes(r))
 
 
 def inflight_jobs(r: redis.Redis, identity: str = "*") -> list[bytes]:
@@ -162,13 +163,13 @@ def test_kill_9_of_busy_workers_again_and_again_loses_nothing(own, own_client):
     # since its last heartbeat die with it; the `flushed` field of its process hash says
     # how many had been added. Survivors flush all at their clean stop. FaultJob records
     # every attempt that ends, by pid, just before the processor counts it.
-    finished_by = {int(k.split(b":")[-1]): r.zcard(k) for k in r.scan_iter("fault:fin:*")}
+    finished_by = fault_jobs.finished(r)
     victims = {k["pid"] for k in killed}
     expected = (sum(n for pid, n in finished_by.items() if pid not in victims)
                 + sum(k["flushed"] for k in killed))
     assert int(r.get("stat:processed")) == expected
-    assert int(r.get("stat:processed")) <= int(r.get("fault:finished"))
-    assert 0 < int(r.get("stat:failed")) <= int(r.get("fault:failed"))
+    assert int(r.get("stat:processed")) <= sum(finished_by.values())
+    assert 0 < int(r.get("stat:failed")) <= fault_jobs.failures(r)
 
 
 # -- Redis crashes and freezes under load ------------------------------------------------------
@@ -272,13 +273,38 @@ def test_redis_crash_and_freeze_under_load_lose_nothing_it_kept(own, own_client)
     assert inflight_jobs(r) == []
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "fetch.py Fetcher._loop/_adopt: after a failed exchange that wanted jobs, _adopt runs "
+    "once _next_step has moved the pending acks from self._acks into the loop's local "
+    "`acks`; so jobs that finished while Redis was away (still in the in-flight list, their "
+    "ack not applied) look 'fetched by a call whose reply was lost' and are dispatched "
+    "again: each runs twice in the same worker"))
+def test_jobs_that_finish_while_redis_is_down_do_not_run_again(own, own_client):
+    r = own_client
+    with worker(own.url, "-c", "2") as w:
+        wait_for(lambda: r.scard(KEYS.processes) == 1, message="the worker to register")
+        # Given two naps of 1 s running (they touch Redis only when they start)
+        fault_jobs.Nap.perform_bulk([["a", 1.0], ["b", 1.0]])
+        wait_for(lambda: r.scard("fault:napped") == 2, message="the naps to start")
+        # When Redis dies meanwhile, and is back once they have ended
+        crash(own)
+        time.sleep(1.5)  # the outage: the naps end, and their acks cannot be sent
+        own.start()
+        w.wait_for_log("redis back")
+        # Then neither runs again (a job pushed now runs after anything already taken) and
+        # their acks go through
+        fault_jobs.Nap.perform_async("after", 0)
+        wait_for(lambda: r.hexists("fault:naps", "after"), message="the job pushed after")
+        wait_for(lambda: not inflight_jobs(r), timeout=10, message="the acks")
+        assert {k.decode(): int(v) for k, v in r.hgetall("fault:naps").items()} == {
+            "a": 1, "b": 1, "after": 1}
+
+
 # -- Redis slower than the client's timeout ----------------------------------------------------
 # The worker waits SOCKET_TIMEOUT for a reply; Redis freezes STALL seconds. The timeout must
 # stay above fetch.BLOCK_SECONDS (1 s), or an idle worker's blocking fetches time out too.
-# redis-py tries a command 3 times (connection.py), so the worker itself sees a failure only
-# after some 3 x SOCKET_TIMEOUT.
 SOCKET_TIMEOUT = 1.2
-STALL = 4.5
+STALL = 3.0
 
 
 @pytest.fixture
@@ -335,7 +361,7 @@ def test_redis_slower_than_the_timeout_the_worker_goes_on_and_no_ack_is_forgotte
     assert [e["event"] for e in events].count("redis back") == 1
     assert not [e for e in events if e["event"] == "thread crashed; stopping"]
     # and each job that ran is counted once, though some heartbeats timed out and ran late
-    assert int(r.get("stat:processed")) == int(r.get("fault:finished"))
+    assert int(r.get("stat:processed")) == sum(fault_jobs.finished(r).values())
 
 
 def test_jobs_taken_by_a_fetch_whose_reply_was_lost_still_run(own, own_client, slow_worker):
@@ -442,5 +468,5 @@ def test_workers_polling_every_50_ms_run_each_due_job_once(own, own_client):
         for w in workers:
             w.__exit__()
     assert set(ok_counts(r).values()) == {1}
-    assert {k.decode(): int(v) for k, v in r.hgetall("fault:runs").items()} == ok_counts(r)
+    assert fault_jobs.starts(r) == fault_jobs.successes(r)
     assert all(count_events(w, "thread crashed") == 0 for w in workers)
