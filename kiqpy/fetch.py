@@ -210,7 +210,7 @@ class Fetcher:
                 return
             try:
                 if self._suspect and not self._quiet.is_set():
-                    self._adopt()
+                    self._adopt(acks)
                 units = self._exchange(acks, want)
             except REDIS_DOWN as exc:
                 # A timed-out fetch.lua may still run when Redis wakes up: look for what it
@@ -262,12 +262,14 @@ class Fetcher:
         flat = self.scripts.fetch(keys=keys, args=args)
         return [(names[flat[i] - 1], flat[i + 1]) for i in range(0, len(flat), 2)]
 
-    def _adopt(self) -> None:
+    def _adopt(self, acks: list[Unit]) -> None:
         """After a fetch whose reply was lost: hand to processors any job that is in this
-        process's in-flight lists but neither held nor waiting to be acked."""
+        process's in-flight lists but neither held nor waiting to be acked (``acks`` are the
+        ones this loop is about to send)."""
         with self._room:
             expected = collections.Counter(self._holding)
             expected.update(self._acks)
+        expected.update(acks)
         extras: list[Unit] = []
         for name in sorted(self.fetched_from):
             found = collections.Counter(self.redis.lrange(self._keys_for(name)[1], 0, -1))

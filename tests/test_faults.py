@@ -273,12 +273,6 @@ def test_redis_crash_and_freeze_under_load_lose_nothing_it_kept(own, own_client)
     assert inflight_jobs(r) == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "fetch.py Fetcher._loop/_adopt: after a failed exchange that wanted jobs, _adopt runs "
-    "once _next_step has moved the pending acks from self._acks into the loop's local "
-    "`acks`; so jobs that finished while Redis was away (still in the in-flight list, their "
-    "ack not applied) look 'fetched by a call whose reply was lost' and are dispatched "
-    "again: each runs twice in the same worker"))
 def test_jobs_that_finish_while_redis_is_down_do_not_run_again(own, own_client):
     r = own_client
     with worker(own.url, "-c", "2") as w:
