@@ -53,7 +53,8 @@ class RedisServer:
             except (redis.ConnectionError, redis.BusyLoadingError):
                 if self.process.poll() is not None or time.monotonic() > deadline:
                     err = self.process.stderr.read().decode() if self.process.stderr else ""
-                    raise RuntimeError(f"redis-server did not start on {self.port}: {err}") from None
+                    raise RuntimeError(
+                        f"redis-server did not start on {self.port}: {err}") from None
                 time.sleep(0.02)
             finally:
                 client.close()
