@@ -45,32 +45,6 @@ ACK_DELAY = 0.05
 SHORT_JOB = 0.025
 
 
-class QueueOrder:
-    """The order in which to try queues on each fetch, as Sidekiq does it: no weights -> strict
-    order; equal weights -> random order; otherwise a random order biased by weight."""
-
-    def __init__(self, queues: Sequence[tuple[str, int]]) -> None:
-        self.names = [name for name, _ in queues]
-        self.weights = weights = [weight for _, weight in queues]
-        if not any(weights):
-            self.mode = "strict"
-        elif len(set(weights)) == 1:
-            self.mode = "random"
-        else:
-            self.mode = "weighted"
-        self._expanded = [name for name, weight in queues for _ in range(max(weight, 1))]
-
-    def order(self) -> list[str]:
-        if self.mode == "strict":
-            return self.names
-        if self.mode == "random":
-            return random.sample(self.names, len(self.names))
-        # A shuffled list holding each name `weight` times, first occurrences kept: a queue of
-        # weight 3 comes first three times as often as one of weight 1.
-        expanded = random.sample(self._expanded, len(self._expanded))
-        return list(dict.fromkeys(expanded))
-
-
 class Fetcher:
     """Owns the jobs this process has taken but not finished.
 
@@ -94,7 +68,7 @@ class Fetcher:
         self.scripts = Scripts(client)
         self.spec = config.queues
         self.dynamic = queues.dynamic(self.spec)
-        self.order = QueueOrder(queues.resolve(self.spec, ()))
+        self.order = queues.QueueOrder(queues.resolve(self.spec, ()))
         self._next_refresh = 0.0
         self.concurrency = config.concurrency
         self.work: _queue.SimpleQueue[Any] = _queue.SimpleQueue()
@@ -153,9 +127,9 @@ class Fetcher:
         return not any(t.is_alive() for t in self._waiters.values())
 
     # -- queues ------------------------------------------------------------------------------
-    def set_queues(self, queues: Sequence[tuple[str, int]]) -> None:
+    def set_queues(self, resolved: Sequence[tuple[str, int]]) -> None:
         """Change the queues to fetch from (for patterns like ``*`` that grow over time)."""
-        self.order = QueueOrder(queues)
+        self.order = queues.QueueOrder(resolved)
         self.fetched_from.update(self.order.names)
         self._sync_waiters()
 

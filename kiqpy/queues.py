@@ -14,6 +14,7 @@ Redis knows (the `queues` set), alphabetically, and picks up new ones without a 
 from __future__ import annotations
 
 import fnmatch
+import random
 from collections.abc import Iterable, Sequence
 
 from kiqpy.errors import ConfigurationError
@@ -76,3 +77,29 @@ def resolve(spec: Sequence[tuple[str, int]], known: Iterable[str]) -> tuple[tupl
             if queue not in chosen and not any(fnmatch.fnmatchcase(queue, ex) for ex in excluded):
                 chosen[queue] = weight
     return tuple(chosen.items())
+
+
+class QueueOrder:
+    """The order in which to try queues on each fetch, as Sidekiq does it: no weights -> strict
+    order; equal weights -> random order; otherwise a random order biased by weight."""
+
+    def __init__(self, queues: Sequence[tuple[str, int]]) -> None:
+        self.names = [name for name, _ in queues]
+        self.weights = weights = [weight for _, weight in queues]
+        if not any(weights):
+            self.mode = "strict"
+        elif len(set(weights)) == 1:
+            self.mode = "random"
+        else:
+            self.mode = "weighted"
+        self._expanded = [name for name, weight in queues for _ in range(max(weight, 1))]
+
+    def order(self) -> list[str]:
+        if self.mode == "strict":
+            return self.names
+        if self.mode == "random":
+            return random.sample(self.names, len(self.names))
+        # A shuffled list holding each name `weight` times, first occurrences kept: a queue of
+        # weight 3 comes first three times as often as one of weight 1.
+        expanded = random.sample(self._expanded, len(self._expanded))
+        return list(dict.fromkeys(expanded))
