@@ -335,21 +335,14 @@ def test_redis_slower_than_the_timeout_the_worker_goes_on_and_no_ack_is_forgotte
     wait_for(lambda: len(ok_counts(r)) >= 100, message="jobs to flow")
     # When Redis freezes for longer than the worker's socket timeout
     stall(own)
-    # Then the worker carries on; what it took, it either ran and acked or still holds
-    wait_for(lambda: r.llen(KEYS.queue("default")) == 0 and not r.zcard("retry"),
-             timeout=15, message="the queue to drain")
-    wait_for(lambda: len(ok_counts(r)) + len(inflight_jobs(r)) >= len(ids), timeout=10,
-             message="every job to run or be held")
-    time.sleep(0.3)  # acks of the last jobs (fetch.ACK_DELAY is 50 ms)
+    # Then the worker carries on and runs every job
+    wait_for(lambda: len(ok_counts(r)) == len(ids), timeout=15, message="every job to run")
+    wait_for(lambda: not inflight_jobs(r), timeout=5, message="the last acks")
     assert slow_worker.stop() == 0
     events = slow_worker.events
-    # and, stopped, it has left nothing in-flight: a job whose ack failed during the freeze
-    # was acked later (else it would now be back in its queue although it ran)
-    ok = set(ok_counts(r))
-    queued = {decode(p)["args"][0] for p in r.lrange(KEYS.queue("default"), 0, -1)}
-    assert inflight_jobs(r) == []
-    assert not ok & queued, ok & queued
-    assert ok | queued == set(ids)
+    # and, stopped, it has requeued nothing: a job whose ack failed during the freeze was
+    # acked later (else it would now be back in its queue although it ran)
+    assert r.llen(KEYS.queue("default")) == 0 and inflight_jobs(r) == []
     # and the freeze was logged once, its end once
     assert [e["event"] for e in events].count("redis unreachable; retrying") == 1
     assert [e["event"] for e in events].count("redis back") == 1
