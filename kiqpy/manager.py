@@ -29,7 +29,6 @@ class Manager:
             for n in range(1, concurrency + 1)
         ]
         self.threads: list[threading.Thread] = []
-        self._reported = (0, 0)
 
     def start(self, spawn: Callable[[str, Callable[[], None]], threading.Thread]) -> None:
         for processor in self.processors:
@@ -54,14 +53,6 @@ class Manager:
         processed = sum(p.processed for p in self.processors)
         failed = sum(p.failed for p in self.processors)
         return processed, failed
-
-    def take_counts(self) -> tuple[int, int]:
-        """(processed, failed) since the last call whose result was :meth:`commit_counts`-ed."""
-        processed, failed = self.counts()
-        return processed - self._reported[0], failed - self._reported[1]
-
-    def commit_counts(self, delta: tuple[int, int]) -> None:
-        self._reported = (self._reported[0] + delta[0], self._reported[1] + delta[1])
 
     def snapshot(self) -> dict[str, tuple[str, dict[str, Any], float]]:
         """A copy of the busy map (safe to read while processors run)."""
