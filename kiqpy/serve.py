@@ -16,6 +16,7 @@ import contextlib
 import os
 import signal
 import socket
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -83,11 +84,16 @@ def run(load_app: AppLoader, options: ProcessOptions) -> int:
         return run_supervisor(options, load_app)
 
 
-def run_worker(config: Config, options: ProcessOptions, max_jobs: int | None = None) -> int:
-    """One worker process in this process, with signal handlers."""
+def run_worker(config: Config, options: ProcessOptions, max_jobs: int | None = None,
+               parent: int | None = None) -> int:
+    """One worker process in this process, with signal handlers. With ``parent`` (a
+    supervisor's pid), it also stops when that supervisor is gone, so a kill -9 of the
+    supervisor does not leave workers running unsupervised."""
     from kiqpy.launcher import Launcher
 
     launcher = Launcher(config, max_jobs=max_jobs)
+    if parent is not None:
+        _watch_parent(parent, launcher)
     stopping = {"once": False}
 
     def stop(signum: int, frame: Any) -> None:
@@ -121,8 +127,11 @@ def run_supervisor(options: ProcessOptions, load_app: AppLoader) -> int:
     # What the parent needs (timeout, Redis for the health check) does not depend on the app.
     config = load_app() if options.preload else load_app.base()
 
+    parent = os.getpid()
+
     def run_child(index: int) -> int:
-        return run_worker(load_app(), ProcessOptions(), max_jobs=options.max_jobs)
+        return run_worker(load_app(), ProcessOptions(), max_jobs=options.max_jobs,
+                          parent=parent)
 
     supervisor = Supervisor(options.processes, run_child, config.timeout, kiqpy_log.get_logger(),
                             max_memory_mb=options.max_memory, on_reopen=kiqpy_log.reopen)
@@ -164,3 +173,16 @@ def supervisor_check(config: Config, child_pids: Callable[[], list[int]]
         return True, f"ok: {len(pids)} worker processes"
 
     return check
+
+
+def _watch_parent(parent: int, launcher: Any) -> None:
+    """Thread ``kiqpy.parent-watch``: once a second, is the supervisor still our parent? If
+    not (it was killed; we were re-parented), stop gracefully like on TERM."""
+    def watch() -> None:
+        while not launcher.stopped.wait(1.0):
+            if os.getppid() != parent:
+                launcher.log.warning("supervisor gone; stopping", supervisor=parent)
+                launcher.stop()
+                return
+
+    threading.Thread(target=watch, name="kiqpy.parent-watch", daemon=True).start()

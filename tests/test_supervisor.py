@@ -200,3 +200,29 @@ def test_the_systemd_unit_passes_systemd_analyze_verify(tmp_path):
                           timeout=60)
     problems = [line for line in done.stderr.splitlines() if "kiqpy.service" in line]
     assert done.returncode == 0 or not problems, done.stderr
+
+
+def test_children_stop_when_the_supervisor_is_killed(config, r, redis_url):
+    # Given a supervisor with two children
+    with WorkerProcess(redis_url, "-p", "2") as sup:
+        wait_for(lambda: len(child_pids(r)) == 2, timeout=20, message="two children")
+        children = child_pids(r)
+        # When the supervisor is killed with -9
+        sup.kill9()
+    # Then the children notice, stop gracefully and leave the registry
+    wait_for(lambda: not any(_alive(pid) for pid in children), timeout=20,
+             message="the orphaned children to exit")
+    assert r.scard("processes") == 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (exited, not yet reaped by init) counts as gone
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
