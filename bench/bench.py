@@ -48,6 +48,19 @@ class Worker:
             self.proc.kill()
 
 
+def calibration(r: redis.Redis, n: int = 5000) -> None:
+    """Raw redis-py LPUSH round trips: how fast this machine is right now (DESIGN.md §6 saw
+    7.9k/s). Compare the other figures with it when runs differ."""
+    r.lpush("bench:raw", b"x")
+    start = time.perf_counter()
+    for _ in range(n):
+        r.lpush("bench:raw", b"x")
+    rate = n / (time.perf_counter() - start)
+    line("calibration: raw redis-py LPUSH, unpipelined", f"{rate:,.0f}/s",
+         "(machine speed; 7.9k/s in DESIGN.md)")
+    r.delete("bench:raw")
+
+
 def enqueue_rates(url: str, r: redis.Redis, n_single: int, n_bulk: int) -> None:
     import kiqpy
     from bench.bench_jobs import Noop
@@ -175,6 +188,7 @@ def main() -> None:
     try:
         print(f"kiqpy benchmark: redis-server {r.info()['redis_version']}, "
               f"{os.cpu_count()} cores, Python {sys.version.split()[0]}\n")
+        calibration(r)
         enqueue_rates(url, r, n_single=min(n, 20_000), n_bulk=n * 2)
         quiet = ["-c", "10", "--log-level", "warning"]
         processing(url, r, "NoopIncr", n, quiet, "processing no-op+INCR, -c 10, logs off",
