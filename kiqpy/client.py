@@ -182,8 +182,8 @@ class Client:
             queue = job["queue"]
             job["enqueued_at"] = now_ms()
             with translate_errors(self.redis):
-                self.scripts.push(keys=[keys.queues, keys.queue(queue)],
-                                  args=[queue, encode(job, serializer)])
+                self.scripts.call(self.scripts.push, [keys.queues, keys.queue(queue)],
+                                  [queue, encode(job, serializer)])
             return
         by_queue: dict[str, list[bytes]] = {}
         scheduled: dict[bytes, float] = {}

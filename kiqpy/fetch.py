@@ -233,7 +233,7 @@ class Fetcher:
                 keys.append(inflight)
                 index[inflight] = len(keys)
             args += [index[inflight], payload]
-        flat = self.scripts.fetch(keys=keys, args=args)
+        flat = self.scripts.call(self.scripts.fetch, keys, args)
         return [(names[flat[i] - 1], flat[i + 1]) for i in range(0, len(flat), 2)]
 
     def _adopt(self, acks: list[Unit]) -> None:
