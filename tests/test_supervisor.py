@@ -226,3 +226,20 @@ def _alive(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+@pytest.mark.parametrize("preload", [True, False])
+def test_preload_imports_the_app_once_in_the_supervisor(config, r, redis_url, preload):
+    flags = ["--preload"] if preload else []
+    with WorkerProcess(redis_url, "-p", "2", *flags, require="tests.app_preload") as sup:
+        wait_for(lambda: len(child_pids(r)) == 2, timeout=20, message="two children")
+        importers = {int(p) for p in r.lrange("test:imported_by", 0, -1)}
+        if preload:
+            # Only the supervisor imported it; the forked children share that import
+            assert importers == {sup.pid}
+        else:
+            assert importers == child_pids(r)
+        app_jobs.Record.perform_async("preloaded")
+        wait_for(lambda: r.llen("test:ran") == 1, message="a job to run in a child")
+        sup.terminate()
+        assert exit_within(sup, 20)[0] == 0
