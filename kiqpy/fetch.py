@@ -193,8 +193,16 @@ class Fetcher:
                 with self._room:
                     self._acks[:0] = acks  # nothing is forgotten: try them again
                 self.outage.failed(exc, "fetch")
-                self._quiet.wait(backoff(attempt)) if not closing else time.sleep(
-                    backoff(attempt))
+                self._pause(backoff(attempt), closing)
+                attempt += 1
+                continue
+            except redis.exceptions.ResponseError as exc:
+                # Refused (out of memory, read-only replica, a queue key of the wrong type):
+                # keep the acks, log, and try again rather than stop the process.
+                with self._room:
+                    self._acks[:0] = acks
+                self.log.error("redis refused the fetch; will try again", error=str(exc))
+                self._pause(backoff(attempt, cap=30.0), closing)
                 attempt += 1
                 continue
             attempt = 0
@@ -203,6 +211,12 @@ class Fetcher:
                 self._dispatch(units)
             elif not acks and not closing and not self._quiet.is_set():
                 self._rest()
+
+    def _pause(self, seconds: float, closing: bool) -> None:
+        if closing:
+            time.sleep(seconds)
+        else:
+            self._quiet.wait(seconds)
 
     def _next_step(self) -> tuple[list[Unit], int, bool]:
         """Under the lock: wait until there is something to do; return (acks, want, closing)."""

@@ -107,6 +107,9 @@ class Heartbeat:
                 self.recovery.check()
             except REDIS_DOWN as exc:
                 self.outage.failed(exc, "heartbeat")
+            except redis.exceptions.ResponseError as exc:
+                # Refused (out of memory, read-only replica...): log it, beat again next time.
+                self.log.error("redis refused the heartbeat; will try again", error=str(exc))
             else:
                 self.outage.ok()
 

@@ -50,6 +50,12 @@ class Scheduler:
             except REDIS_DOWN as exc:
                 self.outage.failed(exc, "scheduler")
                 attempt += 1
+            except redis.exceptions.ResponseError as exc:
+                # Redis answered but refused (out of memory, read-only replica, a key of the
+                # wrong type): not an outage, and no reason to stop the process either.
+                self.log.error("redis refused a scheduler command; will try again",
+                               error=str(exc))
+                attempt += 1
             else:
                 self.outage.ok()
                 attempt = 0

@@ -173,3 +173,17 @@ def test_term_stops_a_worker_that_is_still_waiting_for_redis(server):
         worker.terminate()
         code, _ = exit_within(worker, 3)
         assert code == 0
+
+
+def test_a_refused_command_is_logged_and_retried_not_fatal(config, r, redis_url):
+    # Given a queue key of the wrong type, so Redis refuses every fetch (WRONGTYPE)
+    r.set("queue:broken", "not a list")
+    app_jobs.Record.perform_async("waiting")
+    with WorkerProcess(redis_url, "-q", "broken,default") as worker:
+        worker.wait_for_log("redis refused the fetch", timeout=15)
+        # Then the worker stays up, and once the key is fixed it carries on
+        assert worker.process.poll() is None
+        r.delete("queue:broken")
+        wait_for(lambda: r.llen("test:ran") == 1, timeout=40, message="the job after the fix")
+        worker.terminate()
+        assert worker.wait(20) == 0
