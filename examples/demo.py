@@ -182,14 +182,9 @@ def show_redis(url: str) -> None:
         print(json.dumps(decode(raw), indent=2, sort_keys=True))
 
 
-# -- HOOK: the worker (wired up once kiqpy.launcher exists) ---------------------------------
+# -- the worker ---------------------------------------------------------------------------
 def run_worker(redis_url: str) -> None:
     """Run a worker over the demo's queues until they are empty (30 s at most)."""
-    try:
-        importlib.import_module("kiqpy.launcher")
-    except ImportError:
-        print("worker not built yet: the jobs stay in Redis for a worker to run later")
-        return
     env = {**os.environ, "REDIS_URL": redis_url}
     env.pop("KIQPY_REDIS_URL", None)
     # The CLI of DESIGN.md §1, as a user would start it from this directory.

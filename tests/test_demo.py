@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import socket
@@ -82,23 +81,7 @@ def test_demo_starts_and_stops_a_private_redis(redis_server, tmp_path):
     assert not Path(workdir).exists()
 
 
-@pytest.mark.skipif(importlib.util.find_spec("kiqpy.launcher") is not None,
-                    reason="the worker exists: run_worker would start it")
-def test_run_worker_hook_says_the_worker_is_not_built_yet(capsys, redis_url):
-    # The demo imports as a module (its logic lives in functions)
-    spec = importlib.util.spec_from_file_location("kiqpy_demo", DEMO)
-    assert spec is not None and spec.loader is not None
-    demo = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(demo)
-
-    demo.run_worker(redis_url)
-
-    assert "worker not built yet" in capsys.readouterr().out
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("kiqpy.launcher") is None,
-                    reason="no worker yet: kiqpy.launcher does not exist")
 def test_demo_runs_every_job_with_a_worker(r, redis_url, tmp_path):
     # When the whole demo runs, worker included (the scheduled job is due after 5 s)
     done = run_demo(tmp_path, REDIS_URL=redis_url)
