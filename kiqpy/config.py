@@ -1,9 +1,9 @@
 """Configuration: one typed, frozen object handed to every constructor.
 
-Values come, lowest precedence first, from the defaults here, ``KIQPY_*`` / ``REDIS_URL``
-environment variables, a TOML file (CLI ``-C``), and explicit keywords or CLI flags. Library code
-reads no globals except the one default configuration used by the Worker mixin, set with
-:func:`kiqpy.configure`.
+Values come, lowest precedence first, from the defaults here, a TOML file (CLI ``-C``), then
+``KIQPY_*`` / ``REDIS_URL`` environment variables and CLI flags (click treats both as explicit),
+or explicit keywords in code. Library code reads no globals except the one default configuration
+used by the Worker mixin, set with :func:`kiqpy.configure`.
 """
 
 from __future__ import annotations
