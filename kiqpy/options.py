@@ -33,7 +33,8 @@ def _retry(value: Any) -> bool | int:
 
 
 def seconds(value: Any) -> float:
-    """A positive, finite duration given as a number of seconds or a timedelta."""
+    """A positive, finite duration given as a number of seconds or a timedelta. Middleware
+    declaring a duration option passes this to :func:`declare_option`."""
     if isinstance(value, _dt.timedelta):
         value = value.total_seconds()
     # inf would reach the payload and break JSON encoding; nan compares false and slips by.

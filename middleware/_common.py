@@ -1,31 +1,19 @@
-"""What the bundled middleware modules share: the duration validator for their options, the
-kiqpy client they reach Redis through, and the translation of "Redis is not there" errors.
-Private to ``kiqpy_middleware``; built only on kiqpy's public API.
+"""What the bundled middleware modules share: the kiqpy client they reach Redis through, and
+the translation of "Redis is not there" errors. Private to ``kiqpy_middleware``; built only on
+kiqpy's public API (duration options use ``kiqpy.options.seconds``, the validator kiqpy's own
+``retry_for`` uses, next to ``declare_option``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
-import math
 import threading
 from collections.abc import Iterator
-from typing import Any
 
 from redis.exceptions import ConnectionError as _RedisConnectionError
 from redis.exceptions import TimeoutError as _RedisTimeoutError
 
 import kiqpy
-
-
-def seconds(value: Any) -> float:
-    """Validator for a duration option: a positive, finite number of seconds or a timedelta."""
-    if isinstance(value, _dt.timedelta):
-        value = value.total_seconds()
-    # inf would reach the payload and break JSON encoding; nan compares false and slips by.
-    if type(value) in (int, float) and 0 < value < math.inf:
-        return float(value)
-    raise TypeError("must be a positive number of seconds or a timedelta")
 
 
 class Connection:

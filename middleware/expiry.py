@@ -29,7 +29,7 @@ from typing import Any
 import structlog
 
 import kiqpy
-from kiqpy_middleware._common import seconds
+from kiqpy.options import seconds
 
 __all__ = ["ExpiryClient", "ExpiryServer", "install"]
 

@@ -49,7 +49,8 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 import kiqpy
-from kiqpy_middleware._common import Connection, seconds, translate_errors
+from kiqpy.options import seconds
+from kiqpy_middleware._common import Connection, translate_errors
 
 __all__ = ["UniqueClient", "UniqueServer", "digest", "install"]
 
