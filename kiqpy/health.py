@@ -6,16 +6,19 @@ Bound to 127.0.0.1 unless told otherwise.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 
+from kiqpy.config import Config
 from kiqpy.keys import Keys
+
+if TYPE_CHECKING:
+    from kiqpy.api import Process
 
 Check = Callable[[], tuple[bool, str]]
 
@@ -56,35 +59,27 @@ def serve_in_thread(host: str, port: int, check: Check) -> HTTPServer:
 
 
 def live_processes(client: redis.Redis, keys: Keys, max_age: float | None = None
-                   ) -> list[dict[str, Any]]:
-    """Info of every process whose heartbeat hash exists (and, with ``max_age``, beat within
-    that many seconds), with ``identity``, ``beat`` and ``quiet`` added."""
-    identities = sorted(m.decode() if isinstance(m, bytes) else m
-                        for m in client.smembers(keys.processes))
-    pipe = client.pipeline(transaction=False)
-    for identity in identities:
-        pipe.hmget(keys.process(identity), "info", "beat", "quiet")
-    result = []
+                   ) -> list[Process]:
+    """Processes whose heartbeat hash exists (and, with ``max_age``, that beat within that
+    many seconds), read through the data API without pruning anything."""
+    from kiqpy.api import ProcessSet
+
+    config = Config(namespace=keys.prefix[:-1])  # only the namespace matters: client given
+    processes = ProcessSet(config, client, prune=False)
+    if max_age is None:
+        return list(processes)
     now = time.time()
-    for identity, (info, beat, quiet) in zip(identities, pipe.execute(), strict=True):
-        if info is None or beat is None:
-            continue
-        if max_age is not None and now - float(beat) > max_age:
-            continue
-        data = json.loads(info)
-        data.update(identity=identity, beat=float(beat), quiet=quiet == b"true")
-        result.append(data)
-    return result
+    return [p for p in processes if p.beat is not None and now - p.beat.timestamp() <= max_age]
 
 
 def check_cluster(client: redis.Redis, keys: Keys, queues: Iterable[str] = ()
                   ) -> tuple[bool, str]:
     """``kiqpy check``: Redis answers and a live, non-quiet process serves every queue."""
     client.ping()
-    processes = [p for p in live_processes(client, keys) if not p["quiet"]]
+    processes = [p for p in live_processes(client, keys) if not p.is_quiet]
     if not processes:
         return False, "no live kiqpy process"
-    missing = [q for q in queues if not any(q in p.get("queues", []) for p in processes)]
+    missing = [q for q in queues if not any(q in p.queues for p in processes)]
     if missing:
         return False, f"no live kiqpy process serves {', '.join(missing)}"
     return True, f"{len(processes)} live process(es)"

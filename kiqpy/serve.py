@@ -23,7 +23,8 @@ from typing import Any, Protocol
 
 from kiqpy import log as kiqpy_log
 from kiqpy.config import Config
-from kiqpy.connection import REDIS_DOWN, connect
+from kiqpy.connection import connect
+from kiqpy.errors import RedisUnavailableError
 from kiqpy.keys import Keys
 
 
@@ -163,9 +164,9 @@ def supervisor_check(config: Config, child_pids: Callable[[], list[int]]
     def check() -> tuple[bool, str]:
         try:
             live = health.live_processes(client, keys, max_age)
-        except REDIS_DOWN as exc:
+        except RedisUnavailableError as exc:
             return False, f"redis unreachable: {exc}"
-        fresh = {p.get("pid") for p in live if p.get("hostname") == host}
+        fresh = {p.pid for p in live if p.hostname == host}
         pids = child_pids()
         stale = [pid for pid in pids if pid not in fresh]
         if stale or not pids:
