@@ -57,6 +57,8 @@ class Processor:
             self.failed += 1
             if self.retrier.malformed(queue, payload, str(exc)) is not None:
                 self.fetcher.done(queue, payload)
+            else:  # forced down before it reached the dead set: it stays in-flight
+                self.fetcher.release(queue, payload)
             return
         cls = None
         self.busy[self.name] = (queue, job, time.time())
