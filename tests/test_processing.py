@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import os
 import time
 
@@ -99,22 +100,40 @@ def test_strict_order_takes_every_job_of_the_first_queue_first(config, r, redis_
     assert ran(r) == [repr(("a", n)) for n in range(15)] + [repr(("b", n)) for n in range(15)]
 
 
+def binomial_bounds(n: int, p: float, alpha: float = 1e-6) -> tuple[int, int]:
+    """The widest (lo, hi) with P(X < lo) + P(X > hi) < ``alpha`` for X ~ Binomial(n, p):
+    bounds that a correct implementation falls outside of less than once in 1/alpha runs."""
+    pmf = [math.comb(n, k) * p**k * (1 - p) ** (n - k) for k in range(n + 1)]
+    lo, hi, below, above = 0, n, 0.0, 0.0
+    while below + pmf[lo] < alpha / 2:
+        below += pmf[lo]
+        lo += 1
+    while above + pmf[hi] < alpha / 2:
+        above += pmf[hi]
+        hi -= 1
+    return lo, hi
+
+
 def test_weighted_order_takes_jobs_roughly_in_proportion(config, r, redis_url):
     # Given two queues with 3:1 weights, both with more jobs than are counted
     total = 400
     app_jobs.Record.set(queue="a").perform_bulk([["a"]] * total)
     app_jobs.Record.set(queue="b").perform_bulk([["b"]] * total)
-    # When one thread takes jobs
-    with WorkerProcess(redis_url, "-q", "a:3,b:1", "-c", "1"):
-        wait_for(lambda: r.llen("test:ran") >= total, message=f"{total} jobs to run")
-    # Then about 3/4 of the first jobs came from `a`. With -c 1 jobs are fetched one to three
-    # at a time (prefetch for short jobs), so the share is the mean of >= 133 draws of a 3:1
-    # coin: standard deviation <= 0.038, and the bounds are 4 of those away. Strict order would
+    # When one thread takes jobs, one per fetch (--prefetch 0: with prefetch, a fetch may
+    # take up to three jobs from one queue, so the draws would be fewer than the jobs, and
+    # how many fewer would depend on timing)
+    with WorkerProcess(redis_url, "-q", "a:3,b:1", "-c", "1", "--prefetch", "0"):
+        wait_for(lambda: r.llen("test:ran") >= total, timeout=30,
+                 message=f"{total} jobs to run")
+    # Then about 3/4 of the first jobs came from `a`: each fetch is an independent draw of a
+    # 3:1 coin, so the count is Binomial(400, 0.75), and it falls outside these bounds
+    # (256..340, a share of 0.64..0.85) less than once in a million runs. Strict order would
     # give 1.0, equal weights 0.5.
     first = ran(r)[:total]
-    share = first.count(repr(("a",))) / total
-    assert 0.6 <= share <= 0.9, share
-    assert repr(("b",)) in first[:total // 2]  # `b` is not starved until `a` runs dry
+    lo, hi = binomial_bounds(total, 0.75)
+    assert lo <= first.count(repr(("a",))) <= hi, (first.count(repr(("a",))), lo, hi)
+    # `b` is not starved until `a` runs dry (P(no `b` in 200 draws) = 0.75**200 < 1e-24)
+    assert repr(("b",)) in first[:total // 2]
 
 
 def malformed_payloads() -> dict[str, bytes]:
