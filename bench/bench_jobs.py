@@ -18,7 +18,16 @@ class Noop(kiqpy.Worker, name="bench.Noop"):
 
 
 class NoopIncr(kiqpy.Worker, name="bench.NoopIncr"):
-    """The job of DESIGN.md §6's anchors: a no-op that INCRs a counter."""
+    """The job of DESIGN.md §6's anchors: a no-op that INCRs a counter, through
+    ``kiqpy.redis()`` as a Sidekiq job does through ``Sidekiq.redis``."""
+
+    def perform(self, n: int) -> None:
+        with kiqpy.redis() as conn:
+            conn.incr("bench:count")
+
+
+class NoopIncrOwnClient(kiqpy.Worker, name="bench.NoopIncrOwnClient"):
+    """The same INCR through the app's own module-level ``redis.Redis`` (one shared pool)."""
 
     def perform(self, n: int) -> None:
         _redis.incr("bench:count")

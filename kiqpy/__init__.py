@@ -13,6 +13,8 @@ Then run ``kiqpy -r myapp.jobs -q default,mail``.
 
 # No `from __future__ import annotations` here: it would add a public name, `annotations`,
 # to the package (tests/test_public_api.py keeps the surface to exactly __all__).
+from collections.abc import Iterator as _Iterator
+from contextlib import contextmanager as _contextmanager
 from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any as _Any
 
@@ -34,6 +36,8 @@ from kiqpy.options import declare_option
 from kiqpy.worker import Worker, registered
 
 if _TYPE_CHECKING:
+    import redis as _redis
+
     from kiqpy.launcher import Embedded as _Embedded
 
 __version__ = "0.1.0"
@@ -51,6 +55,26 @@ def embed(config: Config | None = None, **changes: _Any) -> "_Embedded":
     from kiqpy.launcher import embed as _embed
 
     return _embed(config, **changes)
+
+
+@_contextmanager
+def redis(config: Config | None = None) -> "_Iterator[_redis.Redis]":
+    """A Redis connection for your own commands, as ``Sidekiq.redis`` gives one::
+
+        class Counter(kiqpy.Worker):
+            def perform(self, key):
+                with kiqpy.redis() as conn:
+                    conn.incr(key)
+
+    The connection goes to ``config``'s Redis (default: the default configuration's, which in
+    a worker is the one it runs with) and belongs to the calling thread: each processor thread
+    keeps its own, so commands pay no pool checkout and threads never wait for each other.
+    Errors are redis-py's own (a failing job is retried as usual). Keys are used as given:
+    the ``namespace`` setting applies only to kiqpy's own keys."""
+    from kiqpy.connection import thread_client
+
+    config = config if config is not None else default_config()
+    yield thread_client(config.redis_url, config.socket_timeout)
 
 
 __all__ = [
@@ -74,5 +98,6 @@ __all__ = [
     "default_config",
     "embed",
     "enqueue",
+    "redis",
     "registered",
 ]

@@ -14,7 +14,7 @@ INTENDED = {
     "ArgumentError", "Chain", "Client", "Config", "ConfigurationError", "KiqpyError",
     "NoJobsError", "OptionsError", "PayloadError", "RedisUnavailableError", "UnknownJobError",
     "Worker", "__version__", "configure", "current_job", "declare_option", "default_client",
-    "default_config", "embed", "enqueue", "registered",
+    "default_config", "embed", "enqueue", "redis", "registered",
 }
 
 
