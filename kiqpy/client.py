@@ -11,7 +11,9 @@ unless a testing mode (``kiqpy.testing``) has put another in place for the curre
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Iterable, Sequence
+import copy
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import redis
@@ -20,8 +22,8 @@ from kiqpy.config import Config, default_client
 from kiqpy.connection import connect, translate_errors
 from kiqpy.errors import ArgumentError
 from kiqpy.keys import Keys
-from kiqpy.options import validate_push_options
-from kiqpy.payload import Job, check_args, check_job, encode, new_jid, now_ms
+from kiqpy.options import is_option, validate_push_options
+from kiqpy.payload import Job, check_args, check_job, check_value, encode, new_jid, now_ms
 from kiqpy.scripts import Scripts
 from kiqpy.worker import Worker, lookup, payload_options, run_at
 
@@ -51,6 +53,73 @@ def _name_and_options(job_class: JobClass) -> tuple[str, dict[str, Any]]:
     return job_class.kiqpy_job_name, dict(job_class.kiqpy_options_resolved)
 
 
+# -- per-push fields -----------------------------------------------------------------------
+# Per push (Client.push, kiqpy.enqueue, Worker.set), as in Sidekiq, a key that is not an
+# option is a custom field, stored in the job as given. Fields kiqpy itself writes get this:
+# - "class", "args" and the run time ("at") come from the call, never from a field;
+# - "enqueued_at" is written when the job reaches its queue, so a caller's is dropped (on a
+#   scheduled job it would survive the move to the queue and fake the job's latency);
+# - "jid" and "created_at" are kept when valid (Sidekiq's ``item["jid"] ||= ...``);
+# - the retry state passes through (a job moved from another system keeps its history), with
+#   the types the retrier reads, so a bad one fails here rather than in the worker.
+_FROM_CALL = frozenset({"class", "args", "at"})
+_DROPPED = frozenset({"enqueued_at"})
+
+
+def _jid(value: Any) -> str | None:
+    return None if type(value) is str and value else "must be a non-empty str"
+
+
+def _epoch(value: Any) -> str | None:
+    if type(value) in (int, float) and math.isfinite(value) and value >= 0:
+        return None
+    return "must be epoch seconds (float) or milliseconds (int)"
+
+
+def _count(value: Any) -> str | None:
+    return None if type(value) is int and value >= 0 else "must be an int >= 0"
+
+
+def _text(value: Any) -> str | None:
+    return None if type(value) is str else "must be a str"
+
+
+_RESERVED: dict[str, Callable[[Any], str | None]] = {
+    "jid": _jid, "created_at": _epoch, "retry_count": _count, "failed_at": _epoch,
+    "retried_at": _epoch, "error_class": _text, "error_message": _text,
+    "error_backtrace": _text,
+}
+
+
+def split_push(fields: Mapping[Any, Any], where: str, serializer: str
+               ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split per-push keys into (options, custom fields), Sidekiq-style. Options are checked
+    like a class's; fields kiqpy writes itself are checked or dropped (see above); every
+    other value must be msgpack/JSON-native, and an error names its path::
+
+        push('OtherApp::Job'): job["tenant"]["since"]: datetime is not serializable; ...
+    """
+    options: dict[str, Any] = {}
+    custom: dict[Any, Any] = {}
+    for key, value in fields.items():
+        if type(key) is str and is_option(key):
+            options[key] = value
+        elif key in _FROM_CALL:
+            raise ArgumentError(f"{where}: {key!r} is not a field to set; the job class, args "
+                                f"and run time come from the call")
+        elif key not in _DROPPED:
+            problem = _RESERVED[key](value) if key in _RESERVED else None
+            if problem is not None:
+                raise ArgumentError(f"{where}: {key}={value!r} {problem}")
+            custom[key] = value
+    if custom:
+        try:
+            check_value(custom, "job", serializer)
+        except ArgumentError as exc:
+            raise ArgumentError(f"{where}: {exc}") from None
+    return validate_push_options(options, where), custom
+
+
 class JobBuilder:
     """Builds job maps and runs them through the client chain. Shared by every client (real,
     fake, inline), so a test sees exactly the job a real push would store. Does no I/O."""
@@ -60,9 +129,12 @@ class JobBuilder:
         self.redis = redis_client
 
     def build(self, job_class: JobClass, args: Sequence[Any], options: dict[str, Any],
-              at: float | None, *, checked: bool = False) -> Job | None:
+              at: float | None, *, checked: bool = False, fields: dict[str, Any] | None = None
+              ) -> Job | None:
         """The job map for one push, after the client chain (None if a middleware stopped it).
-        ``checked``: the caller has already passed ``args`` through :func:`check_args`."""
+        ``checked``: the caller has already passed ``args`` through :func:`check_args`.
+        ``fields``: custom fields from :func:`split_push` (a ``jid`` or ``created_at`` there
+        is kept)."""
         args = list(args)
         if not checked:
             check_args(args, self.config.serializer)
@@ -71,8 +143,14 @@ class JobBuilder:
             raise ArgumentError("kiqpy.Worker itself is not a job class; push a subclass")
         job: Job = {"class": name, "args": args, "queue": "default", "retry": True}
         job.update(payload_options(options))
-        job["jid"] = new_jid()
-        job["created_at"] = now_ms()
+        if fields:
+            # A copy per job: bulk jobs, and middleware editing one, share nothing.
+            job.update(copy.deepcopy(fields))
+            job.setdefault("jid", new_jid())
+            job.setdefault("created_at", now_ms())
+        else:
+            job["jid"] = new_jid()
+            job["created_at"] = now_ms()
         if at is not None:
             job["at"] = at
         return self.run_chain(job_class, job)
@@ -113,17 +191,18 @@ class Client:
 
     # -- the mixin's entry points ------------------------------------------------------------
     def enqueue(self, job_class: JobClass, args: Sequence[Any], options: dict[str, Any],
-                at: float | None = None) -> str | None:
-        """Push one job; returns its jid, or None when client middleware stopped it."""
-        job = self.builder.build(job_class, args, options, at)
+                at: float | None = None, fields: dict[str, Any] | None = None) -> str | None:
+        """Push one job; returns its jid, or None when client middleware stopped it.
+        ``fields``: custom job fields, as :func:`split_push` returns them."""
+        job = self.builder.build(job_class, args, options, at, fields=fields)
         if job is None:
             return None
         self._store([job])
         return str(job["jid"])
 
     def enqueue_bulk(self, job_class: JobClass, arg_lists: Iterable[Sequence[Any]],
-                     options: dict[str, Any], at: float | None = None, batch_size: int = 1000
-                     ) -> list[str | None]:
+                     options: dict[str, Any], at: float | None = None, batch_size: int = 1000,
+                     fields: dict[str, Any] | None = None) -> list[str | None]:
         """Push one job per arg list in batches; returns jids in order (None where stopped).
 
         Every arg list is checked before the first batch is stored, so a bad item fails the
@@ -132,11 +211,15 @@ class Client:
             raise ArgumentError(f"batch_size must be an int of at least 1, got {batch_size!r}")
         items = [_bulk_item(index, args, self.config.serializer)
                  for index, args in enumerate(arg_lists)]
+        if fields and "jid" in fields and len(items) > 1:
+            # As Sidekiq's push_bulk: a jid names one job.
+            raise ArgumentError(f"a jid names one job; got {len(items)} arg lists")
         jids: list[str | None] = []
         for start in range(0, len(items), batch_size):
             jobs = []
             for args in items[start:start + batch_size]:
-                job = self.builder.build(job_class, args, options, at, checked=True)
+                job = self.builder.build(job_class, args, options, at, checked=True,
+                                         fields=fields)
                 jids.append(None if job is None else job["jid"])
                 if job is not None:
                     jobs.append(job)
@@ -144,18 +227,29 @@ class Client:
         return jids
 
     # -- Sidekiq-style item API --------------------------------------------------------------
-    def push(self, item: dict[str, Any]) -> str | None:
-        """Push a Sidekiq-style item: ``{"class": name_or_class, "args": [...], "queue": ...,
-        "at": epoch, ...options}``. Works for job classes defined in other codebases."""
-        job_class, args, options, at = self._split(item)
-        return self.enqueue(job_class, args, options, at)
+    def push(self, item: Mapping[str, Any]) -> str | None:
+        """Push a Sidekiq-style item, as ``Sidekiq::Client.push`` does::
 
-    def push_bulk(self, item: dict[str, Any], batch_size: int = 1000) -> list[str | None]:
-        """Like :meth:`push` with ``args`` a list of arg lists."""
-        job_class, args, options, at = self._split(item)
-        return self.enqueue_bulk(job_class, args, options, at, batch_size)
+            client.push({"class": "OtherApp::Job", "args": [1, 2], "queue": "x",
+                         "at": time.time() + 60, "jid": my_jid, "tenant": "acme"})
 
-    def _split(self, item: dict[str, Any]) -> tuple[JobClass, Any, dict[str, Any], float | None]:
+        ``class`` (a job class or a name, so jobs of other codebases work) and ``args`` (a
+        list); ``at`` (epoch seconds or datetime) schedules. Option keys (``queue``,
+        ``retry``...) are checked like a class's. ``jid`` is used when it is a non-empty str.
+        Any other key is a custom field stored in the job as given, if msgpack/JSON-native
+        (``enqueued_at`` is dropped: kiqpy sets it when the job reaches its queue).
+        Returns the jid, or None when client middleware stopped the push."""
+        job_class, args, options, at, fields = self._split(item)
+        return self.enqueue(job_class, args, options, at, fields)
+
+    def push_bulk(self, item: Mapping[str, Any], batch_size: int = 1000) -> list[str | None]:
+        """Like :meth:`push` with ``args`` a list of arg lists (and no ``jid``, which names
+        one job)."""
+        job_class, args, options, at, fields = self._split(item)
+        return self.enqueue_bulk(job_class, args, options, at, batch_size, fields)
+
+    def _split(self, item: Mapping[str, Any]
+               ) -> tuple[JobClass, Any, dict[str, Any], float | None, dict[str, Any]]:
         item = dict(item)
         job_class = item.pop("class", None)
         if not job_class:
@@ -165,11 +259,12 @@ class Client:
             raise ArgumentError(f"a job item's 'args' must be a list, got {type(args).__name__}")
         at = item.pop("at", None)
         name, options = _name_and_options(job_class)
-        # The rest of the item are options, checked like a class's (Client.push used to copy
-        # them unchecked, so {"queue": ""} wrote to the key "queue:").
-        options.update(validate_push_options(item, f"push({name!r})"))
+        # Options are checked like a class's (Client.push used to copy them unchecked, so
+        # {"queue": ""} wrote to the key "queue:"); the rest are custom fields.
+        pushed, fields = split_push(item, f"push({name!r})", self.config.serializer)
+        options.update(pushed)
         when = None if at is None else run_at(at=at)
-        return job_class, args, options, when
+        return job_class, args, options, when, fields
 
     # -- storage -----------------------------------------------------------------------------
     def _store(self, jobs: list[Job]) -> None:
@@ -220,15 +315,17 @@ def _bulk_item(index: int, args: Any, serializer: str) -> list[Any]:
 def enqueue(name: JobClass, *args: Any, **options: Any) -> str | None:
     """Enqueue a job by class or by name, for jobs defined in another codebase::
 
-        kiqpy.enqueue("OtherApp::Job", 1, 2, queue="x")
+        kiqpy.enqueue("OtherApp::Job", 1, 2, queue="x", tenant="acme")
 
     Options are checked like a class's; ``at`` (epoch or datetime) or ``delay`` (seconds)
-    schedule it."""
+    schedule it; other keywords are custom job fields, as with :meth:`Client.push`."""
     at, delay = options.pop("at", None), options.pop("delay", None)
     if at is not None and delay is not None:
         raise ArgumentError("enqueue() takes delay or at, not both")
     job_name, base = _name_and_options(name)
-    base.update(validate_push_options(options, f"enqueue({job_name!r})"))
+    client = current_client()
+    pushed, fields = split_push(options, f"enqueue({job_name!r})", client.config.serializer)
+    base.update(pushed)
     when = run_at(delay=delay) if delay is not None else (None if at is None else run_at(at=at))
-    jid: str | None = current_client().enqueue(name, args, base, when)
+    jid: str | None = client.enqueue(name, args, base, when, fields)
     return jid

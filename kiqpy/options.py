@@ -116,6 +116,13 @@ def validate_push_options(options: Mapping[str, Any], where: str) -> dict[str, A
     return validate_options(options, where)
 
 
+def is_option(name: str) -> bool:
+    """Whether ``name`` is a worker option: declared (by kiqpy or an imported middleware) or
+    belonging to a bundled middleware not imported yet. Per push, other keys are custom job
+    fields (see :func:`kiqpy.client.split_push`)."""
+    return name in _DECLARED or name in _BUNDLED
+
+
 def _unknown(name: str) -> str:
     if name in _BUNDLED:
         return (f"option {name!r} belongs to {_BUNDLED[name]}; import it (and add its "

@@ -50,10 +50,22 @@ def check_args(args: Any, serializer: str = "msgpack") -> None:
     """
     if type(args) is not list:
         raise ArgumentError(f"args must be a list, got {type(args).__name__}")
-    problem = _find_problem(args, serializer == "json", 0)
+    check_value(args, "args", serializer)
+
+
+def check_value(value: Any, path: str, serializer: str = "msgpack") -> None:
+    """Like :func:`check_args` for any value (custom job fields, for one); the error starts
+    with ``path`` followed by the bad value's place in ``value``:
+
+    >>> check_value({"tenant": {"since": object()}}, "job")
+    Traceback (most recent call last):
+    ...
+    kiqpy.errors.ArgumentError: job["tenant"]["since"]: object is not serializable; ...
+    """
+    problem = _find_problem(value, serializer == "json", 0)
     if problem is not None:
-        path, message = problem
-        raise ArgumentError(f"args{''.join(reversed(path))}: {message}")
+        parts, message = problem
+        raise ArgumentError(f"{path}{''.join(reversed(parts))}: {message}")
 
 
 def _find_problem(value: Any, json_mode: bool, depth: int) -> tuple[list[str], str] | None:
