@@ -159,10 +159,11 @@ def drain_all() -> int:
     return count
 
 
-def run_inline(cls: type[Worker], args: Sequence[Any], options: dict[str, Any]) -> Any:
+def run_inline(cls: type[Worker], args: Sequence[Any], options: dict[str, Any],
+               fields: dict[str, Any] | None = None) -> Any:
     """``perform_inline``: the round trip, then the job, through the default server chain."""
     config = default_config()
-    job = JobBuilder(config).build(cls, args, options, None)
+    job = JobBuilder(config).build(cls, args, options, None, fields=fields)
     if job is None:
         return None
     job["enqueued_at"] = now_ms()

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from kiqpy.errors import ArgumentError, OptionsError, UnknownJobError
-from kiqpy.options import PUSH_ONLY, validate_options, validate_push_options
+from kiqpy.options import PUSH_ONLY, validate_options
 
 # -- registry -------------------------------------------------------------------------------
 _registry: dict[str, type[Worker]] = {}
@@ -86,56 +86,67 @@ def _shown(value: Any) -> str:
 class _Enqueue:
     """The enqueue methods, shared by worker classes and by :meth:`Worker.set`'s result."""
 
-    def _target(self) -> tuple[type[Worker], dict[str, Any]]:
+    def _target(self) -> tuple[type[Worker], dict[str, Any], dict[str, Any] | None]:
+        """(class, options, custom fields or None)."""
         raise NotImplementedError
 
     def perform_async(self, *args: Any) -> str | None:
         """Enqueue now. Returns the jid, or None when client middleware stopped the push."""
-        cls, options = self._target()
-        return _client().enqueue(cls, args, options)
+        cls, options, fields = self._target()
+        return _client().enqueue(cls, args, options, None, fields)
 
     def perform_in(self, delay: float | _dt.timedelta, *args: Any) -> str | None:
         """Enqueue to run after ``delay`` seconds (or a timedelta)."""
-        cls, options = self._target()
-        return _client().enqueue(cls, args, options, at=run_at(delay=delay))
+        cls, options, fields = self._target()
+        return _client().enqueue(cls, args, options, run_at(delay=delay), fields)
 
     def perform_at(self, when: float | _dt.datetime, *args: Any) -> str | None:
         """Enqueue to run at ``when`` (datetime or epoch seconds); a past time runs now."""
-        cls, options = self._target()
-        return _client().enqueue(cls, args, options, at=run_at(at=when))
+        cls, options, fields = self._target()
+        return _client().enqueue(cls, args, options, run_at(at=when), fields)
 
     def perform_bulk(self, arg_lists: Iterable[Sequence[Any]], batch_size: int = 1000,
                      at: float | _dt.datetime | None = None) -> list[str | None]:
         """Enqueue one job per arg list, one round trip per ``batch_size`` jobs.
 
         Returns the jids in order (None where client middleware stopped a job)."""
-        cls, options = self._target()
+        cls, options, fields = self._target()
         when = None if at is None else run_at(at=at)
-        return _client().enqueue_bulk(cls, arg_lists, options, at=when, batch_size=batch_size)
+        return _client().enqueue_bulk(cls, arg_lists, options, when, batch_size, fields)
 
     def perform_inline(self, *args: Any) -> Any:
         """Run the job now, in this thread, after the same serialization round trip as a
         real push and through the server middleware chain. Returns what ``perform`` returns."""
         from kiqpy.testing import run_inline
 
-        cls, options = self._target()
-        return run_inline(cls, args, options)
+        cls, options, fields = self._target()
+        return run_inline(cls, args, options, fields)
 
     def set(self, **options: Any) -> _Setter:
-        """Options for one push: ``HardWorker.set(queue="critical").perform_async(1)``."""
-        cls, current = self._target()
-        checked = validate_push_options(options, f"{cls.__qualname__}.set()")
-        return _Setter(cls, {**current, **checked})
+        """Options for one push: ``HardWorker.set(queue="critical").perform_async(1)``.
+
+        As in Sidekiq, keys that are not options are custom fields stored in the job
+        (``set(tenant="acme")``; ``jid`` too, for one job), checked as
+        :meth:`kiqpy.Client.push` checks them. So a misspelt option is stored as a field here;
+        class definitions are where unknown options are refused."""
+        from kiqpy.client import split_push
+
+        cls, current, fields = self._target()
+        checked, extra = split_push(options, f"{cls.__qualname__}.set()",
+                                    _client().config.serializer)
+        merged = {**fields, **extra} if fields else extra
+        return _Setter(cls, {**current, **checked}, merged or None)
 
 
 class _Setter(_Enqueue):
-    __slots__ = ("_cls", "_options")
+    __slots__ = ("_cls", "_fields", "_options")
 
-    def __init__(self, cls: type[Worker], options: dict[str, Any]) -> None:
-        self._cls, self._options = cls, options
+    def __init__(self, cls: type[Worker], options: dict[str, Any],
+                 fields: dict[str, Any] | None = None) -> None:
+        self._cls, self._options, self._fields = cls, options, fields
 
-    def _target(self) -> tuple[type[Worker], dict[str, Any]]:
-        return self._cls, self._options
+    def _target(self) -> tuple[type[Worker], dict[str, Any], dict[str, Any] | None]:
+        return self._cls, self._options, self._fields
 
 
 class _ClassEnqueue:
