@@ -3,6 +3,12 @@
     def test_signup_sends_mail(kiqpy_fake):
         signup("bob@example.com")
         assert MailJob.jobs[0]["args"] == ["bob@example.com"]
+
+Each fixture yields its mode's client; jobs the mode runs go through its
+``server_middleware`` chain (empty until you add to it)::
+
+    def test_jobs_run_with_tenant(kiqpy_inline):
+        kiqpy_inline.server_middleware.add(TenantMiddleware)
 """
 
 from __future__ import annotations
@@ -16,13 +22,15 @@ from kiqpy import testing
 
 @pytest.fixture
 def kiqpy_fake() -> Iterator[testing.FakeClient]:
-    """Fake mode for one test: pushes land in memory (``Job.jobs``, ``drain()``...)."""
+    """Fake mode for one test: pushes land in memory (``Job.jobs``, ``drain()``...); fake
+    jobs run through ``kiqpy_fake.server_middleware``."""
     with testing.fake() as client:
         yield client
 
 
 @pytest.fixture
 def kiqpy_inline() -> Iterator[testing.InlineClient]:
-    """Inline mode for one test: pushes run at once in the test's thread."""
+    """Inline mode for one test: pushes run at once in the test's thread, through
+    ``kiqpy_inline.server_middleware``."""
     with testing.inline() as client:
         yield client

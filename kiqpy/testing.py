@@ -7,11 +7,18 @@ so bad args fail the same way)::
         HardWorker.perform_async("bob", 5)
         assert len(HardWorker.jobs) == 1
         HardWorker.drain()                     # runs them (jobs they enqueue run too)
+        HardWorker.jobs.clear()                # HardWorker.jobs is a live view, as in Sidekiq
 
-Inline mode runs each job at once, in the caller, through the server middleware chain::
+Inline mode runs each job at once, in the caller::
 
     with kiqpy.testing.inline():
         HardWorker.perform_async("bob", 5)     # has run when this returns
+
+Server middleware: as with ``Sidekiq::Testing.server_middleware``, jobs run in a testing mode
+(fake ``drain``/``perform_one``, inline pushes, ``perform_inline``) go through the mode's own
+server chain, empty unless given: ``fake(server_middleware=chain)``, ``inline(...)``, or
+``client.server_middleware.add(...)`` on the client a mode yields (the pytest fixtures yield
+it too). The default configuration's server chain is the worker's, and is not used.
 
 Both are context managers and pytest fixtures (``kiqpy_fake``, ``kiqpy_inline``, from the plugin
 kiqpy installs). A mode applies to the current context only: other threads and other tests
@@ -21,8 +28,8 @@ keep pushing for real.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Iterator, MutableSequence, Sequence
+from typing import Any, overload
 
 from kiqpy.chain import Chain
 from kiqpy.client import Client, JobBuilder, _override
@@ -39,13 +46,16 @@ def round_trip(job: Job, serializer: str) -> Job:
 
 
 class FakeClient(Client):
-    """A client whose pushes land in an in-memory list instead of Redis."""
+    """A client whose pushes land in an in-memory list (``.jobs``) instead of Redis. Jobs it
+    runs (``drain``, ``perform_one``, ``perform_inline``) go through ``server_middleware``."""
 
-    def __init__(self, config: Config | None = None) -> None:
+    def __init__(self, config: Config | None = None, server_middleware: Chain | None = None
+                 ) -> None:
         self.config = config or default_config()
         self.redis = None  # type: ignore[assignment]
         self.builder = JobBuilder(self.config)
         self.jobs: list[Job] = []
+        self.server_middleware = server_middleware if server_middleware is not None else Chain()
 
     def close(self) -> None:
         pass
@@ -58,12 +68,8 @@ class FakeClient(Client):
 
 
 class InlineClient(FakeClient):
-    """A client that runs each pushed job at once, in the caller's thread."""
-
-    def __init__(self, config: Config | None = None, server_middleware: Chain | None = None
-                 ) -> None:
-        super().__init__(config)
-        self.server_middleware = server_middleware if server_middleware is not None else Chain()
+    """A client that runs each pushed job at once, in the caller's thread, through
+    ``server_middleware``."""
 
     def _store(self, jobs: list[Job]) -> None:
         for job in jobs:
@@ -73,10 +79,73 @@ class InlineClient(FakeClient):
             execute(lookup(job["class"]), job, self.server_middleware)
 
 
+class FakeJobs(MutableSequence[Job]):
+    """A live view of some of a fake client's jobs (one class's, or one queue's), oldest
+    first: ``HardWorker.jobs`` and :func:`jobs_for`. Reading it reads the fake client's list;
+    ``clear()``, ``del view[0]``, ``pop()`` and ``remove()`` remove jobs from it, so the class's
+    view, the queue's view and the client's ``jobs`` always agree. Compares equal to a list
+    of the same jobs. Jobs are added by pushing, not by ``append``/``insert``."""
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __init__(self, client: FakeClient, field: str, value: str) -> None:
+        self._client, self._field, self._value = client, field, value
+
+    def _positions(self) -> list[int]:
+        field, value = self._field, self._value
+        return [i for i, job in enumerate(self._client.jobs) if job.get(field) == value]
+
+    def _list(self) -> list[Job]:
+        field, value = self._field, self._value
+        return [job for job in self._client.jobs if job.get(field) == value]
+
+    @overload
+    def __getitem__(self, index: int) -> Job: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Job]: ...
+
+    def __getitem__(self, index: int | slice) -> Job | list[Job]:
+        return self._list()[index]
+
+    def __len__(self) -> int:
+        return len(self._positions())
+
+    def __iter__(self) -> Iterator[Job]:
+        # A snapshot: a job run (and removed) while iterating does not shift the others.
+        return iter(self._list())
+
+    def __delitem__(self, index: int | slice) -> None:
+        positions = self._positions()
+        doomed = positions[index] if isinstance(index, slice) else [positions[index]]
+        for position in sorted(doomed, reverse=True):
+            del self._client.jobs[position]
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        raise TypeError("fake jobs are added by pushing (perform_async...), not by assignment")
+
+    def insert(self, index: int, value: Job) -> None:
+        raise TypeError("fake jobs are added by pushing (perform_async...), not by insert")
+
+    def clear(self) -> None:
+        field, value = self._field, self._value
+        self._client.jobs[:] = [job for job in self._client.jobs if job.get(field) != value]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (list, FakeJobs)):
+            return self._list() == list(other)
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return repr(self._list())
+
+
 @contextlib.contextmanager
-def fake(config: Config | None = None) -> Iterator[FakeClient]:
-    """Pushes in this context land in memory. Yields the fake client (``.jobs``)."""
-    client = FakeClient(config)
+def fake(config: Config | None = None, server_middleware: Chain | None = None
+         ) -> Iterator[FakeClient]:
+    """Pushes in this context land in memory. Yields the fake client (``.jobs``, and
+    ``.server_middleware``, the chain fake jobs run through: empty unless given)."""
+    client = FakeClient(config, server_middleware)
     token = _override.set(client)
     try:
         yield client
@@ -87,7 +156,8 @@ def fake(config: Config | None = None) -> Iterator[FakeClient]:
 @contextlib.contextmanager
 def inline(config: Config | None = None, server_middleware: Chain | None = None
            ) -> Iterator[InlineClient]:
-    """Pushes in this context run at once, through ``server_middleware`` (empty by default)."""
+    """Pushes in this context run at once, through ``server_middleware`` (empty by default;
+    also the yielded client's ``.server_middleware``)."""
     client = InlineClient(config, server_middleware)
     token = _override.set(client)
     try:
@@ -104,15 +174,17 @@ def _fake_client() -> FakeClient:
     return client
 
 
-def jobs_for(queue: str) -> list[Job]:
-    """Fake jobs pushed to ``queue``, oldest first."""
-    return [job for job in _fake_client().jobs if job["queue"] == queue]
+def jobs_for(queue: str) -> FakeJobs:
+    """Fake jobs pushed to ``queue``, oldest first: a live view (``jobs_for("mail").clear()``
+    forgets them)."""
+    return FakeJobs(_fake_client(), "queue", queue)
 
 
-def jobs_of(cls: type[Worker] | str) -> list[Job]:
-    """Fake jobs of one job class (or job name), oldest first."""
+def jobs_of(cls: type[Worker] | str) -> FakeJobs:
+    """Fake jobs of one job class (or job name), oldest first: a live view, the same as
+    ``cls.jobs``."""
     name = cls if isinstance(cls, str) else cls.kiqpy_job_name
-    return [job for job in _fake_client().jobs if job["class"] == name]
+    return FakeJobs(_fake_client(), "class", name)
 
 
 def clear_all() -> None:
@@ -122,13 +194,12 @@ def clear_all() -> None:
 
 def clear(cls: type[Worker]) -> None:
     """Forget the fake jobs of ``cls``."""
-    client = _fake_client()
-    client.jobs[:] = [job for job in client.jobs if job["class"] != cls.kiqpy_job_name]
+    jobs_of(cls).clear()
 
 
 def _run(client: FakeClient, job: Job) -> Any:
     client.jobs.remove(job)
-    return execute(lookup(job["class"]), job, Chain())
+    return execute(lookup(job["class"]), job, client.server_middleware)
 
 
 def perform_one(cls: type[Worker]) -> Any:
@@ -144,7 +215,8 @@ def drain(cls: type[Worker]) -> int:
     """Run the fake jobs of ``cls`` (including ones they enqueue) until none is left.
     Returns how many ran."""
     client, count = _fake_client(), 0
-    while jobs := jobs_of(cls):
+    jobs = jobs_of(cls)
+    while jobs:
         _run(client, jobs[0])
         count += 1
     return count
@@ -161,11 +233,17 @@ def drain_all() -> int:
 
 def run_inline(cls: type[Worker], args: Sequence[Any], options: dict[str, Any],
                fields: dict[str, Any] | None = None) -> Any:
-    """``perform_inline``: the round trip, then the job, through the default server chain."""
-    config = default_config()
+    """``perform_inline``: the round trip, then the job, through the server chain of the
+    testing mode in place (fake or inline), else the default configuration's."""
+    mode = _override.get()
+    if isinstance(mode, FakeClient):
+        config, chain = mode.config, mode.server_middleware
+    else:
+        config = default_config()
+        chain = config.server_middleware
     job = JobBuilder(config).build(cls, args, options, None, fields=fields)
     if job is None:
         return None
     job["enqueued_at"] = now_ms()
     job = round_trip(job, config.serializer)
-    return execute(cls, job, config.server_middleware)
+    return execute(cls, job, chain)

@@ -19,10 +19,13 @@ import math
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from kiqpy.errors import ArgumentError, OptionsError, UnknownJobError
 from kiqpy.options import PUSH_ONLY, validate_options
+
+if TYPE_CHECKING:
+    from kiqpy.testing import FakeJobs
 
 # -- registry -------------------------------------------------------------------------------
 _registry: dict[str, type[Worker]] = {}
@@ -116,7 +119,9 @@ class _Enqueue:
 
     def perform_inline(self, *args: Any) -> Any:
         """Run the job now, in this thread, after the same serialization round trip as a
-        real push and through the server middleware chain. Returns what ``perform`` returns."""
+        real push and through the server middleware chain: the testing mode's in fake and
+        inline mode (``kiqpy.testing``), else the default configuration's. Returns what
+        ``perform`` returns."""
         from kiqpy.testing import run_inline
 
         cls, options, fields = self._target()
@@ -160,9 +165,10 @@ class _ClassEnqueue:
 
 
 class _FakeJobs:
-    """``HardWorker.jobs``: the class's jobs in fake mode (see kiqpy.testing)."""
+    """``HardWorker.jobs``: the class's jobs in fake mode, a live view (see kiqpy.testing):
+    ``HardWorker.jobs.clear()`` forgets them, as in Sidekiq."""
 
-    def __get__(self, instance: Any, owner: type[Worker]) -> list[dict[str, Any]]:
+    def __get__(self, instance: Any, owner: type[Worker]) -> FakeJobs:
         from kiqpy.testing import jobs_of
 
         return jobs_of(owner)
