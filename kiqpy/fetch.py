@@ -288,7 +288,7 @@ class Fetcher:
 
     def _wait_loop(self, name: str) -> None:
         source, inflight = self._keys_for(name)
-        attempt = 0
+        attempt, refused = 0, False
         while not self._quiet.is_set():
             if not self._idle.wait(1.0) or name not in self.order.names:
                 continue
@@ -300,7 +300,17 @@ class Fetcher:
                 self._quiet.wait(backoff(attempt))
                 attempt += 1
                 continue
-            attempt = 0
+            except redis.exceptions.ResponseError as exc:
+                # Refused (BLMOVE needs memory; a wrong-type key): the fetch loop still polls
+                # this queue, so this waiter only says so once and rests.
+                if not refused:
+                    self.log.error("redis refused the blocking wait; will try again",
+                                   queue=name, error=str(exc))
+                refused = True
+                self._quiet.wait(backoff(attempt, cap=30.0))
+                attempt += 1
+                continue
+            attempt, refused = 0, False
             if payload is None:
                 continue
             if self._quiet.is_set():

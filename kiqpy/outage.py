@@ -9,6 +9,8 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import redis
+
 from kiqpy.connection import REDIS_DOWN
 
 T = TypeVar("T")
@@ -53,19 +55,31 @@ class Outage:
 
     def retry(self, fn: Callable[[], T], where: str, give_up: threading.Event | None = None
               ) -> T | None:
-        """Call ``fn`` until it succeeds, backing off while Redis is down. Returns None only if
-        ``give_up`` is set while Redis is still unreachable."""
+        """Call ``fn`` until it succeeds, backing off while Redis is down or refuses the
+        command (out of memory, a read-only replica after a failover): a refusal is logged
+        once and tried again, so the job or state it carries is kept, never dropped. Returns
+        None only if ``give_up`` is set before ``fn`` succeeded."""
         attempt = 0
+        refused = False
         while True:
             try:
                 result = fn()
             except REDIS_DOWN as exc:
                 self.failed(exc, where)
-                if give_up is not None and give_up.wait(backoff(attempt)):
-                    return None
-                if give_up is None:
-                    time.sleep(backoff(attempt))
-                attempt += 1
-                continue
-            self.ok()
-            return result
+            except redis.exceptions.ResponseError as exc:
+                if not refused:
+                    self.log.error("redis refused a command; will try again", redis=self.url,
+                                   error=str(exc), where=where)
+                refused = True
+            else:
+                self.ok()
+                if refused:
+                    self.log.warning("redis accepted the command again", redis=self.url,
+                                     where=where)
+                return result
+            delay = backoff(attempt)
+            if give_up is not None and give_up.wait(delay):
+                return None
+            if give_up is None:
+                time.sleep(delay)
+            attempt += 1

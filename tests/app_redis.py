@@ -14,3 +14,18 @@ class ConnCount(kiqpy.Worker, name="ConnCount"):
             pipe.incr("test:conn-count")
             pipe.sadd("test:conn-ids", conn.client_id())
             pipe.execute()
+
+
+class WriteFile(kiqpy.Worker, name="WriteFile"):
+    """Appends ``line`` to the file at ``path``: a job that needs no Redis write of its own."""
+
+    def perform(self, path, line):
+        with open(path, "a") as out:
+            out.write(f"{line}\n")
+
+
+class Boom(kiqpy.Worker, name="Boom", retry=3):
+    """Always fails."""
+
+    def perform(self):
+        raise RuntimeError("boom")
