@@ -215,9 +215,10 @@ class AppLoader:
 
 
 def build_config(settings: dict[str, Any]) -> Config:
-    """The default configuration with ``settings`` applied. Starting from the default (rather
-    than a fresh Config) keeps the middleware and handlers that ``-r`` modules added to it
-    at import time."""
+    """The default configuration with ``settings`` (the file, env vars and flags) applied.
+    Starting from the default (rather than a fresh Config) keeps what ``-r`` modules set on
+    it at import time: middleware, handlers, and values from ``kiqpy.configure(...)`` that
+    the file, env and flags leave alone."""
     import kiqpy
 
     try:
@@ -274,22 +275,37 @@ def _file_key(param: click.Option) -> str:
     return longs[0][2:] if longs else str(param.name)
 
 
+# Flags that are not Config fields: the CLI always needs a value for them.
+_CLI_KEYS = frozenset({"requires", "verbose", "log_format", "log_level", "logfile",
+                       *_PROCESS_KEYS})
+
+
 def _settings(ctx: click.Context, opts: dict[str, Any]) -> dict[str, Any]:
-    """Merge flags and env vars (highest), the -C file, then defaults: Config keywords plus
-    the CLI's own requires, verbose, log_format and log_level."""
+    """Config keywords plus the CLI's own requires, verbose, log_format and log_level.
+
+    Precedence, lowest first: built-in defaults < ``kiqpy.configure()`` in the ``-r`` modules
+    < the ``-C`` file < environment variables < flags (click ranks the last two). A Config
+    field that is left at its click default is omitted, so the value app code configured
+    (applied by :func:`build_config` after the imports) stands rather than being reset."""
     file_values = _file_settings(ctx, opts.pop("config_file"))
     merged: dict[str, Any] = {}
     for key, value in opts.items():
-        if _source_is_default(ctx, key) and key in file_values:
-            value = file_values[key]
+        if _source_is_default(ctx, key):
+            if key in file_values:
+                value = file_values[key]
+            elif key not in _CLI_KEYS:
+                continue
         merged[key] = value
-    try:
-        merged["queues"] = parse_queues(merged["queues"] or ("default",))
-    except click.BadParameter as exc:
-        exc.param_hint = "'-q' / '--queue'"
-        raise
-    merged["redis_url"] = merged["redis_url"] or env_redis_url()
-    merged["poll_interval_average"] = merged.pop("poll_interval")
+    if "queues" in merged:
+        try:
+            merged["queues"] = parse_queues(merged["queues"] or ("default",))
+        except click.BadParameter as exc:
+            exc.param_hint = "'-q' / '--queue'"
+            raise
+    if "redis_url" in merged:
+        merged["redis_url"] = merged["redis_url"] or env_redis_url()
+    if "poll_interval" in merged:
+        merged["poll_interval_average"] = merged.pop("poll_interval")
     return merged
 
 

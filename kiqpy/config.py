@@ -1,9 +1,19 @@
 """Configuration: one typed, frozen object handed to every constructor.
 
-Values come, lowest precedence first, from the defaults here, a TOML file (CLI ``-C``), then
-``KIQPY_*`` / ``REDIS_URL`` environment variables and CLI flags (click treats both as explicit),
-or explicit keywords in code. Library code reads no globals except the one default configuration
-used by the Worker mixin, set with :func:`kiqpy.configure`.
+In a worker started by the ``kiqpy`` command, each field comes, lowest precedence first, from:
+
+1. the defaults here (``redis_url``, ``namespace`` and ``serializer`` also read ``KIQPY_*`` /
+   ``REDIS_URL`` when the default configuration is first built);
+2. :func:`configure` called by the ``-r`` modules at import time;
+3. the TOML file (``-C``);
+4. ``KIQPY_*`` / ``REDIS_URL`` / ``QUEUE`` environment variables;
+5. CLI flags.
+
+The CLI passes only the fields that 3 to 5 set (click's ``get_parameter_source`` tells its
+defaults from explicit values), applied to the default configuration after the imports, so app
+code's values stand where the operator set nothing. In a program, explicit keywords to
+:func:`configure` or :class:`Config` win. Library code reads no globals except the one default
+configuration used by the Worker mixin, set with :func:`kiqpy.configure`.
 """
 
 from __future__ import annotations

@@ -86,12 +86,13 @@ def invoke(monkeypatch, config, tmp_path):
     return run
 
 
-def test_defaults(invoke):
+def test_defaults(invoke, config):
     result, parsed = invoke()
     assert result.exit_code == 0, result.output
     cfg = parsed.config
     assert (cfg.concurrency, cfg.queues, cfg.timeout) == (10, (("default", 0),), 25.0)
-    assert cfg.redis_url == "redis://localhost:6379/0"
+    # No flag or env var: the default configuration's URL (here set by kiqpy.configure) stands.
+    assert cfg.redis_url == config.redis_url
     assert parsed.log == ("auto", "info")
 
 
