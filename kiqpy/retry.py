@@ -12,6 +12,9 @@ Follows Sidekiq's rules:
   ``dead=False``), trimmed to the newest ``dead_max_jobs`` and to ``dead_timeout`` seconds.
 - ``kiqpy_retry_in(count, exc, job)`` may return seconds, "kill" (dead now), "discard" (drop)
   or None (default backoff).
+- Death handlers run for every job that leaves after a failure without a retry: the dead set,
+  ``dead=False``, ``retry=False`` and "discard". As in Sidekiq 7.3+, a dropped job (not kept
+  in the dead set) gets ``discarded_at`` so a handler can tell it from a killed one.
 """
 
 from __future__ import annotations
@@ -106,6 +109,8 @@ class Retrier:
         if not self._exhausted(job, retry):
             delay = self._delay(cls, job, exc)
             if delay == "discard":
+                job["discarded_at"] = now_ms()
+                self._run_death_handlers(job, exc)
                 return "discarded"
             if delay != "kill":
                 due = time.time() + float(delay)
@@ -170,6 +175,7 @@ class Retrier:
                 self.log.error("kiqpy_retries_exhausted failed", jid=job.get("jid"),
                                error=repr(hook_exc))
         if job.get("dead", True) is False:
+            job["discarded_at"] = now_ms()
             self._run_death_handlers(job, exc)
             return "discarded"
         if self.send_to_dead(job, serializer_of(payload)) is None:

@@ -16,8 +16,9 @@ class, queue and args) is pending in Redis.
 Importing this module declares the worker options ``unique_for`` (seconds or timedelta, > 0)
 and ``unique_until``:
 
-- ``"success"`` (the default): the lock is released when ``perform`` returns. A failure keeps
-  it, so no copy is pushed while the job waits for its retry (a retry runs the same job);
+- ``"success"`` (the default): the lock is released when ``perform`` returns, or when the job
+  dies (see below). A failure that is retried keeps it, so no copy is pushed while the job
+  waits for its retry (a retry runs the same job);
 - ``"start"``: the lock is released just before ``perform`` runs, so a copy may be pushed
   while this one is running.
 
@@ -29,9 +30,14 @@ queue and canonical JSON of args) with ``SET NX``, valued with the job's jid and
 in the job as ``unique_digest``; :class:`UniqueServer` releases the lock only while it still
 holds this job's jid (``kiqpy/lua/unlock.lua``), never a newer copy's.
 
+A job that dies is released too, as Sidekiq Enterprise does: :class:`UniqueDeath`, a death
+handler, runs when the job goes to the dead set (retries exhausted, or ``kiqpy_retry_in``
+returned "kill") or is dropped after a failure (``retry=False``, ``dead=False``,
+``kiqpy_retry_in`` returned "discard"), so a copy can be pushed at once.
+
 Uniqueness is best effort: the lock always expires after the window, so a crashed worker never
-holds one for ever, and a job that keeps failing past the window lets a copy in. A job that
-dies or is discarded keeps its lock until it expires. Each unique push costs one extra round
+holds one for ever, and a job that keeps failing past the window lets a copy in. Each unique
+push costs one extra round
 trip (also in bulk pushes); other jobs pass through at the cost of one dict lookup. The testing
 modes (``kiqpy.testing``) have no Redis, so they push every copy.
 """
@@ -52,7 +58,7 @@ import kiqpy
 from kiqpy.options import seconds
 from kiqpy_middleware._common import Connection, translate_errors
 
-__all__ = ["UniqueClient", "UniqueServer", "digest", "install"]
+__all__ = ["UniqueClient", "UniqueDeath", "UniqueServer", "digest", "install"]
 
 OWNER = "kiqpy_middleware.unique"
 UNTIL = ("success", "start")
@@ -154,20 +160,39 @@ class UniqueServer:
         return result
 
     def _release(self, job_digest: str, jid: str) -> None:
-        client = self.connection.client()
-        try:
-            client.scripts.unlock(keys=[client.keys.unique(job_digest)], args=[jid])
-        except RedisError as exc:
-            # The job's own outcome stands: failing it now would run it twice.
-            self.log.warning("unique-job lock not released; it expires on its own",
-                             error=str(exc))
+        _unlock(self.connection, self.log, job_digest, jid)
+
+
+class UniqueDeath:
+    """Death handler: releases a unique job's lock when the job dies or is dropped after a
+    failure (kiqpy runs death handlers for the dead set, ``retry=False``, ``dead=False`` and
+    ``kiqpy_retry_in`` returning "kill" or "discard"), if the lock still holds this job's jid.
+    Added to ``config.death_handlers`` by :func:`install`."""
+
+    def __init__(self, config: kiqpy.Config | None = None, log: Any = None) -> None:
+        self.connection = Connection(config)
+        self.log = log if log is not None else structlog.get_logger("kiqpy")
+
+    def __call__(self, job: dict[str, Any], exc: BaseException) -> None:
+        job_digest, jid = job.get("unique_digest"), job.get("jid")
+        if type(job_digest) is str and type(jid) is str:
+            _unlock(self.connection, self.log, job_digest, jid)
+
+
+def _unlock(connection: Connection, log: Any, job_digest: str, jid: str) -> None:
+    client = connection.client()
+    try:
+        client.scripts.unlock(keys=[client.keys.unique(job_digest)], args=[jid])
+    except RedisError as exc:
+        # The job's own outcome stands: failing it now would run it twice.
+        log.warning("unique-job lock not released; it expires on its own", error=str(exc))
 
 
 def install(config: kiqpy.Config | None = None) -> None:
     """Add :class:`UniqueClient` and :class:`UniqueServer` to the middleware chains of
     ``config`` (the default configuration when None, whose later replacements by
-    ``kiqpy.configure(...)`` share its chains). Calling it again changes nothing but moves
-    them to the end of the chains.
+    ``kiqpy.configure(...)`` share its chains and handlers), and :class:`UniqueDeath` to its
+    death handlers. Calling it again changes nothing but moves them to the end.
 
         import kiqpy_middleware.unique
         kiqpy_middleware.unique.install()
@@ -175,3 +200,6 @@ def install(config: kiqpy.Config | None = None) -> None:
     target = config if config is not None else kiqpy.default_config()
     target.client_middleware.add(UniqueClient, config)
     target.server_middleware.add(UniqueServer, config)
+    handlers = target.death_handlers
+    handlers[:] = [h for h in handlers if not isinstance(h, UniqueDeath)]
+    handlers.append(UniqueDeath(config))
