@@ -20,9 +20,9 @@ import redis
 
 from kiqpy.config import Config, default_client
 from kiqpy.connection import connect, translate_errors
-from kiqpy.errors import ArgumentError
+from kiqpy.errors import ArgumentError, OptionsError
 from kiqpy.keys import Keys
-from kiqpy.options import is_option, validate_push_options
+from kiqpy.options import is_option, near_option, validate_push_options
 from kiqpy.payload import Job, check_args, check_job, check_value, encode, new_jid, now_ms
 from kiqpy.scripts import Scripts
 from kiqpy.worker import Worker, lookup, payload_options, run_at
@@ -108,6 +108,11 @@ def split_push(fields: Mapping[Any, Any], where: str, serializer: str
             raise ArgumentError(f"{where}: {key!r} is not a field to set; the job class, args "
                                 f"and run time come from the call")
         elif key not in _DROPPED:
+            near = near_option(key) if type(key) is str and key not in _RESERVED else None
+            if near is not None:
+                raise OptionsError(f"{where}: unknown option {key!r}; did you mean {near!r}? "
+                                   f"(a custom field may not be named this close to an "
+                                   f"option)")
             problem = _RESERVED[key](value) if key in _RESERVED else None
             if problem is not None:
                 raise ArgumentError(f"{where}: {key}={value!r} {problem}")

@@ -123,6 +123,15 @@ def is_option(name: str) -> bool:
     return name in _DECLARED or name in _BUNDLED
 
 
+def near_option(name: str) -> str | None:
+    """The option ``name`` is most likely a misspelling of (``qeue`` -> ``queue``), if any.
+    A per-push key this close to an option is refused rather than stored as a custom field,
+    so a typo cannot silently send a job to the default queue."""
+    known = set(_DECLARED) | set(_BUNDLED)
+    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.8)
+    return close[0] if close else None
+
+
 def _unknown(name: str) -> str:
     if name in _BUNDLED:
         return (f"option {name!r} belongs to {_BUNDLED[name]}; import it (and add its "

@@ -70,8 +70,8 @@ BAD_FIELDS = [
     ({"error_message": None}, ArgumentError, r"^push\('X'\): error_message=None must be a str"),
     ({"tenant": {"since": time}}, ArgumentError,
      r"^push\('X'\): job\[\"tenant\"\]\[\"since\"\]: module is not serializable"),
-    ({"tags2": [1, {2: "x"}]}, ArgumentError,
-     r"^push\('X'\): job\[\"tags2\"\]\[1\]\[2\]: dict key of type int; keys must be str"),
+    ({"labels": [1, {2: "x"}]}, ArgumentError,
+     r"^push\('X'\): job\[\"labels\"\]\[1\]\[2\]: dict key of type int; keys must be str"),
     ({7: "x"}, ArgumentError, r"^push\('X'\): job\[7\]: dict key of type int; keys must be str"),
     # Known options are still checked, whether declared yet or not.
     ({"retry": "yes"}, OptionsError, r"^push\('X'\): option retry='yes' must be"),
@@ -115,6 +115,21 @@ def test_enqueue_and_set_take_custom_fields_too(config, r):
     assert (urgent["args"], urgent["tenant"], urgent["trace"]) == ([2], "globex", {"id": "t"})
     [(later, _)] = scheduled_jobs(r)
     assert (later["queue"], later["tenant"]) == ("reports", "globex")
+
+
+@pytest.mark.parametrize("call, typo, option", [
+    (lambda: Report.set(qeue="urgent"), "qeue", "queue"),
+    (lambda: Report.set(retyr=3), "retyr", "retry"),
+    (lambda: kiqpy.enqueue("X", 1, retry_queu="slow"), "retry_queu", "retry_queue"),
+    (lambda: kiqpy.default_client().push({"class": "X", "args": [], "tag": ["a"]}), "tag",
+     "tags"),
+])
+def test_a_field_named_like_a_misspelt_option_is_refused(config, r, call, typo, option):
+    # Custom fields pass through, but not one a typo away from an option: `qeue="urgent"`
+    # stored as a field would send the job to the default queue without a word.
+    with pytest.raises(OptionsError, match=f"unknown option '{typo}'; did you mean '{option}'"):
+        call()
+    assert r.llen("queue:default") == 0 and r.llen("queue:urgent") == 0
 
 
 @pytest.mark.parametrize("call", [lambda: Report.set(at=time.time()),
