@@ -210,12 +210,17 @@ class Retrier:
                                error=repr(handler_exc))
 
     def _run_death_handlers(self, job: Job, exc: BaseException) -> None:
-        for handler in self.config.death_handlers:
-            try:
-                handler(job, exc)
-            except Exception as handler_exc:
-                self.log.error("death handler failed", handler=repr(handler),
-                               error=repr(handler_exc))
+        run_death_handlers(self.config, self.log, job, exc)
+
+
+def run_death_handlers(config: Config, log: Any, job: Job, exc: BaseException) -> None:
+    """Call every ``config.death_handlers`` entry with ``(job, exc)``; one that raises is
+    logged and does not stop the others. Also used by orphan recovery for poison pills."""
+    for handler in config.death_handlers:
+        try:
+            handler(job, exc)
+        except Exception as handler_exc:
+            log.error("death handler failed", handler=repr(handler), error=repr(handler_exc))
 
 
 def add_dead(pipe: Any, keys: Keys, config: Config, data: bytes) -> None:
