@@ -86,6 +86,11 @@ class Supervisor:
         if pid == 0:  # the child
             code = 1
             try:
+                # A process group of its own: Ctrl-C in a terminal, or a process manager that
+                # signals the whole group (supervisord's stopasgroup), reaches only this
+                # supervisor, which forwards one TERM. Receiving both would count as a second
+                # stop signal and exit the child at once, jobs unfinished.
+                os.setpgid(0, 0)
                 if self.health is not None:
                     self.health.socket.close()
                 code = self.run_child(index)

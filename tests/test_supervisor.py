@@ -70,6 +70,23 @@ def test_term_drains_every_child_without_losing_a_job(config, r, redis_url):
     assert not [k for k in r.scan_iter("*:inflight:*") if r.llen(k)]
 
 
+def test_ctrl_c_to_the_whole_group_drains_children_gracefully(config, r, redis_url):
+    # A terminal's Ctrl-C (and supervisord's stopasgroup) signals every process in the
+    # foreground group. Each child must still see one stop signal, not the group's SIGINT
+    # plus the supervisor's forwarded TERM, which would be a "second signal: exit now".
+    app_jobs.Sleepy.perform_bulk([[f"g{n}", 1.5] for n in range(4)])
+    with WorkerProcess(redis_url, "-p", "2", "-c", "2", "-t", "15", new_session=True) as sup:
+        wait_for(lambda: all(r.get(f"test:started:g{n}") for n in range(4)), timeout=30,
+                 message="four jobs running on two children")
+        sup.signal_group(signal.SIGINT)
+        code, _ = exit_within(sup, 30)
+        assert code == 0, sup.log()[-3000:]
+    assert all(r.get(f"test:finished:g{n}") for n in range(4)), sup.log()[-3000:]
+    assert [e.get("clean") for e in log_events(sup) if e.get("event") == "stopped"] == [True] * 2
+    assert "second stop signal" not in sup.log()
+    assert not [k for k in r.scan_iter("*:inflight:*") if r.llen(k)]
+
+
 def _queued_args(r):
     from kiqpy.payload import decode
 

@@ -19,8 +19,8 @@ class WorkerProcess:
     file. Use as a context manager; it is killed on exit if still running."""
 
     def __init__(self, redis_url: str, *args: str, fast: bool = True,
-                 env: dict[str, str] | None = None, require: str | None = "tests.app_jobs"
-                 ) -> None:
+                 env: dict[str, str] | None = None, require: str | None = "tests.app_jobs",
+                 new_session: bool = False) -> None:
         self.log_path = Path(tempfile.mkstemp(prefix="kiqpy-worker-", suffix=".log")[1])
         argv = [sys.executable, "-m", "kiqpy.cli"]
         if require:
@@ -30,8 +30,9 @@ class WorkerProcess:
                     **(env or {})}
         full_env.pop("KIQPY_REDIS_URL", None)
         self.log_file = open(self.log_path, "wb")  # noqa: SIM115
+        # new_session: its own process group, for signalling the group as a terminal does.
         self.process = subprocess.Popen(argv, cwd=ROOT, env=full_env, stdout=self.log_file,
-                                        stderr=subprocess.STDOUT)
+                                        stderr=subprocess.STDOUT, start_new_session=new_session)
 
     @property
     def pid(self) -> int:
@@ -42,6 +43,10 @@ class WorkerProcess:
 
     def signal(self, signum: int) -> None:
         self.process.send_signal(signum)
+
+    def signal_group(self, signum: int) -> None:
+        """Signal its whole process group, as Ctrl-C in a terminal does (needs new_session)."""
+        os.killpg(self.process.pid, signum)
 
     def terminate(self) -> None:
         self.signal(signal.SIGTERM)
