@@ -74,6 +74,9 @@ RUN_HERE = {
 
 # command -> "path[::test_name] (why)": the test or script elsewhere that runs its equivalent
 COVERED_ELSEWHERE = {
+    "kill -- -PGID":
+        "tests/test_supervisor.py::test_ctrl_c_to_the_whole_group_drains_children_gracefully "
+        "(signals a -p 2 supervisor's whole process group)",
     # The first job: both lines run as written, from the directory holding myapp/.
     "python -c 'from myapp.jobs import HardWorker; HardWorker.perform_async(\"bob\", 5)'":
         "tests/test_docs.py::test_first_job_runs_in_a_real_worker_as_the_readme_says "
