@@ -16,8 +16,31 @@ It receives the step's arguments plus ``next``, and calls ``next()`` to continue
             finally:
                 log.info("took", s=time.monotonic() - start)
 
-A method named ``call`` works as well as ``__call__``. Per-job state lives on the stack of the
-around-style call, never in dicts keyed by job id. An empty chain costs one ``if``.
+A method named ``call`` works as well as ``__call__``. An empty chain costs one ``if``.
+
+Threads: a middleware class is instantiated once per chain, when the chain first runs, and that
+one instance is shared by every thread running the chain: all the processor threads of a worker
+(``-c``) for the server chain, every thread that pushes for the client chain. Unlike Sidekiq,
+which builds a new instance per job, ``self`` is not per job. Keep per-job state in locals of
+the call (the stack of the around-style call), in the job map, or in a ContextVar; never on
+``self``, and not in dicts keyed by job id. Whatever ``self`` holds (clients, settings,
+counters) must be safe to use from several threads at once::
+
+    class Timing:                              # WRONG: another thread's job overwrites start
+        def __call__(self, worker, job, queue, next):
+            self.start = time.monotonic()
+            try:
+                return next()
+            finally:
+                log.info("took", s=time.monotonic() - self.start)
+
+    class Timing:                              # right: per-job state in a local
+        def __call__(self, worker, job, queue, next):
+            start = time.monotonic()
+            try:
+                return next()
+            finally:
+                log.info("took", s=time.monotonic() - start)
 """
 
 from __future__ import annotations
@@ -39,8 +62,9 @@ class _Entry:
         self.kind, self.args, self.kwargs = kind, args, kwargs
 
     def build(self) -> Callable[..., Any]:
-        """The callable to run: a class is instantiated once; an object (or a new instance)
-        with a ``call`` method runs that, anything else is called as is."""
+        """The callable to run: a class is instantiated (once per chain: the instance is
+        shared by every thread); an object (or a new instance) with a ``call`` method runs
+        that, anything else is called as is."""
         middleware = self.kind
         if isinstance(middleware, type):
             middleware = middleware(*self.args, **self.kwargs)
@@ -127,7 +151,8 @@ class Chain:
 
     # -- running -----------------------------------------------------------------------------
     def instances(self) -> list[Callable[..., Any]]:
-        """The middleware callables, classes instantiated once and reused."""
+        """The middleware callables, classes instantiated once and reused by every thread
+        that runs this chain (see the module docstring: no per-job state on ``self``)."""
         built = self._built
         if built is None:
             built = self._built = [entry.build() for entry in self._entries]

@@ -4,6 +4,11 @@ to their queues, and a job that keeps killing its workers goes to the dead set i
 A process is dead when its heartbeat hash has expired (``process_ttl``, 60 s by default) while
 it is still listed in ``kiqpy:inflight-owners``. Any live process may notice; a short lock
 makes sure only one recovers at a time, and WATCH makes each list's move all-or-nothing.
+
+A poison pill (a job recovered ``poison_pill_recoveries`` times within ``poison_pill_window``)
+goes to the dead set, and then, as for any job that dies, the death handlers run with the job
+and a :class:`PoisonPill` exception; they run after the move is committed, on the heartbeat
+thread of the process that recovered it.
 """
 
 from __future__ import annotations
@@ -15,14 +20,19 @@ from typing import Any
 import redis
 
 from kiqpy.config import Config
-from kiqpy.errors import PayloadError
+from kiqpy.errors import KiqpyError, PayloadError
 from kiqpy.keys import Keys
 from kiqpy.outage import Outage
-from kiqpy.payload import decode, encode, now_ms
-from kiqpy.retry import add_dead, malformed_job, serializer_of
+from kiqpy.payload import Job, decode, encode, now_ms
+from kiqpy.retry import add_dead, malformed_job, run_death_handlers, serializer_of
 from kiqpy.scripts import Scripts
 
 LOCK_MS = 30_000
+
+
+class PoisonPill(KiqpyError):
+    """What death handlers get as ``exc`` for a poison pill: no exception was raised (its
+    workers died), so this one carries the job's ``error_message``."""
 
 
 class Recovery:
@@ -89,9 +99,11 @@ class Recovery:
         inflight, queue = self.keys.inflight(identity, name), self.keys.queue(name)
         heartbeat = self.keys.process(identity)
         counted: int | None = 0
+        pills: list[Job] = []
 
         def move(pipe: Any) -> None:
             nonlocal counted
+            pills.clear()  # a WATCH conflict runs this again from the start
             if pipe.exists(heartbeat):
                 counted = None
                 return
@@ -100,14 +112,23 @@ class Recovery:
             counted = 0
             # LRANGE lists newest first; RPUSH in that order leaves the oldest at the front.
             for payload in payloads:
-                if self._requeue_one(pipe, name, queue, payload):
+                if self._requeue_one(pipe, name, queue, payload, pills):
                     counted += 1
             pipe.delete(inflight)
 
         self.redis.transaction(move, inflight, heartbeat)
+        # Only once the pills are in the dead set for sure: a handler may release a unique
+        # lock, and a retried move must not run it twice.
+        for job in pills:
+            self.log.error("poison pill sent to the dead set", jid=job["jid"],
+                           job_class=job["class"])
+            run_death_handlers(self.config, self.log, job, PoisonPill(job["error_message"]))
         return counted
 
-    def _requeue_one(self, pipe: Any, name: str, queue: str, payload: bytes) -> bool:
+    def _requeue_one(self, pipe: Any, name: str, queue: str, payload: bytes,
+                     pills: list[Job]) -> bool:
+        """Queue on ``pipe`` the requeue of one in-flight payload; a poison pill goes to the
+        dead set instead and is appended to ``pills``. True if the job was requeued."""
         try:
             job = decode(payload)
         except PayloadError as exc:
@@ -128,8 +149,7 @@ class Recovery:
                 f"{self.config.poison_pill_window / 3600:g} h; not retried again")
             job["failed_at"] = now
             add_dead(pipe, self.keys, self.config, encode(job, serializer_of(payload)))
-            self.log.error("poison pill sent to the dead set", jid=job["jid"],
-                           job_class=job["class"])
+            pills.append(job)
             return False
         pipe.rpush(queue, encode(job, serializer_of(payload)))
         return True

@@ -31,8 +31,8 @@ in the job as ``unique_digest``; :class:`UniqueServer` releases the lock only wh
 holds this job's jid (``kiqpy/lua/unlock.lua``), never a newer copy's.
 
 A job that dies is released too, as Sidekiq Enterprise does: :class:`UniqueDeath`, a death
-handler, runs when the job goes to the dead set (retries exhausted, or ``kiqpy_retry_in``
-returned "kill") or is dropped after a failure (``retry=False``, ``dead=False``,
+handler, runs when the job goes to the dead set (retries exhausted, ``kiqpy_retry_in``
+returned "kill", or a poison pill) or is dropped after a failure (``retry=False``, ``dead=False``,
 ``kiqpy_retry_in`` returned "discard"), so a copy can be pushed at once.
 
 Uniqueness is best effort: the lock always expires after the window, so a crashed worker never

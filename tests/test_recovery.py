@@ -19,9 +19,12 @@ import redis
 from kiqpy.keys import Keys
 from kiqpy.outage import Outage
 from kiqpy.payload import decode, encode, new_jid, now_ms
-from kiqpy.recovery import Recovery
+from kiqpy.recovery import PoisonPill, Recovery
 from kiqpy.retry import MALFORMED_CLASS, serializer_of
+from kiqpy_middleware.unique import digest
+from kiqpy_middleware.unique import install as install_unique
 from tests import app_jobs
+from tests import app_unique_death as unique_jobs
 from tests.conftest import wait_for
 from tests.recording import RecordingLog
 from tests.workers import WorkerProcess
@@ -155,6 +158,56 @@ def test_a_job_recovered_twice_recently_is_a_poison_pill_on_the_third_time(confi
     assert abs(score - time.time()) < 5
     assert inflight_keys(r) == []
     assert "poison pill sent to the dead set" in log.events("error")
+
+
+def test_a_poison_pill_runs_the_death_handlers_once_it_is_in_the_dead_set(config, r, log):
+    # Given death handlers, one of which raises, and a job recovered twice in the last hours
+    seen = []
+
+    def record(job, exc):
+        seen.append((job, exc, r.zcard("dead")))
+
+    def broken(job, exc):
+        raise RuntimeError("handler bug")
+
+    now = now_ms()
+    pill = job(recovered_at=[now - 2 * HOUR_MS, now - 1 * HOUR_MS])
+    died_holding(r, DEAD, {"default": [pill, job()]})
+    recovery = make_recovery(config, r, log, death_handlers=[broken, record])
+
+    # When its worker dies a third time and the process is recovered
+    assert recovery.check() == 1
+
+    # Then each handler ran once for it, after it was in the dead set, with a PoisonPill error
+    [(dead_job, exc, dead_count)] = seen
+    assert dead_job["jid"] == decode(pill)["jid"]
+    assert dead_job["error_class"] == "kiqpy.PoisonPill"
+    assert isinstance(exc, PoisonPill) and "poison pill" in str(exc)
+    assert dead_count == 1
+    # and the raising handler was logged without stopping the rest
+    [fields] = [f for lvl, event, f in log.records if event == "death handler failed"]
+    assert "handler bug" in fields["error"]
+
+
+def test_a_poison_pill_releases_its_unique_lock(config, r, log):
+    # Given the unique-jobs middleware installed and a unique job pushed, holding its lock,
+    # whose worker died under it twice before
+    install_unique(config)
+    jid = unique_jobs.Exhausted.perform_async(7)
+    lock = KEYS.unique(digest("UniqueExhausted", "default", [7]))
+    assert r.get(lock) == jid.encode()
+    queued = decode(r.rpop(KEYS.queue("default")))
+    now = now_ms()
+    queued["recovered_at"] = [now - 2 * HOUR_MS, now - 1 * HOUR_MS]
+    died_holding(r, DEAD, {"default": [encode(queued)]})
+
+    # When its worker dies a third time and the process is recovered
+    assert make_recovery(config, r, log).check() == 0
+
+    # Then it is in the dead set, and a copy can be pushed at once
+    assert [decode(m)["jid"] for m in r.zrange("dead", 0, -1)] == [jid]
+    assert not r.exists(lock)
+    assert unique_jobs.Exhausted.perform_async(7)
 
 
 def test_recoveries_older_than_the_window_do_not_count(config, r, log):
