@@ -28,6 +28,10 @@ def make_server(host: str, port: int, check: Check, threading_server: bool = Tru
     """An HTTP server answering ``/health`` (and ``/``) with ``check()``'s verdict."""
 
     class Handler(BaseHTTPRequestHandler):
+        # A client that connects and sends nothing is dropped after this many seconds; under
+        # `-p` the server runs in the supervisor's own loop, which must not wait on it.
+        timeout = 1.0
+
         def do_GET(self) -> None:
             if self.path.split("?")[0] not in ("/", "/health", "/healthz"):
                 self.send_error(404)

@@ -15,6 +15,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+from kiqpy import queues
 from kiqpy.config import Config
 from kiqpy.connection import connect
 from kiqpy.fetch import BLOCK_SECONDS, MAX_WAITERS, Fetcher
@@ -27,6 +28,9 @@ from kiqpy.retry import Retrier
 from kiqpy.scheduler import Scheduler
 
 EXIT_RECYCLE = 75  # the exit code asking a supervisor for a replacement (--max-jobs)
+# The exit code of a supervised child stopped through Redis (dashboard "Stop", api
+# Process.stop): its supervisor does not start a replacement.
+EXIT_STOPPED = 76
 
 # How long shutdown keeps trying to reach Redis for acks and the requeue before leaving the
 # jobs in-flight for orphan recovery.
@@ -38,11 +42,13 @@ class Launcher:
     "quiet" stops fetching, "stop" runs :meth:`shutdown`, "dump" logs every thread's stack."""
 
     def __init__(self, config: Config, identity: str | None = None,
-                 max_jobs: int | None = None) -> None:
+                 max_jobs: int | None = None, quiet: bool = False) -> None:
         self.config = config
         self.max_jobs = max_jobs
         self.log = get_logger()
-        waiters = len(config.queues) if len(config.queues) <= MAX_WAITERS else 0
+        # One blocking waiter per queue, up to MAX_WAITERS; patterns may resolve to that many.
+        waiters = (MAX_WAITERS if queues.dynamic(config.queues)
+                   else len(config.queues) if len(config.queues) <= MAX_WAITERS else 0)
         self.redis = connect(config.redis_url, config.pool_size or config.concurrency + waiters
                              + 6, config.socket_timeout)
         self.keys = Keys(config.namespace)
@@ -58,7 +64,7 @@ class Launcher:
         self.manager = Manager(config.concurrency, self.fetcher, self.retrier,
                                config.server_middleware, self.log)
         self.heartbeat = Heartbeat(config, self.redis, self.keys, self.identity, self.manager,
-                                   self.fetcher, self.outage, self.log, self.command,
+                                   self.fetcher, self.outage, self.log, self._remote,
                                    self.background_stop)
         self.scheduler = Scheduler(config, self.redis, self.keys, self.outage, self.log,
                                    self.background_stop)
@@ -68,6 +74,9 @@ class Launcher:
         self.stopped = threading.Event()
         self._commands: _queue.SimpleQueue[str] = _queue.SimpleQueue()
         self._background: list[threading.Thread] = []
+        self.stopped_remotely = False  # a "stop" came through Redis (dashboard, api)
+        if quiet:  # a supervisor that is quiet starts its replacement children quiet
+            self._quiet()
 
     # -- control (thread-safe) -----------------------------------------------------------------
     def command(self, name: str) -> None:
@@ -76,6 +85,12 @@ class Launcher:
 
     def quiet(self) -> None:
         self.command("quiet")
+
+    def _remote(self, name: str) -> None:
+        """A command read from this process's signals list in Redis."""
+        if name == "stop":
+            self.stopped_remotely = True
+        self.command(name)
 
     def stop(self) -> None:
         self.stop_requested.set()

@@ -86,13 +86,15 @@ def run(load_app: AppLoader, options: ProcessOptions) -> int:
 
 
 def run_worker(config: Config, options: ProcessOptions, max_jobs: int | None = None,
-               parent: int | None = None) -> int:
+               parent: int | None = None, quiet: bool = False) -> int:
     """One worker process in this process, with signal handlers. With ``parent`` (a
     supervisor's pid), it also stops when that supervisor is gone, so a kill -9 of the
-    supervisor does not leave workers running unsupervised."""
-    from kiqpy.launcher import Launcher
+    supervisor does not leave workers running unsupervised, and exits with EXIT_STOPPED when
+    stopped through Redis, so that the supervisor does not replace it. ``quiet``: start quiet
+    (a replacement child of a quiet supervisor)."""
+    from kiqpy.launcher import EXIT_STOPPED, Launcher
 
-    launcher = Launcher(config, max_jobs=max_jobs)
+    launcher = Launcher(config, max_jobs=max_jobs, quiet=quiet)
     if parent is not None:
         _watch_parent(parent, launcher)
     stopping = {"once": False}
@@ -115,10 +117,13 @@ def run_worker(config: Config, options: ProcessOptions, max_jobs: int | None = N
         server = health.serve_in_thread(options.health_host, options.health_port,
                                         launcher.healthy)
     try:
-        return launcher.run()
+        code = launcher.run()
     finally:
         if server is not None:
             server.shutdown()
+    if parent is not None and code == 0 and launcher.stopped_remotely:
+        return EXIT_STOPPED
+    return code
 
 
 def run_supervisor(options: ProcessOptions, load_app: AppLoader) -> int:
@@ -130,9 +135,9 @@ def run_supervisor(options: ProcessOptions, load_app: AppLoader) -> int:
 
     parent = os.getpid()
 
-    def run_child(index: int) -> int:
+    def run_child(index: int, quiet: bool) -> int:
         return run_worker(load_app(), ProcessOptions(), max_jobs=options.max_jobs,
-                          parent=parent)
+                          parent=parent, quiet=quiet)
 
     supervisor = Supervisor(options.processes, run_child, config.timeout, kiqpy_log.get_logger(),
                             max_memory_mb=options.max_memory, on_reopen=kiqpy_log.reopen)

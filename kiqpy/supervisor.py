@@ -15,12 +15,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from kiqpy.heartbeat import process_rss_kb
+from kiqpy.launcher import EXIT_RECYCLE, EXIT_STOPPED
 
 if TYPE_CHECKING:
     from http.server import HTTPServer
 
-# A child that exits with this code asks to be replaced (it reached --max-jobs).
-EXIT_RECYCLE = 75
 # How long the parent waits past the children's own shutdown timeout before SIGKILL.
 KILL_GRACE = 15.0
 
@@ -36,14 +35,18 @@ class Child:
 class Supervisor:
     """Loop (the parent's main thread; no other threads, so forking stays safe): keep
     ``count`` children alive, restart one that dies (with backoff if it keeps dying young),
-    replace one over ``max_memory_mb`` (TERM: it finishes its jobs within the timeout) or one
-    that exits with EXIT_RECYCLE (--max-jobs), and forward TERM/INT/TSTP/TTIN/USR1.
-    Exits 0 once every child has shut down after a TERM/INT; a second TERM/INT exits at once.
+    replace one over ``max_memory_mb`` (TERM: it finishes its jobs within the timeout; one
+    child at a time, so capacity never drops to zero) or one that exits with EXIT_RECYCLE
+    (--max-jobs), and forward TERM/INT/TSTP/TTIN/USR1. After TSTP it stays quiet: children
+    started later (replacements) start quiet too. A child stopped through Redis (EXIT_STOPPED)
+    is not replaced; once none is left the supervisor exits 0. Exits 0 once every child has
+    shut down after a TERM/INT; a second TERM/INT exits at once.
 
-    ``run_child(index)`` runs in each forked child and returns its exit code.
+    ``run_child(index, quiet)`` runs in each forked child and returns its exit code.
     """
 
-    def __init__(self, count: int, run_child: Callable[[int], int], timeout: float, log: Any,
+    def __init__(self, count: int, run_child: Callable[[int, bool], int], timeout: float,
+                 log: Any,
                  max_memory_mb: float | None = None, health: HTTPServer | None = None,
                  on_reopen: Callable[[], None] | None = None) -> None:
         self.count, self.run_child, self.timeout, self.log = count, run_child, timeout, log
@@ -53,6 +56,7 @@ class Supervisor:
         self.failures: dict[int, int] = {}  # index -> recent crashes, for backoff
         self.restart_at: dict[int, float] = {}
         self.stopping_since: float | None = None
+        self.quiet = False
         self.signals: list[int] = []
         self.exit_code = 0
 
@@ -93,7 +97,7 @@ class Supervisor:
                 os.setpgid(0, 0)
                 if self.health is not None:
                     self.health.socket.close()
-                code = self.run_child(index)
+                code = self.run_child(index, self.quiet)
             finally:
                 os._exit(code)
         self.children[pid] = Child(index, pid)
@@ -119,6 +123,10 @@ class Supervisor:
                 self.exit_code = 1
             self.log.info("worker process exited", pid=child.pid, exit_code=code)
             return
+        if code == EXIT_STOPPED:
+            self.log.info("worker process stopped through Redis; not replacing it",
+                          pid=child.pid, left=len(self.children))
+            return
         if child.recycling or code == EXIT_RECYCLE:
             reason = child.recycling or "reached --max-jobs"
             self.log.info("replacing worker process", pid=child.pid, reason=reason)
@@ -143,6 +151,8 @@ class Supervisor:
                 self._spawn(index)
 
     def _check_memory(self) -> None:
+        if any(child.recycling for child in self.children.values()):
+            return  # one at a time: the others keep working meanwhile
         for child in self.children.values():
             rss = process_rss_kb(child.pid)
             if not child.recycling and self.max_memory_kb and rss > self.max_memory_kb:
@@ -150,6 +160,7 @@ class Supervisor:
                 self.log.warning("worker process over its memory limit; recycling",
                                  pid=child.pid, rss_mb=rss // 1024)
                 os.kill(child.pid, signal.SIGTERM)
+                return
 
     # -- signals -----------------------------------------------------------------------------
     def _handle_signals(self) -> None:
@@ -164,6 +175,12 @@ class Supervisor:
                 self.restart_at.clear()
                 self.log.info("supervisor stopping", children=len(self.children))
                 self._forward(signal.SIGTERM)
+            elif signum == signal.SIGTSTP:
+                if not self.quiet:
+                    self.log.info("supervisor quiet: children stop fetching, and any "
+                                  "replacement starts quiet")
+                self.quiet = True
+                self._forward(signum)
             elif signum == signal.SIGUSR1 and self.on_reopen is not None:
                 self.on_reopen()
                 self._forward(signum)

@@ -260,3 +260,91 @@ def test_preload_imports_the_app_once_in_the_supervisor(config, r, redis_url, pr
         wait_for(lambda: r.llen("test:ran") == 1, message="a job to run in a child")
         sup.terminate()
         assert exit_within(sup, 20)[0] == 0
+
+
+def test_a_silent_health_client_does_not_stall_the_supervisor(config, r, redis_url):
+    # Under -p the health server runs in the supervisor's own loop; a client that connects
+    # and says nothing must not stop it from replacing a dead child or hearing TERM.
+    import socket
+
+    port = free_port()
+    with WorkerProcess(redis_url, "-p", "2", "--health-port", str(port)) as sup:
+        wait_for(lambda: len(child_pids(r)) == 2, timeout=20, message="two children")
+        silent = socket.create_connection(("127.0.0.1", port))
+        try:
+            victim = min(child_pids(r))
+            os.kill(victim, signal.SIGKILL)
+            wait_for(lambda: sum(e.get("event") == "worker process started"
+                                 for e in log_events(sup)) == 3,
+                     timeout=15, message="a replacement while a health client is silent")
+            assert get(f"http://127.0.0.1:{port}/health")[0] in (200, 503)
+            sup.terminate()
+            assert exit_within(sup, 30)[0] == 0
+        finally:
+            silent.close()
+
+
+def test_a_quiet_supervisor_starts_replacements_quiet(config, r, redis_url):
+    with WorkerProcess(redis_url, "-p", "2") as sup:
+        wait_for(lambda: len(child_pids(r)) == 2, timeout=20, message="two children")
+        sup.signal(signal.SIGTSTP)
+        wait_for(lambda: all(r.hget(m, "quiet") == b"true" for m in r.smembers("processes")),
+                 timeout=15, message="both children quiet")
+        os.kill(min(child_pids(r)), signal.SIGKILL)
+        wait_for(lambda: sum(e.get("event") == "worker process started"
+                             for e in log_events(sup)) == 3,
+                 timeout=15, message="the replacement child")
+        wait_for(lambda: len([m for m in r.smembers("processes")
+                              if r.hget(m, "quiet") == b"true"]) >= 2 and
+                 all(r.hget(m, "quiet") != b"false" for m in r.smembers("processes")),
+                 timeout=15, message="the replacement registered quiet")
+        app_jobs.Record.perform_async("must wait")
+        # Quiet children take nothing: the job stays queued however long we look
+        wait_for(lambda: r.llen("queue:default") == 1, message="the job still queued")
+        sup.terminate()
+        assert exit_within(sup, 30)[0] == 0
+    assert r.llen("queue:default") == 1 and r.llen("test:ran") == 0
+
+
+def test_a_child_stopped_through_redis_is_not_replaced(config, r, redis_url):
+    from kiqpy.api import ProcessSet
+
+    with WorkerProcess(redis_url, "-p", "2") as sup:
+        wait_for(lambda: len(child_pids(r)) == 2, timeout=20, message="two children")
+        first = sorted(ProcessSet(config), key=lambda p: p.pid)[0]
+        first.stop()  # what the dashboard's Stop does
+        wait_for(lambda: any(e.get("event") == "worker process stopped through Redis; "
+                             "not replacing it" for e in log_events(sup)),
+                 timeout=20, message="the supervisor to let the child go")
+        assert sum(e.get("event") == "worker process started" for e in log_events(sup)) == 2
+        for process in ProcessSet(config):  # "Stop all": the supervisor exits 0 once none left
+            process.stop()
+        assert exit_within(sup, 30)[0] == 0
+    assert "died; restarting" not in sup.log()
+
+
+def test_memory_recycling_replaces_one_child_at_a_time(config, r, redis_url):
+    # Every child is over 1 MB; recycling them all at once would leave no worker running.
+    app_jobs.Tracked.perform_bulk([[n, 0.05] for n in range(60)])
+    with WorkerProcess(redis_url, "-p", "2", "--max-memory", "1", "-c", "2") as sup:
+        wait_for(lambda: sum(e.get("event") == "replacing worker process"
+                             for e in log_events(sup)) >= 3, timeout=40, message="recycling")
+        sup.terminate()
+        assert exit_within(sup, 30)[0] == 0
+    outstanding = 0
+    for event in log_events(sup):
+        if event.get("event") == "worker process over its memory limit; recycling":
+            outstanding += 1
+            assert outstanding == 1, "two children recycled at once"
+        elif event.get("event") == "replacing worker process":
+            outstanding -= 1
+
+
+def test_queue_patterns_size_the_pool_for_every_waiter(config):
+    from kiqpy.fetch import MAX_WAITERS
+    from kiqpy.launcher import Launcher
+
+    star = Launcher(config.replace(queues=(("*", 0),), concurrency=3))
+    named = Launcher(config.replace(queues=(("a", 0), ("b", 0)), concurrency=3))
+    assert star.redis.connection_pool.max_connections >= 3 + MAX_WAITERS
+    assert named.redis.connection_pool.max_connections >= 3 + 2
