@@ -12,6 +12,7 @@ import importlib
 import importlib.util
 import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -59,11 +60,25 @@ def load_config_file(path: str | None) -> dict[str, Any]:
 
 
 def require(target: str) -> None:
-    """Import a module name (``myapp.jobs``) or a file path (``./jobs.py``)."""
+    """Import a module name (``myapp.jobs``) or a file path (``./jobs.py``).
+
+    A file under the working directory is imported by its dotted name (``myapp/jobs.py`` as
+    ``myapp.jobs``), so its job classes get the names the application pushes them under
+    (``myapp.jobs.HardWorker``); a file elsewhere is imported under its own stem."""
     if target.endswith(".py") or os.sep in target:
         path = Path(target).resolve()
         if path.is_dir():
             path = path / "__init__.py"
+        dotted = _dotted_name(path, Path.cwd())
+        if dotted is not None:
+            if os.getcwd() not in sys.path:
+                sys.path.insert(0, os.getcwd())
+            module = importlib.import_module(dotted)
+            found = getattr(module, "__file__", None)
+            if found is None or Path(found).resolve() != path:
+                raise ImportError(f"{target} imports as {dotted!r}, but that name is another "
+                                  f"module ({found or 'built in'}); rename the file")
+            return
         sys.path.insert(0, str(path.parent if path.name != "__init__.py" else path.parent.parent))
         name = path.stem if path.name != "__init__.py" else path.parent.name
         spec = importlib.util.spec_from_file_location(name, path)
@@ -76,6 +91,20 @@ def require(target: str) -> None:
         if "" not in sys.path and os.getcwd() not in sys.path:
             sys.path.insert(0, os.getcwd())
         importlib.import_module(target)
+
+
+def _dotted_name(path: Path, root: Path) -> str | None:
+    """``root/a/b.py`` -> ``a.b`` (``root/a/__init__.py`` -> ``a``); None if ``path`` is not
+    under ``root`` or a part is not a valid module name."""
+    try:
+        parts = list(path.relative_to(root.resolve()).with_suffix("").parts)
+    except ValueError:
+        return None
+    if parts and parts[-1] == "__init__":
+        parts.pop()
+    if not parts or not all(part.isidentifier() for part in parts):
+        return None
+    return ".".join(parts)
 
 
 class DefaultGroup(click.Group):
@@ -196,6 +225,11 @@ class AppLoader:
                 try:
                     require(target)
                 except Exception as exc:
+                    # The log (which may be the --logfile of a daemon whose stderr is lost)
+                    # gets the traceback; stderr gets the one-line reason too.
+                    kiqpy_log.get_logger().error("cannot import", target=target,
+                                                 error=f"{type(exc).__name__}: {exc}",
+                                                 traceback=traceback.format_exc())
                     click.echo(f"kiqpy: cannot import {target!r}: {type(exc).__name__}: {exc}",
                                err=True)
                     sys.exit(1)

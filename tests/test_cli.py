@@ -8,6 +8,9 @@ subprocess.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import click
 import pytest
@@ -17,7 +20,7 @@ import kiqpy
 from kiqpy import cli
 from tests import app_jobs
 from tests.conftest import wait_for
-from tests.workers import WorkerProcess, log_events, run_cli
+from tests.workers import ROOT, WorkerProcess, log_events, run_cli
 
 ENV_NAMES = ("REDIS_URL", "QUEUE", "QUEUES")
 
@@ -316,3 +319,50 @@ def test_log_level_warning_silences_the_per_job_lines(config, r, redis_url):
         assert worker.wait(15) == 0
     events = {e["event"] for e in log_events(worker)}
     assert not events & {"start", "done", "starting", "stopped"}, events
+
+
+def test_a_file_under_the_working_directory_keeps_its_dotted_job_names(tmp_path, r, redis_url):
+    # `-r myapp/jobs.py` must register myapp.jobs.Hello, the name the app pushes under when it
+    # does `from myapp.jobs import Hello`, not jobs.Hello (which would fail as unknown).
+    app = tmp_path / "myapp"
+    app.mkdir()
+    (app / "jobs.py").write_text(
+        "import os, redis, kiqpy\n"
+        "class Hello(kiqpy.Worker):\n"
+        "    def perform(self, who):\n"
+        "        redis.Redis.from_url(os.environ['REDIS_URL']).rpush('test:hello', who)\n")
+    kiqpy.enqueue("myapp.jobs.Hello", "world")
+    env = {**os.environ, "REDIS_URL": redis_url, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "kiqpy.cli", "-r", "myapp/jobs.py",
+                             "--log-format", "json"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for(lambda: r.llen("test:hello") == 1, timeout=20, message="myapp.jobs.Hello")
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=30)
+    assert r.lrange("test:hello", 0, -1) == [b"world"]
+    assert "UnknownJob" not in out
+
+
+def test_an_import_failure_logs_its_traceback_to_the_logfile(tmp_path, redis_url):
+    broken = tmp_path / "broken_jobs.py"
+    broken.write_text("def deep():\n    raise RuntimeError('boom at import')\n\ndeep()\n")
+    logfile = tmp_path / "kiqpy.log"
+    [result] = run_cli(["-r", str(broken), "--redis-url", redis_url, "--logfile", str(logfile)])
+    assert result.returncode == 1
+    logged = logfile.read_text()
+    assert "cannot import" in logged and "boom at import" in logged
+    assert "broken_jobs.py" in logged and "line 2" in logged  # the traceback, with file and line
+
+
+def test_a_file_named_like_another_module_is_refused_not_shadowed(tmp_path, redis_url):
+    (tmp_path / "json.py").write_text("raise SystemExit('should never run')\n")
+    env = {**os.environ, "REDIS_URL": redis_url, "PYTHONPATH": str(ROOT)}
+    # The console script, as users run it (python -m would put the directory on sys.path
+    # first and shadow json for the interpreter itself).
+    script = os.path.join(os.path.dirname(sys.executable), "kiqpy")
+    result = subprocess.run([script, "-r", "./json.py"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1
+    assert "imports as 'json', but that name is another module" in result.stderr
