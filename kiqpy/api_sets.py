@@ -25,8 +25,8 @@ from kiqpy.api_base import ApiObject, Page, check_page, glob_escape, to_datetime
 from kiqpy.api_jobs import JobRecord
 from kiqpy.config import Config
 from kiqpy.errors import PayloadError
-from kiqpy.payload import encode, now_ms
-from kiqpy.retry import malformed_job, serializer_of
+from kiqpy.payload import encode, queued_copy
+from kiqpy.retry import malformed_job
 
 _BATCH = 100
 
@@ -59,8 +59,8 @@ class SortedEntry(JobRecord):
         return to_datetime(self.score)
 
     def add_to_queue(self) -> bool:
-        """Push the job onto its queue now: unchanged, but for ``enqueued_at`` (now) and
-        without ``at`` (it is no longer scheduled)."""
+        """Push the job onto its queue now: unchanged, but for a fresh ``enqueued_at`` (epoch
+        ms, as the client writes it) and without ``at`` (it is no longer scheduled)."""
         return self.parent.move(self.parent.queue_move(self, refund=False))
 
     def retry(self) -> bool:
@@ -208,10 +208,8 @@ class JobSet(ApiObject):
         job = dict(entry.item)
         if refund and type(job.get("retry_count")) is int:
             job["retry_count"] -= 1
-        job.pop("at", None)
-        job["enqueued_at"] = now_ms()
         queue = job["queue"]
-        payload = encode(job, serializer_of(entry.value))
+        payload = queued_copy(job, entry.value)
         return Move("move_to_queue", [self.key, self.keys.queue(queue), self.keys.queues],
                     [entry.value, queue, payload])
 

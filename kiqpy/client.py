@@ -1,7 +1,7 @@
 """The client: builds job maps, runs the client middleware chain, and pushes to Redis.
 
     perform_async -> options + defaults -> client chain -> encode -> push.lua (SADD queues; LPUSH)
-    perform_in/at -> ... -> ZADD schedule <run-at> <payload>
+    perform_in/at -> ... -> ZADD schedule <run-at> <payload without "at" and "enqueued_at">
     perform_bulk  -> ... -> one pipeline per batch: push.lua once per queue, one ZADD
 
 Which client a push uses is decided by :func:`current_client`: the default configuration's,
@@ -23,7 +23,16 @@ from kiqpy.connection import connect, translate_errors
 from kiqpy.errors import ArgumentError, OptionsError
 from kiqpy.keys import Keys
 from kiqpy.options import is_option, near_option, validate_push_options
-from kiqpy.payload import Job, check_args, check_job, check_value, encode, new_jid, now_ms
+from kiqpy.payload import (
+    Job,
+    check_args,
+    check_job,
+    check_value,
+    encode,
+    new_jid,
+    now_ms,
+    set_member,
+)
 from kiqpy.scripts import Scripts
 from kiqpy.worker import Worker, lookup, payload_options, run_at
 
@@ -290,7 +299,9 @@ class Client:
         enqueued_at = now_ms()
         for job in jobs:
             if "at" in job:
-                scheduled[encode(job, serializer)] = job["at"]
+                # As Sidekiq: the score is the run time, and the poller stamps enqueued_at when
+                # it moves the job to its queue, so the member holds neither.
+                scheduled[encode(set_member(job), serializer)] = job["at"]
             else:
                 job["enqueued_at"] = enqueued_at
                 by_queue.setdefault(job["queue"], []).append(encode(job, serializer))

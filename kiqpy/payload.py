@@ -266,6 +266,31 @@ def validate(job: Any) -> Job:
     return job
 
 
+def serializer_of(payload: bytes) -> str:
+    """The encoding of a stored payload, so a rewritten job keeps it (JSON stays JSON)."""
+    return "json" if payload[:1] in (b"{", b" ", b"\n", b"\t", b"\r") else "msgpack"
+
+
+# Fields a member of the schedule or retry set never holds, as in Sidekiq: its score is the run
+# time, and the job is enqueued when it is moved to its queue, which stamps enqueued_at anew.
+NOT_IN_SETS = ("at", "enqueued_at")
+
+
+def set_member(job: Job) -> Job:
+    """``job`` as the schedule and retry sets store it: without ``at`` and ``enqueued_at``."""
+    return {key: value for key, value in job.items() if key not in NOT_IN_SETS}
+
+
+def queued_copy(job: Job, member: bytes) -> bytes:
+    """The payload that takes ``job``'s place on its queue when it moves there from a sorted
+    set (stored as ``member``): no ``at``, a fresh ``enqueued_at`` (epoch ms, as the client
+    writes it), in the member's encoding. Python re-encodes exactly; the Lua poller cannot
+    (kiqpy/lua/schedule.lua appends the field to the bytes instead)."""
+    moved = set_member(job)
+    moved["enqueued_at"] = now_ms()
+    return encode(moved, serializer_of(member))
+
+
 def epoch_seconds(value: Any) -> float | None:
     """A timestamp field as epoch seconds, whether stored as ms ints (Sidekiq 8) or float s."""
     if type(value) is int:

@@ -33,7 +33,7 @@ import redis
 from kiqpy.config import Config
 from kiqpy.keys import Keys
 from kiqpy.outage import Outage
-from kiqpy.payload import Job, encode, epoch_seconds, new_jid, now_ms
+from kiqpy.payload import Job, encode, epoch_seconds, new_jid, now_ms, serializer_of, set_member
 from kiqpy.worker import Worker
 
 MAX_MESSAGE = 10_000
@@ -81,11 +81,6 @@ def decompress_backtrace(data: str) -> list[str]:
     return json.loads(zlib.decompress(base64.b64decode(data)))
 
 
-def serializer_of(payload: bytes) -> str:
-    """The encoding of a stored payload, so a rewritten job keeps it (JSON stays JSON)."""
-    return "json" if payload[:1] in (b"{", b" ", b"\n", b"\t", b"\r") else "msgpack"
-
-
 class Retrier:
     """Decides and records the outcome of a failed job. Its Redis writes retry through outages
     and give up only when ``give_up`` is set (hard shutdown), returning None: the job then
@@ -114,7 +109,9 @@ class Retrier:
                 return "discarded"
             if delay != "kill":
                 due = time.time() + float(delay)
-                data = encode(job, serializer_of(payload))
+                # As Sidekiq: the member holds neither the run time (the score) nor the old
+                # enqueued_at; the poller stamps a fresh one when it queues the retry.
+                data = encode(set_member(job), serializer_of(payload))
                 ok = self.outage.retry(lambda: self.redis.zadd(self.keys.retry, {data: due}),
                                        "retry", self.give_up)
                 return None if ok is None else "retry"

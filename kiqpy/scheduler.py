@@ -14,7 +14,7 @@ from kiqpy.connection import REDIS_DOWN
 from kiqpy.errors import PayloadError
 from kiqpy.keys import Keys
 from kiqpy.outage import Outage
-from kiqpy.payload import decode, encode
+from kiqpy.payload import decode, encode, now_ms, queued_copy
 from kiqpy.retry import malformed_job, trim_dead
 from kiqpy.scripts import Scripts
 
@@ -81,8 +81,10 @@ class Scheduler:
         for key in (self.keys.schedule, self.keys.retry):
             while True:
                 at = time.time() if now is None else now
+                # The enqueued_at the moved jobs get: the client's clock and unit (epoch ms).
                 moved, looked, unroutable = self.scripts.schedule(
-                    keys=[key, self.keys.queues], args=[repr(at), self.keys.queue_prefix, BATCH])
+                    keys=[key, self.keys.queues],
+                    args=[repr(at), self.keys.queue_prefix, BATCH, now_ms()])
                 moved_total += int(moved)
                 for member in unroutable:
                     moved_total += self._reroute(key, member)
@@ -94,16 +96,17 @@ class Scheduler:
         """A due member schedule.lua could not route. Python has the last word: a job it can
         read goes to its queue after all (the Lua and Python decoders differ on a few rare
         types), anything else to the dead set with the reason. reroute.lua moves it only if
-        it is still in ``key``, so when several pollers see it, it lands once. Returns 1 if
-        this call queued it."""
+        it is still in ``key``, so when several pollers see it, it lands once, re-encoded in
+        Python (exact) with a fresh ``enqueued_at``. Returns 1 if this call queued it."""
         try:
             job = decode(member)
         except PayloadError as exc:
             reason = str(exc)
         else:
             queue = job["queue"]
+            payload = queued_copy(job, member)
             return int(self.scripts.reroute(keys=[key, self.keys.queue(queue), self.keys.queues],
-                                            args=[member, "queue", queue]))
+                                            args=[member, "queue", queue, payload]))
         now = time.time()
         entry = encode(malformed_job("unknown", member, f"in {key}: {reason}"))
         if self.scripts.reroute(keys=[key, self.keys.dead, self.keys.queues],

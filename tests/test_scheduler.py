@@ -21,6 +21,7 @@ from kiqpy.scheduler import BATCH, Scheduler
 from tests import app_jobs
 from tests.conftest import wait_for
 from tests.recording import RecordingLog
+from tests.stamping import assert_moved, unstamp
 from tests.workers import WorkerProcess
 
 
@@ -44,6 +45,15 @@ def queue_jids(r, queue="default", prefix=""):
     return [decode(p)["jid"] for p in reversed(r.lrange(f"{prefix}queue:{queue}", 0, -1))]
 
 
+def as_scheduled(r, key):
+    """The payloads on a queue list as they were in their sorted set: each must be its member
+    byte for byte plus a fresh enqueued_at (checked, then taken off)."""
+    payloads = r.lrange(key, 0, -1)
+    for payload in payloads:
+        assert_moved(payload, unstamp(payload)[0])
+    return [unstamp(payload)[0] for payload in payloads]
+
+
 def dead_jobs(r):
     return [decode(m) for m in r.zrange("dead", 0, -1)]
 
@@ -60,9 +70,9 @@ def test_due_jobs_of_schedule_and_retry_move_to_their_queues_and_future_ones_sta
     moved = make_scheduler(config, r, log).enqueue_due()
 
     assert moved == 3
-    assert r.lrange("queue:mail", 0, -1) == [due_mail]
-    assert r.lrange("queue:default", 0, -1) == [due_default]
-    assert r.lrange("queue:critical", 0, -1) == [due_retry]
+    assert as_scheduled(r, "queue:mail") == [due_mail]
+    assert as_scheduled(r, "queue:default") == [due_default]
+    assert as_scheduled(r, "queue:critical") == [due_retry]
     assert r.smembers("queues") == {b"mail", b"default", b"critical"}
     assert r.zrange("schedule", 0, -1) == [later]
     assert r.zrange("retry", 0, -1) == [later_retry]
@@ -75,7 +85,7 @@ def test_due_jobs_are_queued_earliest_first(config, r, log):
     r.zadd("schedule", {p: now - 100 + i for i, p in enumerate(payloads)})
     make_scheduler(config, r, log).enqueue_due()
     # Taken from the right: the earliest-due job is taken first.
-    assert list(reversed(r.lrange("queue:default", 0, -1))) == payloads
+    assert list(reversed(as_scheduled(r, "queue:default"))) == payloads
 
 
 def test_the_time_can_be_given(config, r, log):
@@ -84,7 +94,7 @@ def test_the_time_can_be_given(config, r, log):
     scheduler = make_scheduler(config, r, log)
     assert scheduler.enqueue_due(now=999.5) == 0
     assert scheduler.enqueue_due(now=1000.0) == 1
-    assert r.lrange("queue:default", 0, -1) == [payload]
+    assert as_scheduled(r, "queue:default") == [payload]
 
 
 def test_more_due_jobs_than_a_batch_all_move_in_one_call(config, r, log):
@@ -109,7 +119,7 @@ def test_jobs_of_both_encodings_and_awkward_args_move_untouched(config, r, log):
     ]
     r.zadd("schedule", {p: time.time() - 1 for p in payloads})
     assert make_scheduler(config, r, log).enqueue_due() == len(payloads)
-    assert sorted(r.lrange("queue:mail", 0, -1)) == sorted(payloads)
+    assert sorted(as_scheduled(r, "queue:mail")) == sorted(payloads)
 
 
 def only_python_reads(queue="mail"):
@@ -121,7 +131,7 @@ def test_a_job_the_lua_decoder_cannot_read_still_reaches_its_queue(config, r, lo
     payload = only_python_reads()
     r.zadd("retry", {payload: time.time() - 1})
     assert make_scheduler(config, r, log).enqueue_due() == 1
-    assert r.lrange("queue:mail", 0, -1) == [payload]
+    assert as_scheduled(r, "queue:mail") == [payload]
     assert r.smembers("queues") == {b"mail"}
     assert r.zcard("retry") == 0 and r.zcard("dead") == 0
 
@@ -132,7 +142,7 @@ def test_a_namespace_prefixes_every_key(config, r, log):
     r.zadd("app:schedule", {payload: time.time() - 1})
     r.zadd("schedule", {job("mail"): time.time() - 1})  # another namespace's: not ours
     make_scheduler(config, r, log, keys=keys).enqueue_due()
-    assert r.lrange("app:queue:mail", 0, -1) == [payload]
+    assert as_scheduled(r, "app:queue:mail") == [payload]
     assert r.smembers("app:queues") == {b"mail"}
     assert r.zcard("schedule") == 1 and not r.exists("queue:mail")
 
@@ -162,7 +172,7 @@ def test_a_member_that_is_not_a_job_goes_to_dead_with_the_reason(config, r, log,
 
     assert make_scheduler(config, r, log).enqueue_due() == 1
 
-    assert r.lrange("queue:default", 0, -1) == [good]
+    assert as_scheduled(r, "queue:default") == [good]
     assert r.zcard("retry") == 0
     [dead] = dead_jobs(r)
     assert dead["class"] == MALFORMED_CLASS
@@ -179,7 +189,7 @@ def test_a_batch_full_of_malformed_members_does_not_stop_the_good_ones_behind_it
     good = job()
     r.zadd("schedule", {good: now - 1})
     assert make_scheduler(config, r, log).enqueue_due() == 1
-    assert r.lrange("queue:default", 0, -1) == [good]
+    assert as_scheduled(r, "queue:default") == [good]
     assert r.zcard("dead") == BATCH + 5 and r.zcard("schedule") == 0
 
 
@@ -219,7 +229,7 @@ def test_many_pollers_at_the_same_instant_move_each_member_exactly_once(config, 
     # Then every job is queued once, and every malformed member is dead once
     assert errors == []
     assert sum(moved) == 2005
-    queued = [p for n in range(4) for p in r.lrange(f"queue:q{n}", 0, -1)]
+    queued = [p for n in range(4) for p in as_scheduled(r, f"queue:q{n}")]
     assert len(queued) == 2005 and set(queued) == set(payloads)
     assert r.zcard("schedule") == 0 and r.zcard("retry") == 0
     dead = dead_jobs(r)
@@ -266,8 +276,9 @@ def test_the_loop_moves_due_jobs_and_exits_when_stopped(config, r, log):
     try:
         payload = job()
         r.zadd("schedule", {payload: time.time()})
-        wait_for(lambda: r.lrange("queue:default", 0, -1) == [payload], timeout=5,
+        wait_for(lambda: r.llen("queue:default") == 1, timeout=5,
                  message="the scheduler loop to move the job")
+        assert as_scheduled(r, "queue:default") == [payload]
     finally:
         stop.set()
         thread.join(5)

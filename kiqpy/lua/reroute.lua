@@ -9,7 +9,8 @@
 -- ARGV[1]  the member
 -- ARGV[2]  "queue" or "dead"
 -- ARGV[3]  for "queue": the queue name; for "dead": the dead-set entry to add
--- ARGV[4]  for "dead": its score (epoch seconds)
+-- ARGV[4]  for "queue": the payload to push (the member with a fresh enqueued_at, written by
+--          the caller); for "dead": its score (epoch seconds)
 --
 -- Touches: ZREM KEYS[1]; then SADD queues + LPUSH queue, or ZADD dead. Returns 1 if this call
 -- moved the member, 0 if it was already gone. The caller trims the dead set afterwards.
@@ -18,7 +19,7 @@ if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then
 end
 if ARGV[2] == 'queue' then
   redis.call('SADD', KEYS[3], ARGV[3])
-  redis.call('LPUSH', KEYS[2], ARGV[1])
+  redis.call('LPUSH', KEYS[2], ARGV[4])
 else
   redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
 end
