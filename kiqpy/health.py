@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
+from kiqpy import queues as queue_spec
 from kiqpy.config import Config
 from kiqpy.keys import Keys
 
@@ -76,14 +77,20 @@ def live_processes(client: redis.Redis, keys: Keys, max_age: float | None = None
     return [p for p in processes if p.beat is not None and now - p.beat.timestamp() <= max_age]
 
 
-def check_cluster(client: redis.Redis, keys: Keys, queues: Iterable[str] = ()
-                  ) -> tuple[bool, str]:
-    """``kiqpy check``: Redis answers and a live, non-quiet process serves every queue."""
+def check_cluster(client: redis.Redis, keys: Keys, queues: Iterable[str] = (),
+                  max_age: float | None = None) -> tuple[bool, str]:
+    """``kiqpy check``: Redis answers and a live, non-quiet process (one that beat within
+    ``max_age`` seconds, when given) serves every queue. ``queues`` are names or patterns as
+    ``-q`` takes them (``critical:3``, ``*``, ``mail_*``, ``*,!low``); patterns stand for the
+    queues Redis knows now."""
     client.ping()
-    processes = [p for p in live_processes(client, keys) if not p.is_quiet]
+    processes = [p for p in live_processes(client, keys, max_age) if not p.is_quiet]
     if not processes:
         return False, "no live kiqpy process"
-    missing = [q for q in queues if not any(q in p.queues for p in processes)]
+    spec = queue_spec.parse(queues) if queues else ()
+    known = [q.decode() for q in client.smembers(keys.queues)]  # type: ignore[union-attr]
+    names = [name for name, _ in queue_spec.resolve(spec, known)]
+    missing = [q for q in names if not any(q in p.queues for p in processes)]
     if missing:
         return False, f"no live kiqpy process serves {', '.join(missing)}"
     return True, f"{len(processes)} live process(es)"

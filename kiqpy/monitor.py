@@ -162,7 +162,9 @@ def stats(section: str, as_json: bool, redis_url: str | None, namespace: str) ->
 
 @click.command("check")
 @click.option("-q", "--queue", "queues", multiple=True,
-              help="A queue that must have a live process (comma separated or repeated).")
+              envvar=["KIQPY_QUEUES", "QUEUES", "QUEUE"],
+              help="Queues that must have a live process, as the worker's -q takes them "
+                   "(names, weights, patterns such as '*' or 'mail_*').")
 @click.option("--redis-url", envvar=["KIQPY_REDIS_URL", "REDIS_URL"],
               help="Redis to check [env: KIQPY_REDIS_URL, REDIS_URL; default localhost].")
 @click.option("--namespace", default="", envvar="KIQPY_NAMESPACE", help="Key prefix.")
@@ -170,17 +172,24 @@ def check(queues: tuple[str, ...], redis_url: str | None, namespace: str) -> Non
     """Exit 0 when Redis answers and a live, non-quiet kiqpy process serves every given queue
     (any process when none is given); exit 1 otherwise. For scripts and container probes."""
     from kiqpy.connection import REDIS_DOWN
+    from kiqpy.errors import ConfigurationError
     from kiqpy.health import check_cluster
     from kiqpy.keys import Keys
+    from kiqpy.queues import parse as parse_queues
 
     overrides: dict[str, Any] = {"namespace": namespace}
     if redis_url:
         overrides["redis_url"] = redis_url
     config = Config.from_env(**overrides)
-    names = [q.strip() for value in queues for q in value.split(",") if q.strip()]
+    try:
+        parse_queues(queues)
+    except ConfigurationError as exc:
+        raise click.BadParameter(str(exc), param_hint="'-q' / '--queue'") from None
     client = connect(config.redis_url, 1, config.socket_timeout)
     try:
-        ok, reason = check_cluster(client, Keys(config.namespace), names)
+        # As the health port: a process whose heartbeat is two beats late counts as gone.
+        ok, reason = check_cluster(client, Keys(config.namespace), queues,
+                                   max_age=2 * config.heartbeat_interval + 5)
     except REDIS_DOWN as exc:
         ok, reason = False, f"cannot reach Redis at {safe_url(config.redis_url)}: {exc}"
     finally:

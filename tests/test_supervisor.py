@@ -173,6 +173,22 @@ def test_kiqpy_check_exit_codes(config, r, redis_url):
         assert check("-q", "mail").returncode == 0
         missing = check("-q", "mail,reports")
         assert missing.returncode == 1 and "reports" in missing.stdout
+        # -q as the worker takes it: weights, and patterns over the queues Redis knows
+        assert check("-q", "mail:3,default:1").returncode == 0
+        app_jobs.Record.set(queue="mail").perform_async("x")
+        assert check("-q", "*").returncode == 0
+        app_jobs.Record.set(queue="reports").perform_async("x")
+        star = check("-q", "*")
+        assert star.returncode == 1 and "reports" in star.stdout
+        assert check("-q", "*,!reports").returncode == 0
+        assert check("-q", "mail_*").returncode == 0  # matches nothing known: nothing missing
+        bad = check("-q", "critical,2")
+        assert bad.returncode == 2 and "critical:2" in bad.stderr
+        env_queue = subprocess.run([sys.executable, "-m", "kiqpy.cli", "check"],
+                                   capture_output=True, text=True, timeout=30, cwd=ROOT,
+                                   env={**os.environ, "REDIS_URL": redis_url,
+                                        "QUEUE": "reports"})
+        assert env_queue.returncode == 1 and "reports" in env_queue.stdout
         worker.terminate()
         exit_within(worker, 20)
     down = subprocess.run([sys.executable, "-m", "kiqpy.cli", "check", "--redis-url",
