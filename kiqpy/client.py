@@ -6,6 +6,9 @@
 
 Which client a push uses is decided by :func:`current_client`: the default configuration's,
 unless a testing mode (``kiqpy.testing``) has put another in place for the current context.
+In a testing mode, pushes through any other :class:`Client` (``kiqpy.default_client()``,
+``kiqpy.Client(config)``) land in the mode too, as every client's push does in Sidekiq's
+testing modes.
 """
 
 from __future__ import annotations
@@ -208,10 +211,11 @@ class Client:
                 at: float | None = None, fields: dict[str, Any] | None = None) -> str | None:
         """Push one job; returns its jid, or None when client middleware stopped it.
         ``fields``: custom job fields, as :func:`split_push` returns them."""
-        job = self.builder.build(job_class, args, options, at, fields=fields)
+        builder, store = self._destination()
+        job = builder.build(job_class, args, options, at, fields=fields)
         if job is None:
             return None
-        self._store([job])
+        store([job])
         return str(job["jid"])
 
     def enqueue_bulk(self, job_class: JobClass, arg_lists: Iterable[Sequence[Any]],
@@ -228,17 +232,29 @@ class Client:
         if fields and "jid" in fields and len(items) > 1:
             # As Sidekiq's push_bulk: a jid names one job.
             raise ArgumentError(f"a jid names one job; got {len(items)} arg lists")
+        builder, store = self._destination()
         jids: list[str | None] = []
         for start in range(0, len(items), batch_size):
             jobs = []
             for args in items[start:start + batch_size]:
-                job = self.builder.build(job_class, args, options, at, checked=True,
-                                         fields=fields)
+                job = builder.build(job_class, args, options, at, checked=True, fields=fields)
                 jids.append(None if job is None else job["jid"])
                 if job is not None:
                     jobs.append(job)
-            self._store(jobs)
+            store(jobs)
         return jids
+
+    def _destination(self) -> tuple[JobBuilder, Callable[[list[Job]], None]]:
+        """Where this client's pushes go: its Redis, unless a testing mode is active in this
+        context. As Sidekiq's ``Testing.fake!``/``inline!`` patch every client's raw push, every
+        Client's pushes then land in the mode (its fake list, or run inline), whichever client
+        was used: ``kiqpy.default_client()``, ``kiqpy.Client(config)``... The job is still
+        built by this client's configuration and client chain, with no Redis (``redis`` is
+        None for middleware, as in any testing mode), so a test touches no real Redis."""
+        mode = _override.get()
+        if mode is None or mode is self:
+            return self.builder, self._store
+        return JobBuilder(self.config), mode._store
 
     # -- Sidekiq-style item API --------------------------------------------------------------
     def push(self, item: Mapping[str, Any]) -> str | None:

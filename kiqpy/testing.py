@@ -22,7 +22,10 @@ it too). The default configuration's server chain is the worker's, and is not us
 
 Both are context managers and pytest fixtures (``kiqpy_fake``, ``kiqpy_inline``, from the plugin
 kiqpy installs). A mode applies to the current context only: other threads and other tests
-keep pushing for real.
+keep pushing for real. Within it, every push lands in the mode, whatever the path:
+``perform_*``, ``kiqpy.enqueue``, and ``push``/``push_bulk`` of ``kiqpy.default_client()`` or of
+any ``kiqpy.Client`` (as Sidekiq's testing modes patch every client's push); such a client's
+own configuration and client chain build the job.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ including the big and the deeply nested, then the data API over the result.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import time
@@ -116,10 +117,9 @@ def outcome(r) -> tuple[dict[bytes, str], dict[str, str]]:
             original = base64.b64decode(entry["original_payload"])
             dead[original] = entry["error_message"]
             # A member the poller moved to its queue got an enqueued_at on the way
-            try:
+            with contextlib.suppress(AssertionError, ValueError, IndexError,
+                                     msgpack.UnpackException):
                 dead[unstamp(original)[0]] = entry["error_message"]
-            except (AssertionError, ValueError, IndexError, msgpack.UnpackException):
-                pass
     retry = {}
     for member in r.zrange("retry", 0, -1):
         try:
