@@ -113,6 +113,10 @@ COVERED_ELSEWHERE = {
 NOT_RUNNABLE = {
     "pip install 'kiqpy[web]'": "installs from PyPI (no network in tests); the extra is "
                                 "installed by make test's '.[dev]'",
+    "pip install -e '.[web]'": "reinstalls the package the suite runs from; make test's "
+                               "'.[dev]' install includes the same extra",
+    "make install": "every make test runs it first (test: install redis browser); rerunning "
+                    "it here would reinstall the venv the suite runs from",
     "docker stop --time 35": "needs Docker; the TERM-and-wait it relies on is "
                              "tests/test_shutdown.py",
     "PYTEST_ARGS='-m \"not slow\"' make test": "runs the suite this test is part of",

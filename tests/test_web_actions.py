@@ -95,7 +95,7 @@ def test_retry_now_queues_the_job_without_counting_the_attempt(web: WebClient,
 def test_delete_and_kill_one_retry(web: WebClient, r: redis.Redis) -> None:
     add(r, "retry", failed(args=["delete me"]), time.time() + 10)
     add(r, "retry", failed(args=["kill me"]), time.time() + 20)
-    kill, delete = ids(web, "retries")  # newest first
+    delete, kill = ids(web, "retries")  # soonest next try first, as Sidekiq's Web
 
     done(web.post(f"/retries/{delete}", {"op": "delete"}), "delete", 1)
     done(web.post(f"/retries/{kill}", {"op": "kill"}), "kill", 1)
@@ -108,7 +108,7 @@ def test_delete_and_kill_one_retry(web: WebClient, r: redis.Redis) -> None:
 def test_selected_rows_only(web: WebClient, r: redis.Redis) -> None:
     for n in range(4):
         add(r, "retry", failed(args=[n]), time.time() + 10 + n)
-    newest, second, third, oldest = ids(web, "retries")
+    oldest, third, second, newest = ids(web, "retries")  # soonest first
 
     done(web.post("/retries", {"op": "retry", "ids": [newest, oldest]}), "retry", 2)
     done(web.post("/retries", {"op": "kill", "ids": [second]}), "kill", 1)
@@ -137,7 +137,7 @@ def test_a_malformed_entry_cannot_be_retried_but_can_be_seen_deleted_and_killed(
         web: WebClient, r: redis.Redis) -> None:
     add(r, "retry", b"\xc1 garbage", time.time() + 5)
     add(r, "retry", failed(), time.time() + 10)
-    good, bad = ids(web, "retries")
+    bad, good = ids(web, "retries")  # soonest first
 
     page = web.get(f"/retries/{bad}")
     assert page.status_code == 200 and "Not a job" in text(page)
@@ -187,7 +187,7 @@ def test_an_entry_page_shows_error_and_backtrace(web: WebClient, r: redis.Redis)
 def test_scheduled_add_to_queue_and_delete(web: WebClient, r: redis.Redis) -> None:
     for n in range(4):
         add(r, "schedule", job(args=[n], at=time.time() + 100), time.time() + 100 + n)
-    three, two, one, zero = ids(web, "scheduled")
+    zero, one, two, three = ids(web, "scheduled")  # soonest first
 
     done(web.post(f"/scheduled/{zero}", {"op": "enqueue"}), "enqueue", 1)
     done(web.post("/scheduled", {"op": "delete", "ids": [one, two]}), "delete", 2)
@@ -253,3 +253,25 @@ def test_a_process_that_is_gone_or_a_bad_action(web: WebClient, r: redis.Redis) 
     response = web.post("/busy", {"op": "kill", "all": "1"})
     assert response.status_code == 400
     assert not re.search(rb"signals", b"".join(r.keys("*")))
+
+
+def test_retries_and_scheduled_list_soonest_first_dead_latest_first_and_can_flip(
+        web: WebClient, r: redis.Redis) -> None:
+    for key in ("retry", "schedule", "dead"):
+        for n in range(3):
+            add(r, key, failed(args=[f"{key}-{n}"]), time.time() + 100 * (n + 1))
+
+    def order(path: str) -> list[str]:
+        page = text(web.get(path))
+        found = [(page.index(f"{k}-{n}"), f"{k}-{n}") for k in ("retry", "schedule", "dead")
+                 for n in range(3) if f"{k}-{n}" in page]
+        return [name for _, name in sorted(found)]
+
+    assert order("/retries") == ["retry-0", "retry-1", "retry-2"]
+    assert order("/scheduled") == ["schedule-0", "schedule-1", "schedule-2"]
+    assert order("/dead") == ["dead-2", "dead-1", "dead-0"]
+    assert order("/retries?direction=desc") == ["retry-2", "retry-1", "retry-0"]
+    assert order("/dead?direction=asc") == ["dead-0", "dead-1", "dead-2"]
+    assert order("/retries?direction=desc&filter=retry-") == ["retry-2", "retry-1", "retry-0"]
+    assert order("/retries?filter=retry-") == ["retry-0", "retry-1", "retry-2"]
+    assert "direction=desc" in text(web.get("/retries"))  # the header link flips it

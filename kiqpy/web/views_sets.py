@@ -27,6 +27,9 @@ KINDS: dict[str, tuple[type[JobSet], str, str, tuple[str, ...]]] = {
     "scheduled": (ScheduledSet, "Scheduled", "When", ("enqueue", "delete")),
     "dead": (DeadSet, "Dead", "Died", ("retry", "delete")),
 }
+# Listing order by default, as Sidekiq's Web: retries and scheduled jobs soonest first, the
+# dead newest first; ?direction=asc|desc flips it.
+DEFAULT_DIRECTION = {"retries": "asc", "scheduled": "asc", "dead": "desc"}
 LABELS = {"retry": "Retry now", "enqueue": "Add to queue", "delete": "Delete", "kill": "Kill"}
 FILTER_LIMIT = 5000
 JID = re.compile(r"^[0-9a-f]{24}$")  # matching entries read for one filtered listing
@@ -66,21 +69,31 @@ def listing(ctx: Context, kind: str) -> Response:
     jobs = job_set(ctx, kind)
     number = ctx.request.int_arg("page", 1)
     needle = ctx.request.arg("filter").strip()
-    page = filtered(jobs, needle, number) if needle else jobs.page(number, PAGE_SIZE)
+    direction = ctx.request.arg("direction") or DEFAULT_DIRECTION[kind]
+    if direction not in ("asc", "desc"):
+        direction = DEFAULT_DIRECTION[kind]
+    descending = direction == "desc"
+    page = (filtered(jobs, needle, number, descending) if needle
+            else jobs.page(number, PAGE_SIZE, newest_first=descending))
     require_page(page)
     _, title, when, ops = KINDS[kind]
+    query = {key: value for key, value in (("filter", needle), ("direction", direction))
+             if value and (key != "direction" or value != DEFAULT_DIRECTION[kind])}
     return ctx.render("set.html", kind=kind, title=title, when=when, ops=ops, labels=LABELS,
-                      page=page, needle=needle, entry_id=entry_id)
+                      page=page, needle=needle, entry_id=entry_id, direction=direction,
+                      query=query)
 
 
-def filtered(jobs: JobSet, needle: str, number: int) -> Page[SortedEntry]:
-    """Entries whose bytes contain ``needle``, newest first, as one page."""
+def filtered(jobs: JobSet, needle: str, number: int, descending: bool = True
+             ) -> Page[SortedEntry]:
+    """Entries whose bytes contain ``needle``, latest first unless not ``descending``, as one
+    page."""
     found: list[SortedEntry] = []
     for entry in jobs.scan(needle):
         found.append(entry)
         if len(found) >= FILTER_LIMIT:
             break
-    found.sort(key=lambda e: e.score, reverse=True)
+    found.sort(key=lambda e: e.score, reverse=descending)
     start = (number - 1) * PAGE_SIZE
     return Page(found[start:start + PAGE_SIZE], len(found), number, PAGE_SIZE)
 
