@@ -28,6 +28,7 @@ from kiqpy.errors import (
     NoJobsError,
     OptionsError,
     PayloadError,
+    RedisRefusedError,
     RedisUnavailableError,
     UnknownJobError,
 )
@@ -87,6 +88,7 @@ __all__ = [
     "NoJobsError",
     "OptionsError",
     "PayloadError",
+    "RedisRefusedError",
     "RedisUnavailableError",
     "UnknownJobError",
     "Worker",

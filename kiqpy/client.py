@@ -13,17 +13,18 @@ testing modes.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import copy
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import redis
 
 from kiqpy.config import Config, default_client
-from kiqpy.connection import connect, translate_errors
-from kiqpy.errors import ArgumentError, OptionsError
+from kiqpy.connection import connect, describe, translate_errors
+from kiqpy.errors import ArgumentError, OptionsError, RedisRefusedError
 from kiqpy.keys import Keys
 from kiqpy.options import is_option, near_option, validate_push_options
 from kiqpy.payload import (
@@ -306,7 +307,7 @@ class Client:
             job = jobs[0]
             queue = job["queue"]
             job["enqueued_at"] = now_ms()
-            with translate_errors(self.redis):
+            with _pushing(self.redis):
                 self.scripts.call(self.scripts.push, [keys.queues, keys.queue(queue)],
                                   [queue, encode(job, serializer)])
             return
@@ -321,7 +322,7 @@ class Client:
             else:
                 job["enqueued_at"] = enqueued_at
                 by_queue.setdefault(job["queue"], []).append(encode(job, serializer))
-        with translate_errors(self.redis):
+        with _pushing(self.redis):
             pipe = self.redis.pipeline(transaction=False)
             for queue, payloads in by_queue.items():
                 self.scripts.push(keys=[keys.queues, keys.queue(queue)], args=[queue, *payloads],
@@ -329,6 +330,19 @@ class Client:
             if scheduled:
                 pipe.zadd(keys.schedule, scheduled)
             pipe.execute()
+
+
+@contextlib.contextmanager
+def _pushing(client: redis.Redis) -> Iterator[None]:
+    """Redis errors of a push in kiqpy's tree: unreachable is :class:`RedisUnavailableError`;
+    a refusal (OOM, READONLY, WRONGTYPE...) is :class:`RedisRefusedError`, still a redis-py
+    ``ResponseError`` for code that catches that."""
+    with translate_errors(client):
+        try:
+            yield
+        except redis.exceptions.ResponseError as exc:
+            raise RedisRefusedError(
+                f"Redis at {describe(client)} refused the push: {exc}") from exc
 
 
 def _bulk_item(index: int, args: Any, serializer: str) -> list[Any]:

@@ -7,12 +7,16 @@
      ├── PayloadError (ValueError)         bytes in Redis that are not a job payload
      ├── UnknownJobError (LookupError)     a payload names a class this process has not registered
      ├── RedisUnavailableError (ConnectionError)  Redis unreachable (redis-py error chained)
+     ├── RedisRefusedError (redis.exceptions.ResponseError)  Redis answered "no" to a push:
+     │                                     out of memory, READONLY replica, WRONGTYPE key
      └── NoJobsError (LookupError)         testing: perform_one() on an empty fake queue
 
 Vendor errors (redis-py) are translated at the boundary with ``raise ... from exc``.
 """
 
 from __future__ import annotations
+
+import redis
 
 
 class KiqpyError(Exception):
@@ -41,6 +45,19 @@ class UnknownJobError(KiqpyError, LookupError):
 
 class RedisUnavailableError(KiqpyError, ConnectionError):
     """Redis could not be reached or did not answer; says which Redis and why."""
+
+
+class RedisRefusedError(KiqpyError, redis.exceptions.ResponseError):
+    """Redis refused a push (``OOM`` under ``maxmemory``, ``READONLY`` on a replica,
+    ``WRONGTYPE`` on a key of another type); the message names the (password-free) Redis URL
+    and Redis's reason, and the redis-py error is chained. Also a
+    ``redis.exceptions.ResponseError``, so ``except redis.ResponseError`` still catches it::
+
+        try:
+            HardWorker.perform_async("bob", 5)
+        except kiqpy.RedisRefusedError as exc:
+            log.warning("job not enqueued", reason=str(exc))
+    """
 
 
 class NoJobsError(KiqpyError, LookupError):

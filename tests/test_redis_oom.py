@@ -50,9 +50,14 @@ def test_a_push_is_refused_whole_with_a_clear_error(server: RedisServer,
     try:
         WriteFile.perform_async("/dev/null", "before")
         out_of_memory(raw)
-        with pytest.raises(redis.exceptions.ResponseError, match="maxmemory"):
+        # kiqpy's own error, which is still the redis-py ResponseError it chains
+        with pytest.raises(kiqpy.RedisRefusedError, match="maxmemory") as refused:
             WriteFile.perform_async("/dev/null", "refused")
-        with pytest.raises(redis.exceptions.ResponseError, match="maxmemory"):
+        assert isinstance(refused.value, redis.exceptions.ResponseError)
+        assert isinstance(refused.value, kiqpy.KiqpyError)
+        assert isinstance(refused.value.__cause__, redis.exceptions.ResponseError)
+        assert str(refused.value).startswith(f"Redis at {server.url} refused the push: ")
+        with pytest.raises(kiqpy.RedisRefusedError, match="maxmemory"):
             WriteFile.perform_bulk([["/dev/null", n] for n in range(10)])
         with pytest.raises(redis.exceptions.ResponseError, match="maxmemory"):
             WriteFile.perform_in(60, "/dev/null", "later")
