@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from kiqpy import log as kiqpy_log
 from kiqpy.config import Config
-from kiqpy.connection import connect
+from kiqpy.connection import REDIS_DOWN, connect
 from kiqpy.errors import RedisUnavailableError
 from kiqpy.keys import Keys
 
@@ -140,7 +140,8 @@ def run_supervisor(options: ProcessOptions, load_app: AppLoader) -> int:
                           parent=parent, quiet=quiet)
 
     supervisor = Supervisor(options.processes, run_child, config.timeout, kiqpy_log.get_logger(),
-                            max_memory_mb=options.max_memory, on_reopen=kiqpy_log.reopen)
+                            max_memory_mb=options.max_memory, on_reopen=kiqpy_log.reopen,
+                            on_child_died=forget_dead_child(config))
     if options.health_port is not None:
         from kiqpy import health
 
@@ -179,6 +180,31 @@ def supervisor_check(config: Config, child_pids: Callable[[], list[int]]
         return True, f"ok: {len(pids)} worker processes"
 
     return check
+
+
+def forget_dead_child(config: Config) -> Callable[[int], None]:
+    """For the supervisor, once it has reaped a child that died without shutting down: delete
+    that child's heartbeat hash, which is what its expiry would do ``process_ttl`` later. The
+    child is certainly dead (reaped), so the next heartbeat of any live process requeues its
+    in-flight jobs: seconds after a kill -9 instead of a minute. If Redis cannot be reached,
+    expiry does the same later."""
+    keys, host = Keys(config.namespace), socket.gethostname()
+
+    def forget(pid: int) -> None:
+        client = connect(config.redis_url, 1, config.socket_timeout)
+        try:
+            for member in client.smembers(keys.processes):
+                identity = (member.decode(errors="replace") if isinstance(member, bytes)
+                            else member)
+                parts = identity.rsplit(":", 2)
+                if len(parts) == 3 and parts[0] == host and parts[1] == str(pid):
+                    client.delete(keys.process(identity))
+        except (RedisUnavailableError, *REDIS_DOWN):
+            pass
+        finally:
+            client.connection_pool.disconnect()
+
+    return forget
 
 
 def _watch_parent(parent: int, launcher: Any) -> None:

@@ -48,10 +48,11 @@ class Supervisor:
     def __init__(self, count: int, run_child: Callable[[int, bool], int], timeout: float,
                  log: Any,
                  max_memory_mb: float | None = None, health: HTTPServer | None = None,
-                 on_reopen: Callable[[], None] | None = None) -> None:
+                 on_reopen: Callable[[], None] | None = None,
+                 on_child_died: Callable[[int], None] | None = None) -> None:
         self.count, self.run_child, self.timeout, self.log = count, run_child, timeout, log
         self.max_memory_kb = max_memory_mb * 1024 if max_memory_mb else None
-        self.health, self.on_reopen = health, on_reopen
+        self.health, self.on_reopen, self.on_child_died = health, on_reopen, on_child_died
         self.children: dict[int, Child] = {}
         self.failures: dict[int, int] = {}  # index -> recent crashes, for backoff
         self.restart_at: dict[int, float] = {}
@@ -118,6 +119,9 @@ class Supervisor:
 
     def _child_exited(self, child: Child, status: int) -> None:
         code = os.waitstatus_to_exitcode(status)
+        if code not in (0, EXIT_RECYCLE, EXIT_STOPPED) and self.on_child_died is not None:
+            # Died without leaving the registry: let its jobs be recovered now, not at expiry.
+            self.on_child_died(child.pid)
         if self.stopping_since is not None:
             if code != 0:
                 self.exit_code = 1

@@ -364,3 +364,22 @@ def test_queue_patterns_size_the_pool_for_every_waiter(config):
     named = Launcher(config.replace(queues=(("a", 0), ("b", 0)), concurrency=3))
     assert star.redis.connection_pool.max_connections >= 3 + MAX_WAITERS
     assert named.redis.connection_pool.max_connections >= 3 + 2
+
+
+def test_a_killed_childs_jobs_come_back_long_before_its_heartbeat_would_expire(config, r,
+                                                                              redis_url):
+    # The supervisor reaped the child, so it knows it is dead: it deletes the child's
+    # heartbeat hash and a sibling recovers the jobs at its next beat, not after the 60 s TTL.
+    with WorkerProcess(redis_url, "-p", "2", "-c", "1", "--heartbeat-interval", "0.5",
+                       "--poll-interval", "0.2", "--process-ttl", "60", "-t", "1",
+                       fast=False) as sup:
+        wait_for(lambda: len(child_pids(r)) == 2, timeout=20, message="two children")
+        app_jobs.Sleepy.perform_async("orphan", 30)
+        wait_for(lambda: r.get("test:started:orphan"), message="the job to start")
+        victim = int(r.get("test:started:orphan"))
+        os.kill(victim, signal.SIGKILL)
+        wait_for(lambda: int(r.get("test:starts:orphan") or 0) == 2, timeout=20,
+                 message="the job to run again, within seconds of the kill")
+        assert int(r.get("test:started:orphan")) != victim
+        sup.terminate()
+        assert exit_within(sup, 45)[0] == 0
