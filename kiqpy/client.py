@@ -220,9 +220,11 @@ class Client:
         return str(job["jid"])
 
     def enqueue_bulk(self, job_class: JobClass, arg_lists: Iterable[Sequence[Any]],
-                     options: dict[str, Any], at: float | None = None, batch_size: int = 1000,
-                     fields: dict[str, Any] | None = None) -> list[str | None]:
+                     options: dict[str, Any], at: float | list[float | None] | None = None,
+                     batch_size: int = 1000, fields: dict[str, Any] | None = None
+                     ) -> list[str | None]:
         """Push one job per arg list in batches; returns jids in order (None where stopped).
+        ``at``: one run time for every job, or a list with one per arg list (None: now).
 
         Every arg list is checked before the first batch is stored, so a bad item fails the
         whole call instead of leaving the batches before it enqueued."""
@@ -233,12 +235,17 @@ class Client:
         if fields and "jid" in fields and len(items) > 1:
             # As Sidekiq's push_bulk: a jid names one job.
             raise ArgumentError(f"a jid names one job; got {len(items)} arg lists")
+        times = at if isinstance(at, list) else [at] * len(items)
+        if len(times) != len(items):
+            raise ArgumentError(f"'at' has {len(times)} times for {len(items)} arg lists; give "
+                                f"one time per job, or a single time for all")
         builder, store = self._destination()
         jids: list[str | None] = []
         for start in range(0, len(items), batch_size):
             jobs = []
-            for args in items[start:start + batch_size]:
-                job = builder.build(job_class, args, options, at, checked=True, fields=fields)
+            for index in range(start, min(start + batch_size, len(items))):
+                job = builder.build(job_class, items[index], options, times[index],
+                                    checked=True, fields=fields)
                 jids.append(None if job is None else job["jid"])
                 if job is not None:
                     jobs.append(job)
@@ -271,16 +278,19 @@ class Client:
         (``enqueued_at`` is dropped: kiqpy sets it when the job reaches its queue).
         Returns the jid, or None when client middleware stopped the push."""
         job_class, args, options, at, fields = self._split(item)
+        if isinstance(at, list):
+            raise ArgumentError("push: 'at' is one time here; a list of times is for push_bulk")
         return self.enqueue(job_class, args, options, at, fields)
 
     def push_bulk(self, item: Mapping[str, Any], batch_size: int = 1000) -> list[str | None]:
         """Like :meth:`push` with ``args`` a list of arg lists (and no ``jid``, which names
-        one job)."""
+        one job). ``at`` is one time for all, or a list of times (epoch seconds, datetime or
+        None for now), one per arg list, as in Sidekiq's push_bulk."""
         job_class, args, options, at, fields = self._split(item)
         return self.enqueue_bulk(job_class, args, options, at, batch_size, fields)
 
     def _split(self, item: Mapping[str, Any]
-               ) -> tuple[JobClass, Any, dict[str, Any], float | None, dict[str, Any]]:
+               ) -> tuple[JobClass, Any, dict[str, Any], Any, dict[str, Any]]:
         item = dict(item)
         job_class = item.pop("class", None)
         if not job_class:
@@ -294,7 +304,11 @@ class Client:
         # {"queue": ""} wrote to the key "queue:"); the rest are custom fields.
         pushed, fields = split_push(item, f"push({name!r})", self.config.serializer)
         options.update(pushed)
-        when = None if at is None else run_at(at=at)
+        when: Any
+        if isinstance(at, (list, tuple)):  # push_bulk: one time per job, as Sidekiq's
+            when = [None if one is None else run_at(at=one) for one in at]
+        else:
+            when = None if at is None else run_at(at=at)
         return job_class, args, options, when, fields
 
     # -- storage -----------------------------------------------------------------------------

@@ -81,6 +81,39 @@ def run_at(*, delay: Any = _UNSET, at: Any = _UNSET) -> float | None:
     return when if when > now else None
 
 
+# Sidekiq's rule for perform_in/perform_at: a number this large is an epoch time, not a delay
+# (1e9 s is 2001-09-09; no one schedules a job 31 years ahead by delay).
+EPOCH_FROM = 1_000_000_000
+
+
+def perform_time(when: Any, method: str) -> float | None:
+    """When ``perform_in``/``perform_at`` (aliases, as in Sidekiq) should run a job, as epoch
+    seconds; None when that is now or already past, so the job is pushed at once.
+
+    A ``timedelta`` is from now and a ``datetime`` absolute (a naive one is local time). A
+    number below 1,000,000,000 is seconds from now; from there on it is an epoch time, so
+    ``perform_in(time.time() + 3600)`` means in an hour, not in 57 years::
+
+        perform_time(300, "perform_in")            # now + 300
+        perform_time(1_900_000_000, "perform_in")  # 2030-03-17, absolute
+    """
+    now = time.time()
+    if isinstance(when, _dt.timedelta):
+        when = now + when.total_seconds()
+    elif isinstance(when, _dt.datetime):
+        when = when.timestamp()
+    elif type(when) in (int, float) and math.isfinite(when):
+        # A non-finite time would be stored as an inf score (never runs) or, for nan, run now.
+        when = float(when) if when >= EPOCH_FROM else now + when
+    else:
+        expected = ("a finite number of seconds or a timedelta" if method == "perform_in"
+                    else "a datetime or finite epoch seconds")
+        raise ArgumentError(f"{method} takes {expected}, got {_shown(when)} (either method takes "
+                            f"a datetime, a timedelta, or a number: seconds from now below "
+                            f"1e9, an epoch time from there on)")
+    return when if when > now else None
+
+
 def _shown(value: Any) -> str:
     return repr(value) if type(value) is float else type(value).__name__
 
@@ -98,23 +131,36 @@ class _Enqueue:
         cls, options, fields = self._target()
         return _client().enqueue(cls, args, options, None, fields)
 
-    def perform_in(self, delay: float | _dt.timedelta, *args: Any) -> str | None:
-        """Enqueue to run after ``delay`` seconds (or a timedelta)."""
+    def perform_in(self, interval: float | _dt.timedelta | _dt.datetime, *args: Any
+                   ) -> str | None:
+        """Enqueue to run later. As in Sidekiq (where perform_at is the same method): a
+        number below 1,000,000,000 is seconds from now, a larger one an epoch time; a
+        timedelta is from now, a datetime absolute. A time now or past enqueues at once."""
         cls, options, fields = self._target()
-        return _client().enqueue(cls, args, options, run_at(delay=delay), fields)
+        return _client().enqueue(cls, args, options, perform_time(interval, "perform_in"),
+                                 fields)
 
-    def perform_at(self, when: float | _dt.datetime, *args: Any) -> str | None:
-        """Enqueue to run at ``when`` (datetime or epoch seconds); a past time runs now."""
+    def perform_at(self, when: float | _dt.datetime | _dt.timedelta, *args: Any
+                   ) -> str | None:
+        """Enqueue to run at ``when``: the same rule as :meth:`perform_in` (a datetime or
+        epoch seconds; a number below 1e9 is seconds from now). A past time runs now."""
         cls, options, fields = self._target()
-        return _client().enqueue(cls, args, options, run_at(at=when), fields)
+        return _client().enqueue(cls, args, options, perform_time(when, "perform_at"), fields)
 
     def perform_bulk(self, arg_lists: Iterable[Sequence[Any]], batch_size: int = 1000,
-                     at: float | _dt.datetime | None = None) -> list[str | None]:
-        """Enqueue one job per arg list, one round trip per ``batch_size`` jobs.
+                     at: float | _dt.datetime | Sequence[float | _dt.datetime] | None = None
+                     ) -> list[str | None]:
+        """Enqueue one job per arg list, one round trip per ``batch_size`` jobs. ``at`` (a
+        datetime or epoch seconds) schedules them all; a list of such times, one per arg list
+        (as the ``at`` array of Sidekiq's push_bulk), schedules each job at its own time.
 
         Returns the jids in order (None where client middleware stopped a job)."""
         cls, options, fields = self._target()
-        when = None if at is None else run_at(at=at)
+        when: float | list[float | None] | None
+        if isinstance(at, (list, tuple)):
+            when = [run_at(at=one) for one in at]
+        else:
+            when = None if at is None else run_at(at=at)
         return _client().enqueue_bulk(cls, arg_lists, options, when, batch_size, fields)
 
     def perform_inline(self, *args: Any) -> Any:
