@@ -126,10 +126,16 @@ def is_option(name: str) -> bool:
 def near_option(name: str) -> str | None:
     """The option ``name`` is most likely a misspelling of (``qeue`` -> ``queue``), if any.
     A per-push key this close to an option is refused rather than stored as a custom field,
-    so a typo cannot silently send a job to the default queue."""
+    so a typo cannot silently send a job to the default queue.
+
+    A key that extends an option with a suffix (``queued``, ``names``, ``tags_extra``) is a
+    field name of its own, not a typo of that option, so it is not refused on its account;
+    ``retry_queu`` still is (it extends ``retry`` but is a typo of ``retry_queue``)."""
     known = set(_DECLARED) | set(_BUNDLED)
-    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.8)
-    return close[0] if close else None
+    close = difflib.get_close_matches(name, sorted(known), n=len(known), cutoff=0.8)
+    typos = [option for option in close
+             if not (name.startswith(option) and len(name) > len(option))]
+    return typos[0] if typos else None
 
 
 def _unknown(name: str) -> str:

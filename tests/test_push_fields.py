@@ -132,6 +132,18 @@ def test_a_field_named_like_a_misspelt_option_is_refused(config, r, call, typo, 
     assert r.llen("queue:default") == 0 and r.llen("queue:urgent") == 0
 
 
+@pytest.mark.parametrize("field", ["queued", "names", "tags_extra", "retry_for_billing",
+                                   "queues"])
+def test_a_field_that_extends_an_option_name_is_a_custom_field(config, r, field):
+    # A suffix makes a name of its own (`queued`, `names`), not a typo of the option
+    kiqpy.default_client().push({"class": "X", "args": [], field: "v"})
+    Report.set(**{field: "w"}).perform_async()
+    [pushed] = queued_jobs(r)
+    [report] = queued_jobs(r, "reports")
+    assert (pushed[field], pushed["queue"]) == ("v", "default")
+    assert (report[field], report["queue"]) == ("w", "reports")
+
+
 @pytest.mark.parametrize("call", [lambda: Report.set(at=time.time()),
                                   lambda: Report.set(args=[1]),
                                   lambda: kiqpy.enqueue("X", **{"class": "Y"})])
