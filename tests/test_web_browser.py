@@ -244,5 +244,14 @@ def test_live_polling_and_quiet_on_a_live_process(page: Any, browser_context: An
         page.click("#live-toggle")
         go(page, "/queues")
         assert page.get_attribute("#live-toggle", "aria-pressed") == "false"
+
+        # ... and the dashboard's graph still draws, as Sidekiq's does: with Live off only
+        # the counters and the graph poll
+        go(page, "/")
+        assert page.get_attribute("#live-toggle", "aria-pressed") == "false"
+        page.wait_for_selector("#live-graph svg polyline.processed", state="attached",
+                               timeout=10_000)
+        r.incrby("stat:processed", 5)  # the worker is quiet now; the counter is what polls
+        expect(page.locator("[data-stat=processed]")).to_have_text("80", timeout=10_000)
     only_local(browser_context.requests)
 

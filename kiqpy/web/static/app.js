@@ -158,7 +158,7 @@
       .catch(function () { /* the next poll tries again */ });
   }
 
-  function poll() {
+  function pollStats() {
     fetch(document.body.getAttribute("data-stats-url"), { credentials: "same-origin" })
       .then(function (response) { return response.ok ? response.json() : null; })
       .then(function (data) {
@@ -170,6 +170,10 @@
         drawLive(data.kiqpy);
       })
       .catch(function () { /* Redis or the server is away: keep the last figures */ });
+  }
+
+  function poll() {
+    pollStats();
     refreshMain();
   }
 
@@ -182,10 +186,15 @@
     }
     document.body.classList.toggle("is-live", on);
     if (timer) { window.clearInterval(timer); timer = null; }
+    var every = Math.max(500, parseInt(window.localStorage.getItem(INTERVAL_KEY), 10) || 5000);
     if (on) {
-      var every = Math.max(500, parseInt(window.localStorage.getItem(INTERVAL_KEY), 10) || 5000);
       poll();
       timer = window.setInterval(poll, every);
+    } else if ($("#live-graph")) {
+      // The dashboard's "right now" graph draws whether or not Live is on, as Sidekiq's
+      // does: with Live off only the counters and the graph are polled, never the page.
+      pollStats();
+      timer = window.setInterval(pollStats, every);
     }
   }
 
