@@ -93,24 +93,71 @@ def worker_options() -> list[click.Option]:
     return [p for p in cli.worker.params if isinstance(p, click.Option)]
 
 
-def test_cli_reference_names_every_long_option_of_kiqpy_worker_help():
-    result = CliRunner().invoke(cli.main, ["worker", "--help"], terminal_width=100)
+def subsection(title: str) -> str:
+    """The README text under ``### title``, up to the next ``##`` or ``###`` heading."""
+    match = re.search(rf"^### {re.escape(title)}\n(.*?)(?=^###? |\Z)", README, re.M | re.DOTALL)
+    assert match, f"README.md has no section '### {title}'"
+    return match.group(1)
+
+
+def worker_reference() -> str:
+    """The worker's part of the CLI reference: up to its first ``###`` subsection."""
+    return section("CLI reference").split("\n### ", 1)[0]
+
+
+# command (as typed after `kiqpy`), its click command, the README text holding its flag table
+CLI_TABLES = {
+    "worker": (cli.worker, worker_reference),
+    "web": (cli.web, lambda: section("The dashboard")),
+    "check": (cli.check, lambda: subsection("`kiqpy check`")),
+    "stats": (cli.stats, lambda: subsection("`kiqpy stats`")),
+}
+
+
+def _table_options(text: str) -> set[str]:
+    """Long options named in the first column of the flag table rows (``| `-...``) of text."""
+    rows = [row.split("|")[1] for row in text.splitlines() if row.startswith("| `-")]
+    return {o for row in rows for o in LONG_OPTION.findall(row)}
+
+
+@pytest.mark.parametrize("name", CLI_TABLES)
+def test_cli_reference_names_every_long_option_of_the_help(name):
+    _command, reference = CLI_TABLES[name]
+    result = CliRunner().invoke(cli.main, [name, "--help"], terminal_width=100)
     assert result.exit_code == 0, result.output
     in_help = set(LONG_OPTION.findall(result.output))
-    assert "--concurrency" in in_help
-    reference = section("CLI reference")
-    missing = sorted(o for o in in_help if f"`{o}`" not in reference)
-    assert not missing, f"README's CLI reference does not mention {missing}"
+    assert "--help" in in_help and len(in_help) > 1
+    documented = _table_options(reference())
+    missing = sorted(o for o in in_help if o not in documented)
+    assert not missing, f"README's table for kiqpy {name} does not have rows for {missing}"
 
 
-def test_cli_reference_names_only_options_that_exist():
-    reference = section("CLI reference")
-    rows = [row.split("|")[1] for row in reference.splitlines() if row.startswith("| `-")]
-    documented = {o for row in rows for o in LONG_OPTION.findall(row)}
-    params = [*cli.worker.params, *cli.main.params]
+@pytest.mark.parametrize("name", CLI_TABLES)
+def test_cli_reference_names_only_options_that_exist(name):
+    command, reference = CLI_TABLES[name]
+    documented = _table_options(reference())
+    params = [*command.params, *cli.main.params]
     real = {o for p in params for o in p.opts if o.startswith("--")} | {"--help"}
-    assert documented, "no option rows found in the CLI reference table"
-    assert not documented - real, f"README documents options kiqpy lacks: {documented - real}"
+    assert documented, f"no option rows found in the table for kiqpy {name}"
+    assert not documented - real, (
+        f"README documents options kiqpy {name} lacks: {documented - real}")
+
+
+@pytest.mark.parametrize("name", CLI_TABLES)
+def test_cli_reference_names_every_short_option_and_environment_variable(name):
+    command, reference = CLI_TABLES[name]
+    text = reference()
+    rows = [row for row in text.splitlines() if row.startswith("| `-")]
+    options = [p for p in command.params if isinstance(p, click.Option)]
+    for option in options:
+        # the row of this option names its short form (if any) and every variable it reads
+        [row] = [r for r in rows if f"`{option.opts[-1]}`" in r.split("|")[1]] or [""]
+        assert row, f"kiqpy {name}: no table row for {option.opts[-1]}"
+        for short in [o for o in option.opts if not o.startswith("--")]:
+            assert f"`{short}`" in row.split("|")[1], f"kiqpy {name}: {short} not in {row}"
+        envvars = [option.envvar] if isinstance(option.envvar, str) else option.envvar or []
+        missing = [v for v in envvars if f"`{v}`" not in row]
+        assert not missing, f"kiqpy {name}: the {option.opts[-1]} row lacks {missing}"
 
 
 def test_cli_reference_names_every_environment_variable():
@@ -120,6 +167,19 @@ def test_cli_reference_names_every_environment_variable():
     assert "KIQPY_CONCURRENCY" in envvars
     missing = sorted(v for v in envvars if f"`{v}`" not in reference)
     assert not missing, f"README's CLI reference does not mention {missing}"
+
+
+def test_stats_reference_names_its_sections_and_json_keys(r, redis_url):
+    from kiqpy.api import Stats
+    from kiqpy.monitor import SECTIONS
+
+    text = subsection("`kiqpy stats`")
+    [argument] = [p for p in cli.stats.params if isinstance(p, click.Argument)]
+    assert set(argument.type.choices) == set(SECTIONS)  # type: ignore[attr-defined]
+    assert all(f"`{s}`" in text for s in SECTIONS), SECTIONS
+    keys = Stats(Config(redis_url=redis_url), r).to_dict()
+    missing = [k for k in keys if f"`{k}`" not in text]
+    assert "processed" in keys and not missing, f"kiqpy stats --json keys not named: {missing}"
 
 
 # -- make targets ------------------------------------------------------------------------------

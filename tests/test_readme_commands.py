@@ -63,7 +63,10 @@ RUN_HERE = {
     "/bin/kill -TSTP $MAINPID": "test_systemd_exec_start_and_exec_reload",
     "redis-cli SMEMBERS processes": "test_remote_signal_stats_and_check",
     "redis-cli LPUSH '<identity>-signals' quiet": "test_remote_signal_stats_and_check",
-    "kiqpy stats": "test_remote_signal_stats_and_check",
+    "kiqpy stats": "test_kiqpy_stats_commands",
+    "kiqpy stats queues": "test_kiqpy_stats_commands",
+    "kiqpy stats --json": "test_kiqpy_stats_commands",
+    "kiqpy check": "test_remote_signal_stats_and_check",
     "kiqpy check [-q default,mail]": "test_remote_signal_stats_and_check",
     "kiqpy web": "test_kiqpy_web_commands",
     "kiqpy web --port 8080 --redis-url redis://10.0.0.5:6379/0 --namespace myapp":
@@ -371,6 +374,8 @@ def test_remote_signal_stats_and_check(r, redis_url, app_dir):
         stats = _run("kiqpy stats", redis_url, app_dir)
         assert stats.returncode == 0, stats.stderr
         assert identity.split(":")[0] in stats.stdout
+        done = _run("kiqpy check", redis_url, app_dir)
+        assert done.returncode == 0 and done.stdout.startswith("ok: "), done.stdout + done.stderr
         for args in ([], ["-q", "default,mail"]):
             done = _run("kiqpy check [-q default,mail]", redis_url, app_dir, args)
             assert done.returncode == 0, done.stdout + done.stderr
@@ -391,6 +396,60 @@ def test_remote_signal_stats_and_check(r, redis_url, app_dir):
         assert done.returncode == 1, done.stdout + done.stderr
         worker.terminate()
         assert worker.wait() == 0
+
+
+def _stats_shape(output: str) -> list[str]:
+    """What ``kiqpy stats`` prints, less the values: section titles (counts blanked), overview
+    labels and table headers, with runs of spaces squeezed."""
+    shape = []
+    for line in output.splitlines():
+        if line.startswith("---- "):
+            shape.append(re.sub(r"\(\d+\)", "(N)", line))
+        elif re.fullmatch(r"\s*[A-Z][a-z]+: .*", line):
+            shape.append(line.split(":")[0].strip() + ":")
+        elif re.fullmatch(r"[A-Z]+(\s+[A-Z]+)+", line):
+            shape.append(" ".join(line.split()))
+    return shape
+
+
+@pytest.mark.slow
+def test_kiqpy_stats_commands(r, redis_url, app_dir):
+    # Given the README's example: jobs waiting on two queues, and one worker
+    # (-q critical,default -g web-1 -c 5) busy with one job
+    client = kiqpy.Client(kiqpy.Config(redis_url=redis_url))
+    for queue, count in (("mail", 12), ("low", 1)):
+        for n in range(count):
+            client.push({"class": "Count", "args": [n], "queue": queue})
+    client.push({"class": "Sleepy", "args": ["stats", 30]})
+    with WorkerProcess(redis_url, "-q", "critical,default", "-g", "web-1", "-c", "5") as worker:
+        identity = identity_of(worker)
+        wait_for(lambda: r.get("test:started:stats") and r.hget(identity, "busy") == b"1",
+                 message="the worker to be busy")
+
+        # When kiqpy stats runs, then it prints the three parts the README shows, shaped alike
+        done = _run("kiqpy stats", redis_url, app_dir)
+        assert done.returncode == 0, done.stderr
+        assert _stats_shape(done.stdout) == _stats_shape(block("stats-output"))
+        assert re.search(rf"^{re.escape(identity)}\s+web-1\s+critical,default\s+1\s+5\s",
+                         done.stdout, re.M), done.stdout
+        assert re.search(r"^mail\s+12\s", done.stdout, re.M), done.stdout
+
+        # kiqpy stats queues prints that part alone
+        done = _run("kiqpy stats queues", redis_url, app_dir)
+        assert done.returncode == 0, done.stderr
+        assert [s for s in _stats_shape(done.stdout) if s.startswith("----")] == [
+            "---- Queues (N) ----"]
+
+        # kiqpy stats --json: the same data, under the keys the README names
+        done = _run("kiqpy stats --json", redis_url, app_dir)
+        assert done.returncode == 0, done.stderr
+        data = json.loads(done.stdout)
+        assert set(data) == {"overview", "processes", "queues"}
+        assert data["overview"]["enqueued"] == 13 and data["overview"]["workers_size"] == 1
+        assert [p["identity"] for p in data["processes"]] == [identity]
+        assert {q["name"]: q["size"] for q in data["queues"]} == {"mail": 12, "low": 1,
+                                                                  "default": 0}
+        worker.kill9()
 
 
 def _run(command: str, redis_url: str, app_dir: Path, args: list[str] | None = None
