@@ -6,6 +6,10 @@ Which Redis: ``$KIQPY_REDIS_URL`` or ``$REDIS_URL`` when set; else one answering
 127.0.0.1:6379; else a private ``redis-server`` started for the demo (free port, no persistence,
 a temporary dir) and stopped when the demo exits. ``KIQPY_DEMO_NO_LOCALHOST=1`` skips the
 127.0.0.1:6379 probe. ``--no-worker`` only enqueues and shows, leaving the jobs in Redis.
+
+Every key the demo writes, and every key its worker reads, is under the namespace
+``kiqpy-demo`` (``kiqpy-demo:queue:default``...): on a developer's own Redis the demo's worker
+never takes that developer's ``default`` or ``mail`` jobs, and its jobs never reach theirs.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from kiqpy.payload import decode
 HERE = Path(__file__).resolve().parent
 LOCAL_URL = "redis://127.0.0.1:6379/0"
 QUEUES = ("default", "mail")
+NAMESPACE = "kiqpy-demo"
 
 
 # -- Redis: given, local, or private ----------------------------------------------------------
@@ -168,7 +173,7 @@ def show_redis(url: str) -> None:
     """Print the queues, the schedule set and the next job of the default queue, decoded."""
     print("In Redis now:")
     for key, count in snapshot(url).items():
-        print(f"  {key:<20} {count} job{'' if count == 1 else 's'}")
+        print(f"  {key:<28} {count} job{'' if count == 1 else 's'}")
     keys = Keys(kiqpy.default_config().namespace)
     client = redis.Redis.from_url(url)
     try:
@@ -187,9 +192,10 @@ def run_worker(redis_url: str) -> None:
     """Run a worker over the demo's queues until they are empty (30 s at most)."""
     env = {**os.environ, "REDIS_URL": redis_url}
     env.pop("KIQPY_REDIS_URL", None)
-    # The CLI of DESIGN.md §1, as a user would start it from this directory.
+    # The CLI of DESIGN.md §1, as a user would start it from this directory, on the demo's
+    # namespace only.
     command = [sys.executable, "-c", "from kiqpy.cli import main; main()",
-               "-r", "demo_jobs", "-q", ",".join(QUEUES), "-c", "5"]
+               "-r", "demo_jobs", "-q", ",".join(QUEUES), "--namespace", NAMESPACE, "-c", "5"]
     worker = subprocess.Popen(command, cwd=HERE, env=env)
     deadline = time.monotonic() + 30
     try:
@@ -212,7 +218,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     url, release = ensure_redis()
     try:
-        kiqpy.configure(redis_url=url)
+        kiqpy.configure(redis_url=url, namespace=NAMESPACE)
+        print(f"Namespace: {NAMESPACE} (every key the demo writes or reads starts with "
+              f"'{NAMESPACE}:')")
         print("Enqueued:")
         for call, where, jid in enqueue_examples():
             print(f"  {call:<58} -> {where:<8} jid {jid}")

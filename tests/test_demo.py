@@ -14,6 +14,7 @@ import pytest
 
 from kiqpy.payload import decode
 
+NS = "kiqpy-demo"  # the demo's namespace: every key it writes or reads
 DEMO = Path(__file__).resolve().parent.parent / "examples" / "demo.py"
 
 
@@ -35,19 +36,20 @@ def test_demo_enqueues_the_examples_into_the_given_redis(r, redis_url, tmp_path)
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert f"Redis: {redis_url} (from $REDIS_URL)" in out
-    assert re.search(r"queue:default\s+2 jobs", out)
-    assert re.search(r"queue:mail\s+5 jobs", out)
-    assert re.search(r"schedule\s+1 job\b", out)
+    assert re.search(rf"{NS}:queue:default\s+2 jobs", out)
+    assert re.search(rf"{NS}:queue:mail\s+5 jobs", out)
+    assert re.search(rf"{NS}:schedule\s+1 job\b", out)
     assert '"class": "demo_jobs.Sleeper"' in out
     assert "private redis-server" not in out
 
     # And Redis holds exactly those jobs, with the jids the demo printed
     printed = set(re.findall(r"jid ([0-9a-f]{24})", out))
     assert len(printed) == 8
-    assert r.smembers("queues") == {b"default", b"mail"}
-    default = [decode(raw) for raw in r.lrange("queue:default", 0, -1)]
-    mail = [decode(raw) for raw in r.lrange("queue:mail", 0, -1)]
-    scheduled = r.zrange("schedule", 0, -1, withscores=True)
+    assert r.smembers(f"{NS}:queues") == {b"default", b"mail"}
+    assert not [k for k in r.scan_iter() if not k.startswith(f"{NS}:".encode())]
+    default = [decode(raw) for raw in r.lrange(f"{NS}:queue:default", 0, -1)]
+    mail = [decode(raw) for raw in r.lrange(f"{NS}:queue:mail", 0, -1)]
+    scheduled = r.zrange(f"{NS}:schedule", 0, -1, withscores=True)
     assert sorted(job["class"] for job in default) == ["demo_jobs.Sleeper", "demo_jobs.WordCount"]
     greeters, counters = ["demo_jobs.Greeter"] * 4, ["demo_jobs.WordCount"]
     assert sorted(job["class"] for job in mail) == greeters + counters
@@ -70,7 +72,7 @@ def test_demo_starts_and_stops_a_private_redis(redis_server, tmp_path):
                         r"pid (\d+), dir (\S+),", done.stdout)
     assert started, done.stdout
     port, pid, workdir = int(started[1]), int(started[2]), started[3]
-    assert re.search(r"queue:mail\s+5 jobs", done.stdout)
+    assert re.search(rf"{NS}:queue:mail\s+5 jobs", done.stdout)
     assert f"Stopped the private redis-server (pid {pid})" in done.stdout
 
     # And that server is gone, port, process and directory
@@ -83,6 +85,13 @@ def test_demo_starts_and_stops_a_private_redis(redis_server, tmp_path):
 
 @pytest.mark.slow
 def test_demo_runs_every_job_with_a_worker(r, redis_url, tmp_path):
+    # Given a developer's own jobs on their default and mail queues (no namespace)
+    import kiqpy
+
+    own = kiqpy.Client(kiqpy.Config(redis_url=redis_url))
+    for queue in ("default", "mail"):
+        own.push({"class": "MyApp::Job", "args": [queue], "queue": queue})
+
     # When the whole demo runs, worker included (the scheduled job is due after 5 s)
     done = run_demo(tmp_path, REDIS_URL=redis_url)
 
@@ -93,4 +102,8 @@ def test_demo_runs_every_job_with_a_worker(r, redis_url, tmp_path):
         assert f"Hello, {name}!" in out
     assert "WordCount: 9 words" in out and "WordCount: 2 words" in out
     assert "Worker exited with code 0" in out
-    assert r.llen("queue:default") == r.llen("queue:mail") == r.zcard("schedule") == 0
+    assert (r.llen(f"{NS}:queue:default") == r.llen(f"{NS}:queue:mail")
+            == r.zcard(f"{NS}:schedule") == 0)
+    # And the developer's own jobs were not touched: the demo's worker reads its namespace only
+    assert [decode(raw)["args"] for raw in r.lrange("queue:default", 0, -1)] == [["default"]]
+    assert [decode(raw)["args"] for raw in r.lrange("queue:mail", 0, -1)] == [["mail"]]

@@ -90,7 +90,7 @@ COVERED_ELSEWHERE = {
     # make demo = install + `python examples/demo.py`; the install is what .ci/run's make test does.
     "make demo": "tests/test_demo.py::test_demo_runs_every_job_with_a_worker "
                  "(runs examples/demo.py, the target's recipe, worker included)",
-    "kiqpy -r demo_jobs -q default,mail":
+    "kiqpy -r demo_jobs -q default,mail --namespace kiqpy-demo":
         "tests/test_demo.py::test_demo_runs_every_job_with_a_worker "
         "(the demo starts this worker and checks it exits 0)",
     # The suite cannot run the command that runs the suite; CI runs it (and make lint).
