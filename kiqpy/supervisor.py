@@ -123,7 +123,7 @@ class Supervisor:
             # Died without leaving the registry: let its jobs be recovered now, not at expiry.
             self.on_child_died(child.pid)
         if self.stopping_since is not None:
-            if code != 0:
+            if code not in (0, EXIT_RECYCLE, EXIT_STOPPED):  # those shut down cleanly
                 self.exit_code = 1
             self.log.info("worker process exited", pid=child.pid, exit_code=code)
             return
@@ -178,7 +178,9 @@ class Supervisor:
                 self.stopping_since = time.monotonic()
                 self.restart_at.clear()
                 self.log.info("supervisor stopping", children=len(self.children))
-                self._forward(signal.SIGTERM)
+                # A child being recycled already has its TERM; a second would make it exit
+                # at once, its running jobs unfinished.
+                self._forward(signal.SIGTERM, skip_recycling=True)
             elif signum == signal.SIGTSTP:
                 if not self.quiet:
                     self.log.info("supervisor quiet: children stop fetching, and any "
@@ -191,8 +193,10 @@ class Supervisor:
             else:
                 self._forward(signum)
 
-    def _forward(self, signum: int) -> None:
-        for pid in list(self.children):
+    def _forward(self, signum: int, skip_recycling: bool = False) -> None:
+        for pid, child in list(self.children.items()):
+            if skip_recycling and child.recycling:
+                continue
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signum)
 

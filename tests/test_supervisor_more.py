@@ -62,10 +62,9 @@ def test_recycling_runs_every_job_exactly_once(config, r, redis_url, limit):
         wait_for(lambda: set(runs(r, "test:done")) == set(range(total)), timeout=90,
                  message=f"all {total} jobs")
         replaced = len(events(sup, "replacing worker process"))
-        # (The exit status is not checked here: a TERM that lands while a child is being
-        # recycled makes the supervisor exit 1; see the xfail tests at the end of this file.)
+        # And a TERM, even one that lands while a child is being recycled, drains cleanly
         sup.terminate()
-        exit_within(sup, 30)
+        assert exit_within(sup, 30)[0] == 0, sup.log()[-3000:]
 
     # Then children were recycled while the jobs ran, and a graceful recycle lets each child
     # finish the jobs it took and hand back those it had not started: no job ran twice. (The
@@ -231,11 +230,6 @@ def test_a_job_with_a_10_mb_argument_runs_once_and_the_dashboard_still_renders(c
 
 
 # -- known bugs (kiqpy/supervisor.py; reported, not fixed here) ---------------------------------
-@pytest.mark.xfail(strict=True, reason=(
-    "Supervisor._handle_signals forwards the stop TERM to every child, including one that "
-    "_check_memory has already TERMed for recycling: run_worker's handler takes it as a second "
-    "stop signal and calls os._exit(1), abandoning the jobs it was finishing (they run again "
-    "after orphan recovery), and _child_exited then sets the supervisor's exit code to 1"))
 def test_term_while_a_child_is_memory_recycled_lets_it_finish_its_job(config, r, redis_url):
     # Given two children (one thread each) busy with 6 s jobs, and every process over 1 MB
     kiqpy.Client(config).push_bulk({"class": "Sleepy",
@@ -263,10 +257,6 @@ def test_term_while_a_child_is_memory_recycled_lets_it_finish_its_job(config, r,
     assert code == 0, sup.log()[-3000:]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Supervisor._child_exited, once stopping, counts any exit code but 0 as a failure: a "
-    "child that reached --max-jobs exits EXIT_RECYCLE (75) after a clean shutdown, so a TERM "
-    "during that shutdown makes the supervisor exit 1 although nothing went wrong"))
 def test_term_while_a_child_stops_at_max_jobs_still_exits_0(config, r, redis_url):
     # Given a child that stops itself after one job (its clean shutdown takes about a second)
     kiqpy.enqueue("Sleepy", "j", 0.2)
