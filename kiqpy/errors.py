@@ -9,6 +9,8 @@
      ├── RedisUnavailableError (ConnectionError)  Redis unreachable (redis-py error chained)
      ├── RedisRefusedError (redis.exceptions.ResponseError)  Redis answered "no" to a push:
      │                                     out of memory, READONLY replica, WRONGTYPE key
+     ├── PoisonPill                        what death handlers get for a job whose workers
+     │                                     died under it again and again (kiqpy.recovery)
      └── NoJobsError (LookupError)         testing: perform_one() on an empty fake queue
 
 Vendor errors (redis-py) are translated at the boundary with ``raise ... from exc``.
@@ -58,6 +60,11 @@ class RedisRefusedError(KiqpyError, redis.exceptions.ResponseError):
         except kiqpy.RedisRefusedError as exc:
             log.warning("job not enqueued", reason=str(exc))
     """
+
+
+class PoisonPill(KiqpyError):
+    """What death handlers get as ``exc`` for a poison pill: no exception was raised (its
+    workers died), so this one carries the job's ``error_message``."""
 
 
 class NoJobsError(KiqpyError, LookupError):

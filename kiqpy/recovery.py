@@ -20,7 +20,7 @@ from typing import Any
 import redis
 
 from kiqpy.config import Config
-from kiqpy.errors import KiqpyError, PayloadError
+from kiqpy.errors import PayloadError, PoisonPill
 from kiqpy.keys import Keys
 from kiqpy.outage import Outage
 from kiqpy.payload import Job, decode, encode, now_ms
@@ -28,11 +28,6 @@ from kiqpy.retry import add_dead, malformed_job, run_death_handlers, serializer_
 from kiqpy.scripts import Scripts
 
 LOCK_MS = 30_000
-
-
-class PoisonPill(KiqpyError):
-    """What death handlers get as ``exc`` for a poison pill: no exception was raised (its
-    workers died), so this one carries the job's ``error_message``."""
 
 
 class Recovery:
