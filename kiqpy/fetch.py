@@ -290,7 +290,7 @@ class Fetcher:
         source, inflight = self._keys_for(name)
         attempt, refused = 0, False
         while not self._quiet.is_set():
-            if not self._idle.wait(1.0) or name not in self.order.names:
+            if not self._idle.wait(1.0) or name not in self.order.names or not self._room_left():
                 continue
             try:
                 payload = self.redis.blmove(source, inflight, BLOCK_SECONDS,  # type: ignore[arg-type]
@@ -313,6 +313,10 @@ class Fetcher:
             attempt, refused = 0, False
             if payload is None:
                 continue
+            # Not idle any more: no waiter blocks again until the fetch loop, having looked at
+            # how much room is left, rests again. Without this a waiter would go on taking
+            # jobs while the processors are busy, keeping them from idle processes.
+            self._idle.clear()
             if self._quiet.is_set():
                 # Taken while the process went quiet: give it straight back, to the front.
                 self.outage.retry(functools.partial(self._give_back, source, inflight, payload),
@@ -320,6 +324,14 @@ class Fetcher:
                 continue
             self._dispatch([(name, bytes(payload))])  # type: ignore[arg-type]
             self._wake.set()
+
+    def _room_left(self) -> bool:
+        """Whether this process may take another job now (held below the limit, and the
+        --max-jobs budget not spent)."""
+        with self._room:
+            limit, _ = self._limits()
+            budget_left = self.budget is None or self._taken < self.budget
+            return self._held < limit and budget_left
 
     def _give_back(self, source: str, inflight: str, payload: Any) -> None:
         pipe = self.redis.pipeline(transaction=True)
