@@ -45,6 +45,7 @@ counters) must be safe to use from several threads at once::
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -79,6 +80,7 @@ class Chain:
     def __init__(self) -> None:
         self._entries: list[_Entry] = []
         self._built: list[Callable[..., Any]] | None = None
+        self._building = threading.Lock()  # so each class is instantiated once
 
     # -- editing -----------------------------------------------------------------------------
     def add(self, middleware: Middleware, *args: Any, **kwargs: Any) -> None:
@@ -155,7 +157,10 @@ class Chain:
         that runs this chain (see the module docstring: no per-job state on ``self``)."""
         built = self._built
         if built is None:
-            built = self._built = [entry.build() for entry in self._entries]
+            with self._building:  # threads running the chain for the first time at once
+                built = self._built
+                if built is None:
+                    built = self._built = [entry.build() for entry in self._entries]
         return built
 
     def invoke(self, step: Callable[[], Any], *args: Any) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 import pytest
 
@@ -342,3 +343,32 @@ def test_client_middleware_runs_in_fake_mode_too(config):
     with testing.fake():
         Job.perform_async("a")
         assert Job.jobs[0]["tenant"] == "acme"
+
+
+def test_threads_running_a_chain_for_the_first_time_build_each_class_once():
+    import threading
+
+    built = []
+    gate = threading.Barrier(8)
+
+    class Slow:
+        def __init__(self):
+            built.append(self)
+            time.sleep(0.05)  # a slow constructor widens the window the lock must close
+
+        def __call__(self, job, next):
+            return next()
+
+    chain = Chain()
+    chain.add(Slow)
+
+    def run():
+        gate.wait()
+        chain.invoke(lambda: None, {})
+
+    threads = [threading.Thread(target=run) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert len(built) == 1
