@@ -129,20 +129,29 @@ class ProcessSet(ApiObject):
     """
 
     def __init__(self, config: Config | None = None, redis_client: redis.Redis | None = None,
-                 prune: bool = True) -> None:
+                 prune: bool = True, with_work: bool = False) -> None:
         super().__init__(config, redis_client)
-        self.prune = prune
+        self.prune, self.with_work = prune, with_work
         self.processes: list[Process] = []
+        self.work: dict[str, dict[Any, Any]] = {}
         self.refresh()
 
     def refresh(self) -> None:
-        """Read the processes again."""
+        """Read the processes again (and, ``with_work``, their running jobs in the same
+        transaction: a heartbeat writes both at once, so :meth:`WorkSet.of` then agrees with
+        each process's ``busy``)."""
         with self.io():
             identities = sorted(text(m) for m in self.redis.smembers(self.keys.processes))
-            pipe = self.redis.pipeline(transaction=False)
+            pipe = self.redis.pipeline(transaction=self.with_work)
             for identity in identities:
                 pipe.hmget(self.keys.process(identity), list(_FIELDS))
-            rows = dict(zip(identities, pipe.execute(), strict=True))
+                if self.with_work:
+                    pipe.hgetall(self.keys.work(identity))
+            results = pipe.execute()
+            step = 2 if self.with_work else 1
+            rows = dict(zip(identities, results[::step], strict=True))
+            if self.with_work:
+                self.work = dict(zip(identities, results[1::2], strict=True))
             dead = [identity for identity, values in rows.items() if values[0] is None]
             if dead and self.prune:
                 self.redis.srem(self.keys.processes, *dead)
@@ -212,10 +221,23 @@ class WorkSet(ApiObject):
     built (``refresh()`` reads again). Only live processes count."""
 
     def __init__(self, config: Config | None = None,
-                 redis_client: redis.Redis | None = None) -> None:
+                 redis_client: redis.Redis | None = None, read: bool = True) -> None:
         super().__init__(config, redis_client)
         self.entries: list[tuple[str, str, Work]] = []
-        self.refresh()
+        if read:
+            self.refresh()
+
+    @classmethod
+    def of(cls, processes: ProcessSet) -> WorkSet:
+        """The running jobs read with ``processes`` (built with ``with_work=True``), in the
+        same transaction, so they agree with each process's ``busy`` count. No I/O."""
+        if not processes.with_work:
+            raise ValueError("WorkSet.of needs a ProcessSet(with_work=True)")
+        work = cls(processes.config, processes.redis, read=False)
+        work.entries = [(p.identity, text(t), Work(p.identity, text(t), raw))
+                        for p in processes
+                        for t, raw in sorted(processes.work.get(p.identity, {}).items())]
+        return work
 
     def refresh(self) -> None:
         """Read the running jobs again."""

@@ -13,6 +13,7 @@ import kiqpy
 from kiqpy.api import ProcessSet, Stats, WorkSet
 from kiqpy.api_processes import SIGNAL_TTL
 from kiqpy.config import Config
+from tests import app_jobs
 from tests.conftest import wait_for
 from tests.workers import WorkerProcess
 
@@ -212,3 +213,23 @@ def test_a_killed_worker_is_pruned_after_its_ttl_and_its_jobs_are_still_recovere
     with WorkerProcess(redis_url):
         wait_for(lambda: r.exists("test:finished:k"), timeout=30,
                  message="the recovered job to run")
+
+
+def test_processes_with_work_agree_with_their_running_jobs_in_every_read(config, r,
+                                                                          redis_url):
+    with pytest.raises(ValueError, match="with_work=True"):
+        WorkSet.of(ProcessSet(config))
+    app_jobs.Tracked.perform_bulk([[n, 0.03] for n in range(150)])
+    with WorkerProcess(redis_url, "-c", "3"):
+        wait_for(lambda: r.scard("test:began") >= 3, message="jobs under way")
+        # Read while heartbeats (every 0.5 s) rewrite both hashes: one transaction per read,
+        # so the busy counts and the running jobs always come from the same beat
+        seen_busy = False
+        deadline = time.monotonic() + 60
+        while r.scard("test:seen") < 150:
+            assert time.monotonic() < deadline, "the 150 jobs did not finish"
+            processes = ProcessSet(config, with_work=True)
+            work = WorkSet.of(processes)
+            assert processes.total_busy == len(work), (processes.total_busy, list(work))
+            seen_busy = seen_busy or len(work) > 0
+        assert seen_busy

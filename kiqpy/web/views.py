@@ -132,8 +132,10 @@ def health(ctx: Context) -> Response:
 
 # -- busy ----------------------------------------------------------------------------------------
 def busy(ctx: Context) -> Response:
-    processes = ProcessSet(ctx.config, ctx.redis)
-    work = WorkSet(ctx.config, ctx.redis)
+    # One transaction for both, as the heartbeat writes them: the busy counts and the list of
+    # running jobs on the page always come from the same beat.
+    processes = ProcessSet(ctx.config, ctx.redis, with_work=True)
+    work = WorkSet.of(processes)
     now = time.time()
     running = [(identity, thread, w,
                 max(0.0, now - w.run_at.timestamp()) if w.run_at else None)
