@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
-
 import kiqpy
 from kiqpy.health import check_cluster, serve_in_thread
 from kiqpy.keys import Keys
 from tests import app_jobs
 from tests.conftest import wait_for
 from tests.redis_server import free_port
-
-
-def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
+from tests.workers import http_get
 
 
 def test_embedded_worker_runs_jobs_and_stops_without_signals(config, r, redis_url,
@@ -57,12 +47,12 @@ def test_health_endpoint_is_200_while_fresh_and_503_once_stopped(config, r, redi
     port = free_port()
     server = serve_in_thread("127.0.0.1", port, worker.launcher.healthy)
     try:
-        status, body = get(f"http://127.0.0.1:{port}/health")
+        status, body = http_get(f"http://127.0.0.1:{port}/health")
         assert status == 200, body
         assert worker.identity in body
-        assert get(f"http://127.0.0.1:{port}/nope")[0] == 404
+        assert http_get(f"http://127.0.0.1:{port}/nope")[0] == 404
         worker.stop()
-        status, body = get(f"http://127.0.0.1:{port}/health")
+        status, body = http_get(f"http://127.0.0.1:{port}/health")
         assert status == 503
     finally:
         server.shutdown()

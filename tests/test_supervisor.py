@@ -8,8 +8,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -17,7 +15,7 @@ import pytest
 from tests import app_jobs
 from tests.conftest import wait_for
 from tests.redis_server import free_port
-from tests.workers import ROOT, WorkerProcess, exit_within, log_events
+from tests.workers import ROOT, WorkerProcess, exit_within, http_get, log_events
 
 pytestmark = pytest.mark.slow
 
@@ -141,21 +139,11 @@ def test_bad_queue_patterns_are_usage_errors(redis_url, queue, message):
     assert message in done.stderr
 
 
-def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-    except OSError as exc:
-        return 0, str(exc)
-
-
 @pytest.mark.parametrize("processes", ["1", "2"])
 def test_health_port_answers_200_while_workers_beat(config, r, redis_url, processes):
     port = free_port()
     with WorkerProcess(redis_url, "-p", processes, "--health-port", str(port)) as worker:
-        wait_for(lambda: get(f"http://127.0.0.1:{port}/health")[0] == 200, timeout=20,
+        wait_for(lambda: http_get(f"http://127.0.0.1:{port}/health")[0] == 200, timeout=20,
                  message="health 200")
         worker.terminate()
         assert exit_within(worker, 20)[0] == 0
@@ -293,7 +281,7 @@ def test_a_silent_health_client_does_not_stall_the_supervisor(config, r, redis_u
             wait_for(lambda: sum(e.get("event") == "worker process started"
                                  for e in log_events(sup)) == 3,
                      timeout=15, message="a replacement while a health client is silent")
-            assert get(f"http://127.0.0.1:{port}/health")[0] in (200, 503)
+            assert http_get(f"http://127.0.0.1:{port}/health")[0] in (200, 503)
             sup.terminate()
             assert exit_within(sup, 30)[0] == 0
         finally:

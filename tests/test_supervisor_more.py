@@ -8,8 +8,6 @@ import collections
 import datetime as dt
 import os
 import signal
-import urllib.error
-import urllib.request
 
 import pytest
 import redis
@@ -18,7 +16,7 @@ import kiqpy
 from kiqpy.config import Config
 from tests.conftest import wait_for
 from tests.redis_server import RedisServer, free_port
-from tests.workers import WorkerProcess, exit_within, identity_of, log_events
+from tests.workers import WorkerProcess, exit_within, http_get, identity_of, log_events
 
 pytestmark = pytest.mark.slow
 
@@ -38,13 +36,7 @@ def runs(r: redis.Redis, key: str = "test:runs") -> collections.Counter[int]:
 
 
 def get(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return int(exc.code)
-    except OSError:
-        return 0
+    return http_get(url)[0]
 
 
 # -- recycling: every job runs, and exactly once -----------------------------------------------

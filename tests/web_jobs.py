@@ -3,21 +3,10 @@
 
 from __future__ import annotations
 
-import os
 import time
 
-import redis
-
 import kiqpy
-
-_client: redis.Redis | None = None
-
-
-def r() -> redis.Redis:
-    global _client
-    if _client is None:
-        _client = redis.Redis.from_url(os.environ["REDIS_URL"])
-    return _client
+from tests.app_jobs import r  # the same REDIS_URL client
 
 
 class FailsUntilFixed(kiqpy.Worker, name="FailsUntilFixed", retry=5):

@@ -130,3 +130,17 @@ def exit_within(worker: WorkerProcess, seconds: float) -> tuple[int, float]:
         raise AssertionError(f"worker still running after {seconds}s:\n"
                              f"{worker.log()[-3000:]}") from None
     return code, time.monotonic() - started
+
+
+def http_get(url: str) -> tuple[int, str]:
+    """(status, body) of a GET; (0, the error) when nothing answers."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return int(response.status), response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), exc.read().decode()
+    except OSError as exc:
+        return 0, str(exc)
