@@ -40,7 +40,7 @@ import kiqpy
 from tests.conftest import wait_for
 from tests.redis_server import free_port
 from tests.test_docs import README, ROOT, _clean_env, block, write_files
-from tests.workers import WorkerProcess, identity_of
+from tests.workers import LoggedProcess, WorkerProcess, identity_of
 
 FENCE = re.compile(r"^[ \t]*```(\w*)\n(.*?)^[ \t]*```", re.M | re.DOTALL)
 SHELL_LANGS = {"sh", "bash", "shell", "console"}
@@ -249,18 +249,12 @@ def _argv_env(command: str, redis_url: str, app_dir: Path) -> tuple[list[str], d
     return words, env
 
 
-class Started:
+class Started(LoggedProcess):
     """A README command running in the background, output to a file."""
 
     def __init__(self, command: str, redis_url: str, app_dir: Path) -> None:
         argv, env = _argv_env(command, redis_url, app_dir)
-        self.log_path = app_dir / f"out-{time.monotonic_ns()}.log"
-        self.log_file = open(self.log_path, "wb")  # noqa: SIM115
-        self.process = subprocess.Popen(argv, cwd=app_dir, env=env, stdout=self.log_file,
-                                        stderr=subprocess.STDOUT)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        super().__init__(argv, app_dir, env, app_dir / f"out-{time.monotonic_ns()}.log")
 
     def stop(self) -> int:
         self.process.send_signal(signal.SIGTERM)
@@ -268,15 +262,6 @@ class Started:
             return self.process.wait(30)
         except subprocess.TimeoutExpired:
             raise AssertionError(f"still running 30 s after TERM:\n{self.log()[-3000:]}") from None
-
-    def __enter__(self) -> Started:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
-        self.log_file.close()
 
 
 def _run_a_job_then_stop(worker: Started, r: redis.Redis, queue: str, processes: int,

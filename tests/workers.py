@@ -9,19 +9,47 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = ["--heartbeat-interval", "0.5", "--process-ttl", "2", "--poll-interval", "0.2"]
 
 
-class WorkerProcess:
+_P = TypeVar("_P", bound="LoggedProcess")
+
+
+class LoggedProcess:
+    """A subprocess whose output (stdout and stderr) goes to ``log_path``. Use as a context
+    manager; it is killed on exit if still running."""
+
+    def __init__(self, argv: list[str], cwd: Path, env: dict[str, str], log_path: Path,
+                 new_session: bool = False) -> None:
+        self.log_path = log_path
+        self.log_file = open(self.log_path, "wb")  # noqa: SIM115
+        # new_session: its own process group, for signalling the group as a terminal does.
+        self.process = subprocess.Popen(argv, cwd=cwd, env=env, stdout=self.log_file,
+                                        stderr=subprocess.STDOUT, start_new_session=new_session)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def __enter__(self: _P) -> _P:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        self.log_file.close()
+
+
+class WorkerProcess(LoggedProcess):
     """``kiqpy`` (the CLI) in a subprocess, with ``tests/app_jobs.py`` loaded, JSON logs in a
     file. Use as a context manager; it is killed on exit if still running."""
 
     def __init__(self, redis_url: str, *args: str, fast: bool = True,
                  env: dict[str, str] | None = None, require: str | None = "tests.app_jobs",
                  new_session: bool = False) -> None:
-        self.log_path = Path(tempfile.mkstemp(prefix="kiqpy-worker-", suffix=".log")[1])
         argv = [sys.executable, "-m", "kiqpy.cli"]
         if require:
             argv += ["-r", require]
@@ -29,17 +57,12 @@ class WorkerProcess:
         full_env = {**os.environ, "REDIS_URL": redis_url, "PYTHONUNBUFFERED": "1",
                     **(env or {})}
         full_env.pop("KIQPY_REDIS_URL", None)
-        self.log_file = open(self.log_path, "wb")  # noqa: SIM115
-        # new_session: its own process group, for signalling the group as a terminal does.
-        self.process = subprocess.Popen(argv, cwd=ROOT, env=full_env, stdout=self.log_file,
-                                        stderr=subprocess.STDOUT, start_new_session=new_session)
+        log_path = Path(tempfile.mkstemp(prefix="kiqpy-worker-", suffix=".log")[1])
+        super().__init__(argv, ROOT, full_env, log_path, new_session)
 
     @property
     def pid(self) -> int:
         return self.process.pid
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
 
     def signal(self, signum: int) -> None:
         self.process.send_signal(signum)
@@ -67,15 +90,6 @@ class WorkerProcess:
             if time.monotonic() > deadline:
                 raise AssertionError(f"worker did not log {text!r}:\n{self.log()[-3000:]}")
             time.sleep(0.02)
-
-    def __enter__(self) -> WorkerProcess:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
-        self.log_file.close()
 
 
 # -- helpers for test_cli / test_processing / test_shutdown / test_redis_outage ----------------
