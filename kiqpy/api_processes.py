@@ -240,21 +240,9 @@ class WorkSet(ApiObject):
         return work
 
     def refresh(self) -> None:
-        """Read the running jobs again."""
-        with self.io():
-            identities = sorted(text(m) for m in self.redis.smembers(self.keys.processes))
-            pipe = self.redis.pipeline(transaction=False)
-            for identity in identities:
-                pipe.exists(self.keys.process(identity))
-                pipe.hgetall(self.keys.work(identity))
-            results = pipe.execute()
-        entries = []
-        for index, identity in enumerate(identities):
-            alive, work = results[2 * index], results[2 * index + 1]
-            if alive:
-                entries += [(identity, text(t), Work(identity, text(t), raw))
-                            for t, raw in sorted(work.items())]
-        self.entries = entries
+        """Read the running jobs again (with the live processes, in one transaction)."""
+        processes = ProcessSet(self.config, self.redis, prune=False, with_work=True)
+        self.entries = WorkSet.of(processes).entries
 
     def __iter__(self) -> Iterator[tuple[str, str, Work]]:
         return iter(self.entries)
