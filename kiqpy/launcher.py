@@ -124,7 +124,10 @@ class Launcher:
             return self.exit_code
         while True:
             try:
-                name = self._commands.get(timeout=0.5 if self.max_jobs else None)
+                # Never block without a timeout: a signal (TERM) that the kernel delivers to
+                # another thread only trips a flag, and its Python handler runs once this main
+                # thread executes bytecode again; an endless wait would never get there.
+                name = self._commands.get(timeout=0.5)
             except _queue.Empty:
                 name = self._check_max_jobs()
             if name == "quiet":
