@@ -7,9 +7,11 @@ runs the same way everywhere. Does no Redis I/O.
 from __future__ import annotations
 
 import contextvars
+import inspect
 from typing import Any
 
 from kiqpy.chain import Chain
+from kiqpy.errors import KiqpyError
 from kiqpy.payload import Job
 from kiqpy.worker import Worker
 
@@ -33,7 +35,22 @@ def execute(cls: type[Worker], job: Job, chain: Chain) -> Any:
     token = _current_job.set(job)
     try:
         if not chain:
-            return instance.perform(*job["args"])
-        return chain.invoke(lambda: instance.perform(*job["args"]), instance, job, job["queue"])
+            return _ran(instance.perform(*job["args"]), cls)
+        return chain.invoke(lambda: _ran(instance.perform(*job["args"]), cls), instance, job,
+                            job["queue"])
     finally:
         _current_job.reset(token)
+
+
+def _ran(result: Any, cls: type[Worker]) -> Any:
+    """``perform``'s result, unless it is an awaitable: then nothing of the job has run (a
+    ``perform`` wrapped or assigned after the class was defined, so the class check missed
+    it), and counting it as done would lose the job. It fails instead, and is retried."""
+    if result is not None and inspect.isawaitable(result):
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()  # no "coroutine was never awaited" warning on top of the error
+        raise KiqpyError(f"{cls.__qualname__}.perform returned {type(result).__name__}, an "
+                         f"awaitable nobody awaits: the job did not run (kiqpy runs only plain "
+                         f"'def perform' methods so far)")
+    return result

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
+import inspect
 import math
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from kiqpy.errors import ArgumentError, OptionsError, UnknownJobError
+from kiqpy.errors import ArgumentError, ConfigurationError, OptionsError, UnknownJobError
 from kiqpy.options import PUSH_ONLY, validate_options
 
 if TYPE_CHECKING:
@@ -273,6 +274,7 @@ class Worker:
         if not isinstance(declared, Mapping):
             raise OptionsError(f"{cls.__qualname__}: kiqpy_options must be a dict, got "
                                f"{type(declared).__name__}")
+        _refuse_async_perform(cls)
         own = {**declared, **options}
         checked = validate_options(own, cls.__qualname__)
         inherited = dict(cls.kiqpy_options_resolved)
@@ -283,6 +285,18 @@ class Worker:
 
     def perform(self, *args: Any) -> Any:
         raise NotImplementedError(f"{type(self).__qualname__} must define perform()")
+
+
+def _refuse_async_perform(cls: type[Worker]) -> None:
+    """An ``async def perform`` would return a coroutine that nobody awaits: the job would
+    count as a success without running. Until the worker runs async jobs, refuse such a class
+    where it is defined."""
+    perform = cls.__dict__.get("perform")
+    if inspect.iscoroutinefunction(perform) or inspect.isasyncgenfunction(perform):
+        raise ConfigurationError(
+            f"{cls.__qualname__}.perform is 'async def', and kiqpy runs only plain 'def "
+            f"perform' methods so far: the job would never run. Define 'def perform' (it may "
+            f"call asyncio.run(...) for async code)")
 
 
 def payload_options(options: dict[str, Any]) -> dict[str, Any]:

@@ -129,3 +129,15 @@ class Resilient(kiqpy.Worker, name="Resilient"):
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
+
+
+class AsyncAfterTheFact(kiqpy.Worker, name="AsyncAfterTheFact", retry=1):
+    """A plain class whose perform is swapped for an ``async def`` after definition, so the
+    class check cannot see it: the worker must fail the job, never count it as done."""
+
+
+async def _async_perform(self, tag):
+    r().rpush("test:ran", tag)  # never reached: the coroutine is not awaited
+
+
+AsyncAfterTheFact.perform = _async_perform  # type: ignore[method-assign]

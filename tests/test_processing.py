@@ -221,3 +221,19 @@ def test_a_namespaced_worker_runs_only_its_namespaces_jobs(config, r, redis_url)
     assert ran(r) == [repr(("app1",))]
     assert r.llen("queue:default") == 1  # the other namespace's job is untouched
     assert r.llen("app1:queue:default") == 0 and r.keys("*inflight*") == []
+
+
+def test_a_perform_that_returns_a_coroutine_fails_loudly_and_is_retried(config, r, redis_url):
+    # Given a job whose perform became `async def` after its class was defined
+    jid = app_jobs.AsyncAfterTheFact.perform_async("x")
+    # When a worker runs it
+    with WorkerProcess(redis_url):
+        wait_for(lambda: r.zcard("retry") == 1, message="the job to fail into the retry set")
+        wait_for(lambda: not inflight(r), message="the ack")
+    # Then it did not count as done: it failed with a message that says why, and will retry
+    (member,) = r.zrange("retry", 0, -1)
+    job = decode(member)
+    assert job["jid"] == jid and job["error_class"] == "kiqpy.errors.KiqpyError"
+    assert "returned coroutine, an awaitable nobody awaits: the job did not run" in (
+        job["error_message"])
+    assert r.llen("test:ran") == 0

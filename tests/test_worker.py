@@ -164,6 +164,18 @@ def test_kiqpy_options_must_be_a_dict():
             kiqpy_options = ["queue", "mail"]  # type: ignore[assignment]
 
 
+def test_an_async_perform_is_refused_where_the_class_is_defined():
+    # An async perform would return a coroutine nobody awaits: the job would "succeed" unrun.
+    with pytest.raises(ConfigurationError, match=r"AsyncJob.perform is 'async def'.*never run"):
+        class AsyncJob(kiqpy.Worker):
+            async def perform(self):
+                pass
+    with pytest.raises(ConfigurationError, match=r"AsyncGen.perform is 'async def'"):
+        class AsyncGen(kiqpy.Worker):
+            async def perform(self):
+                yield 1
+
+
 # -- names and the registry ---------------------------------------------------------------------
 def test_default_name_is_module_and_qualname_and_is_registered():
     assert HardJob.kiqpy_job_name == "tests.test_worker.HardJob"
