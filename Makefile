@@ -68,24 +68,24 @@ test: install redis browser ## run the test suite (PYTEST_ARGS='-m "not slow"' s
 # `kiqpy_middleware`; a symlink on MYPYPATH gives it the same name ([tool.mypy] packages).
 # Its findings in middleware/ are therefore reported under .venv/mypy-path/kiqpy_middleware/.
 # Both linters always run, so one CI log shows every finding; either one failing fails lint.
-lint: install ## ruff over the code, tests and examples; mypy over kiqpy and kiqpy_middleware
+# lint-imports checks the layer contract in pyproject.toml ([tool.importlinter]): no import
+# cycles, and no module importing from a layer above its own (docs/architecture.md).
+lint: install ## ruff, mypy, and the import-layer contract (lint-imports)
 	@mkdir -p $(VENV)/mypy-path && ln -sfn ../../middleware $(VENV)/mypy-path/kiqpy_middleware
 	@status=0; \
-	echo "$(BIN)/ruff check kiqpy middleware tests examples"; \
-	$(BIN)/ruff check kiqpy middleware tests examples || status=1; \
+	echo "$(BIN)/ruff check kiqpy middleware tests examples bench"; \
+	$(BIN)/ruff check kiqpy middleware tests examples bench || status=1; \
 	echo "MYPYPATH=$(VENV)/mypy-path $(BIN)/mypy"; \
 	MYPYPATH=$(VENV)/mypy-path $(BIN)/mypy || status=1; \
+	echo "$(BIN)/lint-imports"; \
+	$(BIN)/lint-imports --no-cache || status=1; \
 	exit $$status
 
 demo: install redis ## enqueue the example jobs and show what lands in Redis
 	$(BIN)/python examples/demo.py
 
-bench: install redis ## run bench/bench.py (the DESIGN.md targets), when it exists
-	@if [ -f bench/bench.py ]; then \
-		$(BIN)/python bench/bench.py; \
-	else \
-		echo "bench/bench.py does not exist yet"; \
-	fi
+bench: install redis ## measure the performance targets of docs/architecture.md (bench/bench.py)
+	$(BIN)/python bench/bench.py
 
 soak: install redis ## DURATION s (300) of kill -9 and a Redis crash under load; 0 lost or it fails
 	$(BIN)/python bench/soak.py --duration $(DURATION)

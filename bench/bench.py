@@ -1,4 +1,5 @@
-"""`make bench`: kiqpy's speed and cost figures (DESIGN.md §6), on this machine.
+"""`make bench`: kiqpy's speed and cost figures (the targets in docs/architecture.md), on
+this machine.
 
 Starts its own redis-server and worker processes; prints one line per figure with its target.
 Figures vary from run to run; nothing here asserts them.
@@ -49,15 +50,15 @@ class Worker:
 
 
 def calibration(r: redis.Redis, n: int = 5000) -> None:
-    """Raw redis-py LPUSH round trips: how fast this machine is right now (DESIGN.md §6 saw
-    7.9k/s). Compare the other figures with it when runs differ."""
+    """Raw redis-py LPUSH round trips: how fast this machine is right now (the reference
+    2-vCPU box saw 7.9k/s). Compare the other figures with it when runs differ."""
     r.lpush("bench:raw", b"x")
     start = time.perf_counter()
     for _ in range(n):
         r.lpush("bench:raw", b"x")
     rate = n / (time.perf_counter() - start)
     line("calibration: raw redis-py LPUSH, unpipelined", f"{rate:,.0f}/s",
-         "(machine speed; 7.9k/s in DESIGN.md)")
+         "(machine speed; 7.9k/s on the reference box)")
     r.delete("bench:raw")
 
 

@@ -18,8 +18,8 @@ class Noop(kiqpy.Worker, name="bench.Noop"):
 
 
 class NoopIncr(kiqpy.Worker, name="bench.NoopIncr"):
-    """The job of DESIGN.md §6's anchors: a no-op that INCRs a counter, through
-    ``kiqpy.redis()`` as a Sidekiq job does through ``Sidekiq.redis``."""
+    """The job of the performance targets (docs/architecture.md): a no-op that INCRs a counter,
+    through ``kiqpy.redis()`` as a Sidekiq job does through ``Sidekiq.redis``."""
 
     def perform(self, n: int) -> None:
         with kiqpy.redis() as conn:

@@ -192,7 +192,7 @@ def run_worker(redis_url: str) -> None:
     """Run a worker over the demo's queues until they are empty (30 s at most)."""
     env = {**os.environ, "REDIS_URL": redis_url}
     env.pop("KIQPY_REDIS_URL", None)
-    # The CLI of DESIGN.md §1, as a user would start it from this directory, on the demo's
+    # The CLI of the README, as a user would start it from this directory, on the demo's
     # namespace only.
     command = [sys.executable, "-c", "from kiqpy.cli import main; main()",
                "-r", "demo_jobs", "-q", ",".join(QUEUES), "--namespace", NAMESPACE, "-c", "5"]

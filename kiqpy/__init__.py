@@ -19,8 +19,12 @@ from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any as _Any
 
 from kiqpy.chain import Chain
-from kiqpy.client import Client, enqueue
-from kiqpy.config import Config, configure, default_client, default_config
+from kiqpy.client.execution import current_job
+from kiqpy.client.options import declare_option
+from kiqpy.client.push import Client, default_client, enqueue
+from kiqpy.client.registry import registered
+from kiqpy.client.worker import Worker
+from kiqpy.config import Config, configure, default_config
 from kiqpy.errors import (
     ArgumentError,
     ConfigurationError,
@@ -33,16 +37,13 @@ from kiqpy.errors import (
     RedisUnavailableError,
     UnknownJobError,
 )
-from kiqpy.execution import current_job
-from kiqpy.options import declare_option
-from kiqpy.worker import Worker, registered
+from kiqpy.version import __version__
 
 if _TYPE_CHECKING:
     import redis as _redis
 
-    from kiqpy.launcher import Embedded as _Embedded
+    from kiqpy.server.launcher import Embedded as _Embedded
 
-__version__ = "0.1.0"
 
 
 def embed(config: Config | None = None, **changes: _Any) -> "_Embedded":
@@ -54,7 +55,7 @@ def embed(config: Config | None = None, **changes: _Any) -> "_Embedded":
 
     ``config`` defaults to the default configuration; keywords replace its fields. Imported
     lazily so that programs that only enqueue never load the worker."""
-    from kiqpy.launcher import embed as _embed
+    from kiqpy.server.launcher import embed as _embed
 
     return _embed(config, **changes)
 

@@ -23,16 +23,13 @@ import os
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 from kiqpy.chain import Chain
 from kiqpy.connection import safe_url
 from kiqpy.errors import ConfigurationError
 from kiqpy.payload import SERIALIZERS
-
-if TYPE_CHECKING:
-    from kiqpy.client import Client
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 ErrorHandler = Callable[[BaseException, dict[str, Any]], None]
@@ -139,12 +136,13 @@ _OPTIONAL = frozenset({"socket_timeout", "poll_interval_average", "prefetch"})
 
 
 class _Default:
-    """The one default configuration, and the client built from it on first use."""
+    """The one default configuration, and what to call when :func:`configure` replaces it (the
+    client side drops its default client then; see :func:`on_configure`)."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.config: Config | None = None
-        self.client: Client | None = None
+        self.hooks: list[Callable[[], None]] = []
 
 
 _default = _Default()
@@ -173,25 +171,13 @@ def configure(config: Config | None = None, **changes: Any) -> Config:
     with _default.lock:
         base = config if config is not None else (_default.config or Config.from_env())
         new = base.replace(**changes) if changes else base
-        old_client, _default.client = _default.client, None
         _default.config = new
-    if old_client is not None:
-        old_client.close()
+    for hook in list(_default.hooks):
+        hook()
     return new
 
 
-def default_client() -> Client:
-    """The client for the default configuration, built (and its pool opened) on first use."""
-    client = _default.client
-    if client is None:
-        from kiqpy.client import Client
-
-        with _default.lock:
-            # The configuration is read under the lock: read before it, a configure() running
-            # in between would leave the new default with a client for the old configuration.
-            if _default.client is None:
-                if _default.config is None:
-                    _default.config = Config.from_env()
-                _default.client = Client(_default.config)
-            client = _default.client
-    return client
+def on_configure(hook: Callable[[], None]) -> None:
+    """Call ``hook()`` after every :func:`configure`. The default client registers one, so
+    that this module, below the client side, never imports it."""
+    _default.hooks.append(hook)

@@ -57,7 +57,7 @@ def connect(url: str, pool_size: int = 10, socket_timeout: float | None = 5.0) -
             health_check_interval=30,
             # Resend only when the connection itself failed. A command that timed out may
             # still run once Redis answers; sending it again would run LPUSH, fetch.lua or
-            # INCRBY twice. Callers decide what a timeout means (see kiqpy.outage).
+            # INCRBY twice. Callers decide what a timeout means (see kiqpy.server.outage).
             retry=Retry(ExponentialBackoff(cap=0.5, base=0.01), 2,
                         supported_errors=(redis.exceptions.ConnectionError,)),
             retry_on_error=[redis.exceptions.ConnectionError],

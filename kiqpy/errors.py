@@ -10,7 +10,7 @@
      ├── RedisRefusedError (redis.exceptions.ResponseError)  Redis answered "no" to a push:
      │                                     out of memory, READONLY replica, WRONGTYPE key
      ├── PoisonPill                        what death handlers get for a job whose workers
-     │                                     died under it again and again (kiqpy.recovery)
+     │                                     died under it again and again (kiqpy.server.recovery)
      └── NoJobsError (LookupError)         testing: perform_one() on an empty fake queue
 
 Vendor errors (redis-py) are translated at the boundary with ``raise ... from exc``.

@@ -1,7 +1,8 @@
 """Every Redis key name kiqpy uses, in one place. No other module formats key strings.
 
-The layout follows Sidekiq's (see DESIGN.md §2) so dashboards and tools recognise it. An optional
-namespace prefixes every key as ``<namespace>:<key>``.
+The layout follows Sidekiq's, so dashboards and tools recognise it; docs/architecture.md lists
+every key with who writes and reads it. An optional namespace prefixes every key as
+``<namespace>:<key>``.
 """
 
 from __future__ import annotations

@@ -299,3 +299,8 @@ def epoch_seconds(value: Any) -> float | None:
     if type(value) is float:
         return value
     return None
+
+
+def round_trip(job: Job, serializer: str) -> Job:
+    """The job as a worker would read it back from Redis (the testing modes' check)."""
+    return decode(encode(job, serializer))

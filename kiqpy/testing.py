@@ -31,26 +31,27 @@ own configuration and client chain build the job.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, MutableSequence, Sequence
+from collections.abc import Iterator, MutableSequence
 from typing import Any, overload
 
 from kiqpy.chain import Chain
-from kiqpy.client import Client, JobBuilder, _override
+from kiqpy.client import mode
+from kiqpy.client.build import JobBuilder
+from kiqpy.client.execution import execute
+from kiqpy.client.push import Client
+from kiqpy.client.registry import lookup
+from kiqpy.client.worker import Worker
 from kiqpy.config import Config, default_config
-from kiqpy.errors import KiqpyError, NoJobsError
-from kiqpy.execution import execute
-from kiqpy.payload import Job, decode, encode, now_ms
-from kiqpy.worker import Worker, lookup
-
-
-def round_trip(job: Job, serializer: str) -> Job:
-    """The job as a worker would read it back from Redis."""
-    return decode(encode(job, serializer))
+from kiqpy.errors import NoJobsError
+from kiqpy.payload import Job, now_ms, round_trip
 
 
 class FakeClient(Client):
     """A client whose pushes land in an in-memory list (``.jobs``) instead of Redis. Jobs it
-    runs (``drain``, ``perform_one``, ``perform_inline``) go through ``server_middleware``."""
+    runs (``drain``, ``perform_one``, ``perform_inline``) go through ``server_middleware``.
+    Implements the client's testing seam (:class:`kiqpy.client.mode.Mode`)."""
+
+    keeps_jobs = True
 
     def __init__(self, config: Config | None = None, server_middleware: Chain | None = None
                  ) -> None:
@@ -69,10 +70,34 @@ class FakeClient(Client):
                 job["enqueued_at"] = now_ms()
             self.jobs.append(round_trip(job, self.config.serializer))
 
+    def jobs_of(self, job_class: type[Worker] | str) -> FakeJobs:
+        name = job_class if isinstance(job_class, str) else job_class.kiqpy_job_name
+        return FakeJobs(self, "class", name)
+
+    def run(self, job: Job) -> Any:
+        """Take ``job`` out of the fake list and run it."""
+        self.jobs.remove(job)
+        return execute(lookup(job["class"]), job, self.server_middleware)
+
+    def perform_one(self, job_class: type[Worker]) -> Any:
+        jobs = self.jobs_of(job_class)
+        if not jobs:
+            raise NoJobsError(f"{job_class.__qualname__} has no fake jobs to perform")
+        return self.run(jobs[0])
+
+    def drain(self, job_class: type[Worker]) -> int:
+        count, jobs = 0, self.jobs_of(job_class)
+        while jobs:
+            self.run(jobs[0])
+            count += 1
+        return count
+
 
 class InlineClient(FakeClient):
     """A client that runs each pushed job at once, in the caller's thread, through
     ``server_middleware``."""
+
+    keeps_jobs = False
 
     def _store(self, jobs: list[Job]) -> None:
         for job in jobs:
@@ -148,12 +173,8 @@ def fake(config: Config | None = None, server_middleware: Chain | None = None
          ) -> Iterator[FakeClient]:
     """Pushes in this context land in memory. Yields the fake client (``.jobs``, and
     ``.server_middleware``, the chain fake jobs run through: empty unless given)."""
-    client = FakeClient(config, server_middleware)
-    token = _override.set(client)
-    try:
-        yield client
-    finally:
-        _override.reset(token)
+    with mode.activated(FakeClient(config, server_middleware)) as client:
+        yield client  # type: ignore[misc]
 
 
 @contextlib.contextmanager
@@ -161,19 +182,13 @@ def inline(config: Config | None = None, server_middleware: Chain | None = None
            ) -> Iterator[InlineClient]:
     """Pushes in this context run at once, through ``server_middleware`` (empty by default;
     also the yielded client's ``.server_middleware``)."""
-    client = InlineClient(config, server_middleware)
-    token = _override.set(client)
-    try:
-        yield client
-    finally:
-        _override.reset(token)
+    with mode.activated(InlineClient(config, server_middleware)) as client:
+        yield client  # type: ignore[misc]
 
 
 def _fake_client() -> FakeClient:
-    client = _override.get()
-    if not isinstance(client, FakeClient) or isinstance(client, InlineClient):
-        raise KiqpyError("not in fake mode: use `with kiqpy.testing.fake():` or the "
-                         "kiqpy_fake fixture")
+    client = mode.fake_mode()
+    assert isinstance(client, FakeClient)
     return client
 
 
@@ -186,8 +201,7 @@ def jobs_for(queue: str) -> FakeJobs:
 def jobs_of(cls: type[Worker] | str) -> FakeJobs:
     """Fake jobs of one job class (or job name), oldest first: a live view, the same as
     ``cls.jobs``."""
-    name = cls if isinstance(cls, str) else cls.kiqpy_job_name
-    return FakeJobs(_fake_client(), "class", name)
+    return _fake_client().jobs_of(cls)
 
 
 def clear_all() -> None:
@@ -200,53 +214,21 @@ def clear(cls: type[Worker]) -> None:
     jobs_of(cls).clear()
 
 
-def _run(client: FakeClient, job: Job) -> Any:
-    client.jobs.remove(job)
-    return execute(lookup(job["class"]), job, client.server_middleware)
-
-
 def perform_one(cls: type[Worker]) -> Any:
     """Run the oldest fake job of ``cls``; :class:`NoJobsError` when there is none."""
-    client = _fake_client()
-    jobs = jobs_of(cls)
-    if not jobs:
-        raise NoJobsError(f"{cls.__qualname__} has no fake jobs to perform")
-    return _run(client, jobs[0])
+    return _fake_client().perform_one(cls)
 
 
 def drain(cls: type[Worker]) -> int:
     """Run the fake jobs of ``cls`` (including ones they enqueue) until none is left.
     Returns how many ran."""
-    client, count = _fake_client(), 0
-    jobs = jobs_of(cls)
-    while jobs:
-        _run(client, jobs[0])
-        count += 1
-    return count
+    return _fake_client().drain(cls)
 
 
 def drain_all() -> int:
     """Run every fake job, in push order, including jobs enqueued while draining."""
     client, count = _fake_client(), 0
     while client.jobs:
-        _run(client, client.jobs[0])
+        client.run(client.jobs[0])
         count += 1
     return count
-
-
-def run_inline(cls: type[Worker], args: Sequence[Any], options: dict[str, Any],
-               fields: dict[str, Any] | None = None) -> Any:
-    """``perform_inline``: the round trip, then the job, through the server chain of the
-    testing mode in place (fake or inline), else the default configuration's."""
-    mode = _override.get()
-    if isinstance(mode, FakeClient):
-        config, chain = mode.config, mode.server_middleware
-    else:
-        config = default_config()
-        chain = config.server_middleware
-    job = JobBuilder(config).build(cls, args, options, None, fields=fields)
-    if job is None:
-        return None
-    job["enqueued_at"] = now_ms()
-    job = round_trip(job, config.serializer)
-    return execute(cls, job, chain)

@@ -1,6 +1,6 @@
 """What the bundled middleware modules share: the kiqpy client they reach Redis through, and
 the translation of "Redis is not there" errors. Private to ``kiqpy_middleware``; built only on
-kiqpy's public API (duration options use ``kiqpy.options.seconds``, the validator kiqpy's own
+kiqpy's public API (duration options use ``kiqpy.client.options.seconds``, the validator kiqpy's own
 ``retry_for`` uses, next to ``declare_option``).
 """
 

@@ -29,7 +29,7 @@ from typing import Any
 import structlog
 
 import kiqpy
-from kiqpy.options import seconds
+from kiqpy.client.options import seconds
 
 __all__ = ["ExpiryClient", "ExpiryServer", "install"]
 

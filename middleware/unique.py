@@ -55,7 +55,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 import kiqpy
-from kiqpy.options import seconds
+from kiqpy.client.options import seconds
 from kiqpy_middleware._common import Connection, translate_errors
 
 __all__ = ["UniqueClient", "UniqueDeath", "UniqueServer", "digest", "install"]

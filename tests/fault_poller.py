@@ -16,9 +16,9 @@ import redis
 
 from kiqpy.config import Config
 from kiqpy.keys import Keys
-from kiqpy.outage import Outage
-from kiqpy.scheduler import Scheduler
 from kiqpy.scripts import source
+from kiqpy.server.outage import Outage
+from kiqpy.server.scheduler import Scheduler
 from tests.recording import RecordingLog
 
 

@@ -12,11 +12,11 @@ import pytest
 
 import kiqpy
 from kiqpy.api import History, JobRecord, Queue, Stats
-from kiqpy.api_base import Page
+from kiqpy.api.base import Page
 from kiqpy.config import Config
 from kiqpy.errors import KiqpyError, RedisUnavailableError
+from kiqpy.failures import compress_backtrace
 from kiqpy.payload import encode, new_jid, now_ms
-from kiqpy.retry import compress_backtrace
 
 
 def job(queue="default", cls="Record", args=None, serializer="msgpack", **extra):

@@ -11,7 +11,7 @@ import pytest
 
 import kiqpy
 from kiqpy.api import ProcessSet, Stats, WorkSet
-from kiqpy.api_processes import SIGNAL_TTL
+from kiqpy.api.processes import SIGNAL_TTL
 from kiqpy.config import Config
 from tests import app_jobs
 from tests.conftest import wait_for

@@ -15,10 +15,11 @@ import kiqpy
 from kiqpy.api import DeadSet, Queue, RetrySet, ScheduledSet, SortedEntry
 from kiqpy.config import Config
 from kiqpy.errors import PayloadError
+from kiqpy.failures import MALFORMED_CLASS
 from kiqpy.keys import Keys
-from kiqpy.outage import Outage
 from kiqpy.payload import decode, encode, new_jid, now_ms
-from kiqpy.retry import MALFORMED_CLASS, Retrier
+from kiqpy.server.outage import Outage
+from kiqpy.server.retry import Retrier
 from tests.recording import RecordingLog
 
 SETS = [("schedule", ScheduledSet), ("retry", RetrySet), ("dead", DeadSet)]

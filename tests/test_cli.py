@@ -1,8 +1,8 @@
 """The ``kiqpy`` command line: parsing, usage errors, env vars, the -C file, logging flags.
 
 Parse-only cases run the command in-process with click's CliRunner and stop where the worker
-would start (``kiqpy.cli.serve`` is swapped for a recorder); the rest run the real command in a
-subprocess.
+would start (``kiqpy.cli.commands.serve`` is swapped for a recorder); the rest run the real command
+in a subprocess.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 import kiqpy
-from kiqpy import cli
+from kiqpy.cli import commands as cli
 from tests import app_jobs
 from tests.conftest import wait_for
 from tests.workers import ROOT, WorkerProcess, log_events, run_cli

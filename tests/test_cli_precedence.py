@@ -1,5 +1,6 @@
 """Where a worker's settings come from, lowest first: built-in defaults < ``kiqpy.configure()``
-in a ``-r`` module < the ``-C`` file < environment variables < flags (kiqpy/cli.py _settings).
+in a ``-r`` module < the ``-C`` file < environment variables < flags
+(kiqpy/cli/commands.py _settings).
 Each test runs a real ``kiqpy`` worker and reads what it announces in its heartbeat."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""kiqpy.client, keys and connection: exactly what each kind of push leaves in Redis."""
+"""kiqpy.client.push, keys and connection: exactly what each kind of push leaves in Redis."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import redis
 
 import kiqpy
-from kiqpy.client import Client
+from kiqpy.client.push import Client
 from kiqpy.config import Config
 from kiqpy.connection import connect, safe_url
 from kiqpy.errors import ArgumentError, ConfigurationError, OptionsError, RedisUnavailableError

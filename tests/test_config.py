@@ -8,6 +8,7 @@ import threading
 import pytest
 
 import kiqpy
+import kiqpy.client.push
 import kiqpy.config
 from kiqpy.config import DEFAULT_REDIS_URL, Config, env_redis_url
 from kiqpy.errors import ConfigurationError
@@ -18,7 +19,7 @@ from tests.conftest import queued_jobs, wait_for
 def fresh_default(monkeypatch):
     """No default configuration or client yet (as in a new process); restored afterwards."""
     monkeypatch.setattr(kiqpy.config._default, "config", None)
-    monkeypatch.setattr(kiqpy.config._default, "client", None)
+    monkeypatch.setattr(kiqpy.client.push._default, "client", None)
     for name in ("KIQPY_REDIS_URL", "REDIS_URL", "KIQPY_NAMESPACE", "KIQPY_SERIALIZER"):
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
@@ -158,7 +159,7 @@ def test_configure_refuses_bad_values_and_keeps_the_old_default(config):
 
 def test_default_client_never_pairs_a_new_config_with_an_old_client(fresh_default):
     # Given another thread that calls configure() just as default_client() takes the lock
-    real_lock = kiqpy.config._default.lock
+    real_lock = kiqpy.client.push._default.lock
     armed = [True]
 
     class RacingLock:
@@ -174,7 +175,7 @@ def test_default_client_never_pairs_a_new_config_with_an_old_client(fresh_defaul
             return real_lock.__exit__(*exc)
 
     kiqpy.configure(namespace="old")
-    fresh_default.setattr(kiqpy.config._default, "lock", RacingLock())
+    fresh_default.setattr(kiqpy.client.push._default, "lock", RacingLock())
     # When the default client is first built
     client = kiqpy.default_client()
     # Then it belongs to the configuration that is the default now

@@ -30,7 +30,8 @@ import pytest
 from click.testing import CliRunner
 
 import kiqpy
-from kiqpy import cli, testing
+from kiqpy import testing
+from kiqpy.cli import commands as cli
 from kiqpy.config import Config
 from kiqpy.payload import decode
 from tests.conftest import queued_jobs, scheduled_jobs, wait_for
@@ -171,7 +172,7 @@ def test_cli_reference_names_every_environment_variable():
 
 def test_stats_reference_names_its_sections_and_json_keys(r, redis_url):
     from kiqpy.api import Stats
-    from kiqpy.monitor import SECTIONS
+    from kiqpy.cli.stats import SECTIONS
 
     text = subsection("`kiqpy stats`")
     [argument] = [p for p in cli.stats.params if isinstance(p, click.Argument)]

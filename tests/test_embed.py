@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import kiqpy
-from kiqpy.health import check_cluster, serve_in_thread
+from kiqpy.cli.health import check_cluster, serve_in_thread
 from kiqpy.keys import Keys
 from tests import app_jobs
 from tests.conftest import wait_for

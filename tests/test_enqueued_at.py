@@ -17,13 +17,13 @@ from hypothesis import strategies as st
 import kiqpy
 from kiqpy.api import DeadSet, Queue, RetrySet, ScheduledSet
 from kiqpy.chain import Chain
-from kiqpy.execution import execute
+from kiqpy.client.execution import execute
 from kiqpy.keys import Keys
-from kiqpy.outage import Outage
 from kiqpy.payload import decode, encode, new_jid, now_ms
-from kiqpy.retry import Retrier
-from kiqpy.scheduler import Scheduler
 from kiqpy.scripts import Scripts
+from kiqpy.server.outage import Outage
+from kiqpy.server.retry import Retrier
+from kiqpy.server.scheduler import Scheduler
 from tests.recording import RecordingLog
 from tests.stamping import assert_moved, unstamp
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from kiqpy import cli
+from kiqpy.cli import commands as cli
 from kiqpy.payload import decode
 from tests.conftest import queued_jobs, wait_for
 from tests.redis_server import free_port

@@ -303,7 +303,7 @@ STALL = 3.0
 
 
 @pytest.fixture
-def slow_worker(own, own_client) -> Iterator[kiqpy.launcher.Embedded]:
+def slow_worker(own, own_client) -> Iterator[kiqpy.server.launcher.Embedded]:
     """A worker embedded in this process (the CLI has no socket-timeout flag) with a short
     socket timeout, whose log events are captured."""
     config = kiqpy.default_config().replace(

@@ -1,5 +1,5 @@
 """A worker takes no more jobs than it can hold: a job pushed while every processor is busy
-(and prefetch is off) stays in its queue, free for an idle process (kiqpy/fetch.py)."""
+(and prefetch is off) stays in its queue, free for an idle process (kiqpy/server/fetch.py)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""kiqpy.heartbeat: the process registry (``processes``, the process hash, ``<identity>:work``),
-the processed/failed counters, and remote signals.
+"""kiqpy.server.heartbeat: the process registry (``processes``, the process hash,
+``<identity>:work``), the processed/failed counters, and remote signals.
 
 In-process tests build a real Heartbeat over a real Manager and Fetcher (threads not started)
 and run jobs through the manager's real processors; the rest run the ``kiqpy`` CLI.
@@ -18,13 +18,13 @@ import pytest
 import redis
 
 import kiqpy
-from kiqpy.fetch import Fetcher
-from kiqpy.heartbeat import DAILY_STATS_TTL, Heartbeat
 from kiqpy.keys import Keys
-from kiqpy.manager import Manager
-from kiqpy.outage import Outage
 from kiqpy.payload import decode, encode, new_jid, now_ms
-from kiqpy.retry import Retrier
+from kiqpy.server.fetch import Fetcher
+from kiqpy.server.heartbeat import DAILY_STATS_TTL, Heartbeat
+from kiqpy.server.manager import Manager
+from kiqpy.server.outage import Outage
+from kiqpy.server.retry import Retrier
 from tests import app_jobs
 from tests.conftest import wait_for
 from tests.recording import RecordingLog
@@ -344,7 +344,7 @@ def test_the_loop_beats_until_stopped(config, r, log):
     assert not thread.is_alive()
 
 
-# -- fetcher behaviour on quiet (kiqpy/fetch.py) ------------------------------------------------
+# -- fetcher behaviour on quiet (kiqpy/server/fetch.py) ------
 def blocked_in_blmove(r):
     return [c for c in r.client_list() if c.get("cmd") == "blmove" and "b" in c.get("flags", "")]
 
@@ -469,7 +469,7 @@ def test_remote_dump_logs_every_thread_and_an_unknown_signal_is_ignored(config, 
                     if '"thread dump"' in line}
 
         wait_for(lambda: expected <= dumped(), message="a dump of every thread")
-        assert any("kiqpy/heartbeat.py" in json.loads(line).get("stack", "")
+        assert any("kiqpy/server/heartbeat.py" in json.loads(line).get("stack", "")
                    for line in worker.log().splitlines() if '"thread dump"' in line)
         worker.wait_for_log("unknown remote signal ignored")
         # Still working after both

@@ -12,8 +12,8 @@ import time
 import pytest
 
 import kiqpy
+from kiqpy.client.execution import execute
 from kiqpy.errors import OptionsError
-from kiqpy.execution import execute
 from kiqpy.keys import Keys
 from kiqpy.payload import decode
 from kiqpy_middleware.expiry import ExpiryClient, ExpiryServer, install

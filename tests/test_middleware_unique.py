@@ -11,14 +11,14 @@ import sys
 import pytest
 
 import kiqpy
-from kiqpy import options as options_module
 from kiqpy import testing
+from kiqpy.client import options as options_module
+from kiqpy.client.execution import execute
+from kiqpy.client.registry import lookup
 from kiqpy.config import Config
 from kiqpy.errors import OptionsError, RedisUnavailableError
-from kiqpy.execution import execute
 from kiqpy.keys import Keys
 from kiqpy.payload import decode
-from kiqpy.worker import lookup
 from kiqpy_middleware.unique import UniqueClient, UniqueServer, digest, install
 from tests import app_unique
 from tests.conftest import queued_jobs, scheduled_jobs, wait_for

@@ -1,4 +1,4 @@
-"""``kiqpy stats`` (kiqpy/monitor.py): text tables for people, JSON for scripts."""
+"""``kiqpy stats`` (kiqpy/cli/stats.py): text tables for people, JSON for scripts."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from click.testing import CliRunner
 import kiqpy
 from kiqpy.api import ProcessSet, Stats
 from kiqpy.cli import main
+from kiqpy.cli.stats import ago, table
 from kiqpy.config import Config
-from kiqpy.monitor import ago, table
 from tests.workers import ROOT
 
 

@@ -20,13 +20,21 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from kiqpy.api_jobs import JobRecord
+from kiqpy.api.jobs import JobRecord
 from kiqpy.errors import PayloadError
+from kiqpy.failures import MALFORMED_CLASS, malformed_job
 from kiqpy.keys import Keys
-from kiqpy.outage import Outage
-from kiqpy.payload import MAX_DEPTH, MAX_PAYLOAD_DEPTH, check_args, decode, encode, new_jid
-from kiqpy.retry import MALFORMED_CLASS, malformed_job, serializer_of
-from kiqpy.scheduler import Scheduler
+from kiqpy.payload import (
+    MAX_DEPTH,
+    MAX_PAYLOAD_DEPTH,
+    check_args,
+    decode,
+    encode,
+    new_jid,
+    serializer_of,
+)
+from kiqpy.server.outage import Outage
+from kiqpy.server.scheduler import Scheduler
 from tests.recording import RecordingLog
 from tests.stamping import assert_moved
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import threading
 
 import kiqpy
-from kiqpy.client import Client
-from kiqpy.launcher import Launcher
+from kiqpy.client.push import Client
+from kiqpy.server.launcher import Launcher
 from tests import app_jobs
 
 

@@ -1,5 +1,6 @@
 """Per-push fields, as Sidekiq's ``Client.push`` takes them: a caller's jid, custom keys stored
-in the job, and what happens to the fields kiqpy writes itself (kiqpy/client.py split_push)."""
+in the job, and what happens to the fields kiqpy writes itself
+(kiqpy/client/build.py split_push)."""
 
 from __future__ import annotations
 

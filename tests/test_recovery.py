@@ -1,4 +1,4 @@
-"""kiqpy.recovery: the in-flight jobs of a dead process go back to the front of their queues,
+"""kiqpy.server.recovery: the in-flight jobs of a dead process go back to the front of their queues,
 once, by one live process at a time; a job that keeps killing its workers goes to the dead set.
 
 In-process tests lay out in Redis what a worker that died would leave (its in-flight lists and
@@ -16,11 +16,11 @@ import time
 import pytest
 import redis
 
+from kiqpy.failures import MALFORMED_CLASS
 from kiqpy.keys import Keys
-from kiqpy.outage import Outage
-from kiqpy.payload import decode, encode, new_jid, now_ms
-from kiqpy.recovery import PoisonPill, Recovery
-from kiqpy.retry import MALFORMED_CLASS, serializer_of
+from kiqpy.payload import decode, encode, new_jid, now_ms, serializer_of
+from kiqpy.server.outage import Outage
+from kiqpy.server.recovery import PoisonPill, Recovery
 from kiqpy_middleware.unique import digest
 from kiqpy_middleware.unique import install as install_unique
 from tests import app_jobs

@@ -1,4 +1,4 @@
-"""kiqpy.retry: what happens to a failed job (retry set, dead set, hooks and handlers).
+"""kiqpy.server.retry: what happens to a failed job (retry set, dead set, hooks and handlers).
 
 Most tests drive the real Retrier against the private Redis the way a processor does: push a
 job, take its payload off the queue, run it, and hand the failure to ``Retrier.failed``. A few
@@ -16,21 +16,15 @@ import pytest
 
 import kiqpy
 from kiqpy.chain import Chain
+from kiqpy.client.execution import execute
 from kiqpy.errors import UnknownJobError
-from kiqpy.execution import execute
-from kiqpy.fetch import Fetcher
+from kiqpy.failures import MALFORMED_CLASS, MAX_MESSAGE, decompress_backtrace, error_class
 from kiqpy.keys import Keys
-from kiqpy.outage import Outage
-from kiqpy.payload import decode, encode, now_ms
-from kiqpy.processor import Processor
-from kiqpy.retry import (
-    MALFORMED_CLASS,
-    MAX_MESSAGE,
-    Retrier,
-    decompress_backtrace,
-    error_class,
-    serializer_of,
-)
+from kiqpy.payload import decode, encode, now_ms, serializer_of
+from kiqpy.server.fetch import Fetcher
+from kiqpy.server.outage import Outage
+from kiqpy.server.processor import Processor
+from kiqpy.server.retry import Retrier
 from tests import app_jobs
 from tests.conftest import wait_for
 from tests.recording import RecordingLog

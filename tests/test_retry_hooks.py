@@ -4,8 +4,8 @@ the lines of a stored ``error_backtrace``. (tests/test_retry.py drives the Retri
 
 from __future__ import annotations
 
+from kiqpy.failures import decompress_backtrace
 from kiqpy.payload import decode
-from kiqpy.retry import decompress_backtrace
 from tests import app_retry_hooks as jobs
 from tests.conftest import wait_for
 from tests.workers import WorkerProcess

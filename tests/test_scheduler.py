@@ -1,5 +1,5 @@
-"""kiqpy.scheduler: due members of ``schedule`` and ``retry`` move to their queues, exactly once,
-however many processes poll; members that are not jobs go to the dead set."""
+"""kiqpy.server.scheduler: due members of ``schedule`` and ``retry`` move to their queues,
+exactly once, however many processes poll; members that are not jobs go to the dead set."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ import msgpack
 import pytest
 import redis
 
+from kiqpy.failures import MALFORMED_CLASS
 from kiqpy.keys import Keys
-from kiqpy.outage import Outage
 from kiqpy.payload import decode, encode, new_jid, now_ms
-from kiqpy.retry import MALFORMED_CLASS
-from kiqpy.scheduler import BATCH, Scheduler
+from kiqpy.server.outage import Outage
+from kiqpy.server.scheduler import BATCH, Scheduler
 from tests import app_jobs
 from tests.conftest import wait_for
 from tests.recording import RecordingLog

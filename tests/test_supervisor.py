@@ -1,5 +1,5 @@
 """Running it like production: `-p N` under a supervisor, recycling, queue patterns, the
-health port, `kiqpy check`, pidfile and logfile (kiqpy/supervisor.py, kiqpy/serve.py)."""
+health port, `kiqpy check`, pidfile and logfile (kiqpy/server/supervisor.py, kiqpy/cli/serve.py)."""
 
 from __future__ import annotations
 
@@ -345,8 +345,8 @@ def test_memory_recycling_replaces_one_child_at_a_time(config, r, redis_url):
 
 
 def test_queue_patterns_size_the_pool_for_every_waiter(config):
-    from kiqpy.fetch import MAX_WAITERS
-    from kiqpy.launcher import Launcher
+    from kiqpy.server.fetch import MAX_WAITERS
+    from kiqpy.server.launcher import Launcher
 
     star = Launcher(config.replace(queues=(("*", 0),), concurrency=3))
     named = Launcher(config.replace(queues=(("a", 0), ("b", 0)), concurrency=3))

@@ -1,4 +1,5 @@
-"""``kiqpy -p N`` (kiqpy/supervisor.py, kiqpy/serve.py), continued from tests/test_supervisor.py:
+"""``kiqpy -p N`` (kiqpy/server/supervisor.py, kiqpy/cli/serve.py),
+continued from tests/test_supervisor.py:
 recycling without duplicates, signal forwarding, restart backoff, the health port's 503s, and
 a job with a 10 MB argument (worker and dashboard)."""
 
@@ -221,7 +222,7 @@ def test_a_job_with_a_10_mb_argument_runs_once_and_the_dashboard_still_renders(c
         assert len(response.get_data()) < 1024 * 1024, (path, len(response.get_data()))
 
 
-# -- known bugs (kiqpy/supervisor.py; reported, not fixed here) ---------------------------------
+# -- known bugs (kiqpy/server/supervisor.py; reported, not fixed here) ------
 def test_term_while_a_child_is_memory_recycled_lets_it_finish_its_job(config, r, redis_url):
     # Given two children (one thread each) busy with 6 s jobs, and every process over 1 MB
     kiqpy.Client(config).push_bulk({"class": "Sleepy",

@@ -11,13 +11,14 @@ import threading
 import pytest
 
 import kiqpy
+import kiqpy.client.push
 import kiqpy.config
 from kiqpy import testing
 from kiqpy.chain import Chain
-from kiqpy.client import current_client
+from kiqpy.client.execution import current_job
+from kiqpy.client.push import current_client
 from kiqpy.config import Config
 from kiqpy.errors import ArgumentError, KiqpyError, NoJobsError
-from kiqpy.execution import current_job
 from tests.conftest import queued_jobs
 
 performed: list[tuple[str, list]] = []
@@ -34,7 +35,7 @@ def _forget_performed():
 def unreachable_default(monkeypatch, closed_url):
     """The default configuration points at a port where no Redis listens (restored after)."""
     monkeypatch.setattr(kiqpy.config._default, "config", None)
-    monkeypatch.setattr(kiqpy.config._default, "client", None)
+    monkeypatch.setattr(kiqpy.client.push._default, "client", None)
     return kiqpy.configure(Config(redis_url=closed_url))
 
 
@@ -323,7 +324,7 @@ def test_the_plugin_is_installed_and_its_modes_do_not_leak_between_tests(tmp_pat
     # Given a project's test file that uses the fixtures, outside this repository's conftest
     (tmp_path / "test_app.py").write_text(textwrap.dedent("""
         import kiqpy
-        from kiqpy.client import current_client
+        from kiqpy.client.push import current_client
         from kiqpy.testing import FakeClient
 
         class AppJob(kiqpy.Worker):

@@ -1,4 +1,5 @@
-"""kiqpy.worker and kiqpy.options: class options, the registry, set(), and the enqueue methods."""
+"""kiqpy.client.worker and kiqpy.client.options: class options, the registry, set(), and the
+enqueue methods."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ import time
 import pytest
 
 import kiqpy
-from kiqpy import options as options_module
+from kiqpy.client import options as options_module
+from kiqpy.client.registry import lookup
 from kiqpy.errors import ArgumentError, ConfigurationError, OptionsError, UnknownJobError
-from kiqpy.worker import lookup
 from tests.conftest import queued_jobs, scheduled_jobs
 
 queued = queued_jobs

@@ -1,9 +1,10 @@
-"""The WSGI application: routing, the request's :class:`Context`, security checks on the way in
-(basic auth, the cross-site rule for POSTs), security headers on the way out, and error pages.
+"""The WSGI application: routing, security checks on the way in (basic auth, the cross-site
+rule for POSTs), security headers on the way out, and error pages.
 
-Handlers (``views*.py``) take a :class:`Context` and the route's parameters and return a
-:class:`~kiqpy.web.http.Response`; they raise :class:`~kiqpy.web.http.HTTPError` for a clear
-4xx page. Anything else they raise becomes a logged 500 whose page says no more than that.
+Handlers (``views*.py``) take a :class:`~kiqpy.web.context.Context` and the route's parameters
+and return a :class:`~kiqpy.web.http.Response`; they raise :class:`~kiqpy.web.http.HTTPError`
+for a clear 4xx page. Anything else they raise becomes a logged 500 whose page says no more
+than that.
 """
 
 from __future__ import annotations
@@ -12,17 +13,13 @@ import logging
 import re
 from collections.abc import Callable, Iterable
 from typing import Any
-from urllib.parse import quote, urlencode
 
-import redis
-
-from kiqpy import __version__
-from kiqpy.api import ApiObject, Stats
+from kiqpy.api import ApiObject
 from kiqpy.config import Config, default_config
-from kiqpy.connection import safe_url
 from kiqpy.errors import RedisUnavailableError
 from kiqpy.keys import Keys
 from kiqpy.web import render, security, views, views_keys, views_sets
+from kiqpy.web.context import Context
 from kiqpy.web.http import HTTPError, Request, Response
 
 log = logging.getLogger("kiqpy.web")
@@ -47,44 +44,6 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/keys/view", views_keys.view),
     ("GET", "/static/(?P<name>[a-z0-9-]+\\.(?:js|css|svg))", views.static),
 ]
-
-
-class Context:
-    """One request as handlers see it: the request, Redis, key names, URLs and rendering."""
-
-    def __init__(self, app: Dashboard, request: Request, base: str, csrf: str) -> None:
-        self.app, self.request, self.base, self.csrf = app, request, base, csrf
-        self.config: Config = app.config
-        self.redis: redis.Redis = app.redis
-        self.keys: Keys = app.keys
-
-    def url(self, path: str = "/", **query: Any) -> str:
-        """The URL of ``path`` (below the mount point) with ``query`` (None values left out)."""
-        pairs = [(k, v) for k, v in query.items() if v is not None and v != ""]
-        return self.base + path + (("?" + urlencode(pairs, doseq=True)) if pairs else "")
-
-    def render(self, template: str, code: int = 200, **values: Any) -> Response:
-        if "summary" not in values:
-            values["summary"] = Stats(self.config, self.redis)
-        page = self.app.templates.get_template(template).render(
-            notice=views.notice(self.request),
-            url=self.url, quote=_quote, csrf=self.csrf, csrf_field=security.CSRF_FIELD,
-            version=__version__, redis_url=safe_url(self.config.redis_url),
-            namespace=self.config.namespace, path=self.request.path, **values)
-        return Response(page, code)
-
-    def error(self, status: int, message: str) -> Response:
-        try:
-            return self.render("error.html", status, status=status, message=message,
-                               summary=None)
-        except Exception:  # the error page itself failed: plain text still says what happened
-            log.exception("kiqpy.web: rendering the error page failed")
-            return Response(f"{status}: {message}\n", status, "text/plain; charset=utf-8")
-
-
-def _quote(value: str) -> str:
-    """A path segment (a queue name, an entry id) for a URL."""
-    return quote(value, safe="")
 
 
 class Dashboard:

@@ -1,5 +1,5 @@
 """Page handlers: the dashboard, ``/stats`` and ``/health``, Busy (processes and running jobs),
-Queues and one queue's jobs; and what handlers share (page checks, job ids, notices).
+Queues and one queue's jobs.
 
 The job sets live in ``views_sets.py``, the Redis key browser in ``views_keys.py``.
 """
@@ -7,61 +7,20 @@ The job sets live in ``views_sets.py``, the Redis key browser in ``views_keys.py
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import time
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
-from kiqpy.api import History, Page, ProcessSet, Queue, Stats, WorkSet
+from kiqpy.api import History, ProcessSet, Queue, Stats, WorkSet
 from kiqpy.connection import REDIS_DOWN, translate_errors
-from kiqpy.web.http import HTTPError, Request, Response, json_response, redirect
+from kiqpy.web.context import PAGE_SIZE, Context, back, digest, require_page
+from kiqpy.web.http import HTTPError, Response, json_response
 
-if TYPE_CHECKING:
-    from kiqpy.web.app import Context
-
-PAGE_SIZE = 25
 HISTORY_DAYS = (1, 7, 30, 90, 180)
 STATIC_TYPES = {"js": "text/javascript; charset=utf-8", "css": "text/css; charset=utf-8",
                 "svg": "image/svg+xml"}
-# After a change the browser is sent back with ?done=<what>&n=<count>; the text is ours.
-NOTICES = {
-    "quiet": "Asked {n} process(es) to stop fetching jobs.",
-    "stop": "Asked {n} process(es) to shut down.",
-    "clear": "Deleted {n} job(s) and the queue.",
-    "delete": "Deleted {n} job(s).",
-    "retry": "Queued {n} job(s) to run now.",
-    "enqueue": "Queued {n} job(s) to run now.",
-    "kill": "Moved {n} job(s) to the dead set.",
-}
-
-
-# -- shared by the handlers ----------------------------------------------------------------------
-def notice(request: Request) -> str | None:
-    """The message for ``?done=...&n=...`` (made from our own texts, never from the URL)."""
-    template = NOTICES.get(request.arg("done"))
-    count = request.arg("n")
-    ok = count.isascii() and count.isdigit() and len(count) < 10
-    return template.format(n=int(count)) if template and ok else None
-
-
-def back(ctx: Context, path: str, done: str, count: int, **query: Any) -> Response:
-    return redirect(ctx.url(path, done=done, n=count, **query))
-
-
-def digest(value: bytes) -> str:
-    """A short, stable name for a stored payload (payloads need not have a jid)."""
-    return hashlib.sha1(value).hexdigest()[:20]
-
-
-def require_page(page: Page[Any]) -> None:
-    """404 for a page past the last (page 1 of nothing is fine: an empty listing)."""
-    if page.number > page.pages:
-        raise HTTPError(404, f"page {page.number} does not exist: there "
-                             f"{'is 1 page' if page.pages == 1 else f'are {page.pages} pages'}")
-
-
 def static(ctx: Context, name: str) -> Response:
     """A file of ``kiqpy/web/static`` (the route allows plain names only: no path tricks)."""
     resource = resources.files("kiqpy.web") / "static" / name

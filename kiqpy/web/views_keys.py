@@ -8,15 +8,13 @@ Reads only; SCAN-family commands, so a big database is never blocked.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote_from_bytes
 
 from kiqpy.api import JobRecord
 from kiqpy.connection import translate_errors
+from kiqpy.web.context import Context
 from kiqpy.web.http import HTTPError, Response
-
-if TYPE_CHECKING:
-    from kiqpy.web.app import Context
 
 KEYS_PER_PAGE = 50
 SCAN_COUNT = 100  # keys SCAN examines per call

@@ -11,15 +11,12 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from kiqpy.api import DeadSet, JobSet, Page, RetrySet, ScheduledSet, SortedEntry
 from kiqpy.errors import PayloadError
+from kiqpy.web.context import PAGE_SIZE, Context, back, digest, require_page
 from kiqpy.web.http import HTTPError, Response
-from kiqpy.web.views import PAGE_SIZE, back, digest, require_page
-
-if TYPE_CHECKING:
-    from kiqpy.web.app import Context
 
 # kind -> (class, title, what the score means, the changes offered)
 KINDS: dict[str, tuple[type[JobSet], str, str, tuple[str, ...]]] = {

@@ -8,10 +8,10 @@ import datetime as _dt
 import time
 from typing import Any, Protocol
 
-from kiqpy.api_base import to_datetime
+from kiqpy.api.base import to_datetime
 from kiqpy.errors import KiqpyError, PayloadError
+from kiqpy.failures import MALFORMED_CLASS, decompress_backtrace
 from kiqpy.payload import Job, decode, epoch_seconds
-from kiqpy.retry import MALFORMED_CLASS, decompress_backtrace
 
 # ActiveJob-style wrappers (Sidekiq's JobWrapper) name the real class in `wrapped`.
 _WRAPPED_KEY = "wrapped"

@@ -92,7 +92,7 @@ def run_worker(config: Config, options: ProcessOptions, max_jobs: int | None = N
     supervisor does not leave workers running unsupervised, and exits with EXIT_STOPPED when
     stopped through Redis, so that the supervisor does not replace it. ``quiet``: start quiet
     (a replacement child of a quiet supervisor)."""
-    from kiqpy.launcher import EXIT_STOPPED, Launcher
+    from kiqpy.server.launcher import EXIT_STOPPED, Launcher
 
     launcher = Launcher(config, max_jobs=max_jobs, quiet=quiet)
     if parent is not None:
@@ -112,7 +112,7 @@ def run_worker(config: Config, options: ProcessOptions, max_jobs: int | None = N
     signal.signal(signal.SIGUSR1, lambda s, f: kiqpy_log.reopen())
     server = None
     if options.health_port is not None:
-        from kiqpy import health
+        from kiqpy.cli import health
 
         server = health.serve_in_thread(options.health_host, options.health_port,
                                         launcher.healthy)
@@ -127,8 +127,8 @@ def run_worker(config: Config, options: ProcessOptions, max_jobs: int | None = N
 
 
 def run_supervisor(options: ProcessOptions, load_app: AppLoader) -> int:
-    """A parent that forks ``options.processes`` workers (see kiqpy.supervisor)."""
-    from kiqpy.supervisor import Supervisor
+    """A parent that forks ``options.processes`` workers (see kiqpy.server.supervisor)."""
+    from kiqpy.server.supervisor import Supervisor
 
     # What the parent needs (timeout, Redis for the health check) does not depend on the app.
     config = load_app() if options.preload else load_app.base()
@@ -143,7 +143,7 @@ def run_supervisor(options: ProcessOptions, load_app: AppLoader) -> int:
                             max_memory_mb=options.max_memory, on_reopen=kiqpy_log.reopen,
                             on_child_died=forget_dead_child(config))
     if options.health_port is not None:
-        from kiqpy import health
+        from kiqpy.cli import health
 
         supervisor.health = health.make_server(
             options.health_host, options.health_port,
@@ -165,7 +165,7 @@ def supervisor_check(config: Config, child_pids: Callable[[], list[int]]
     keys, host = Keys(config.namespace), socket.gethostname()
     max_age = 2 * config.heartbeat_interval + 5
 
-    from kiqpy import health
+    from kiqpy.cli import health
 
     def check() -> tuple[bool, str]:
         try:

@@ -19,24 +19,25 @@ Follows Sidekiq's rules:
 
 from __future__ import annotations
 
-import base64
-import json
 import random
 import threading
 import time
-import traceback
-import zlib
 from typing import Any
 
 import redis
 
+from kiqpy.client.worker import Worker
 from kiqpy.config import Config
+from kiqpy.failures import (
+    add_dead,
+    compress_backtrace,
+    error_class,
+    error_message,
+    malformed_job,
+)
 from kiqpy.keys import Keys
-from kiqpy.outage import Outage
-from kiqpy.payload import Job, encode, epoch_seconds, new_jid, now_ms, serializer_of, set_member
-from kiqpy.worker import Worker
-
-MAX_MESSAGE = 10_000
+from kiqpy.payload import Job, encode, epoch_seconds, now_ms, serializer_of, set_member
+from kiqpy.server.outage import Outage
 
 
 def default_delay(count: int) -> float:
@@ -44,41 +45,6 @@ def default_delay(count: int) -> float:
     25 retries); the random part, up to 10 s per attempt so far, spreads out jobs that
     failed together so they do not all retry at the same instant."""
     return count**4 + 15 + random.randrange(10 * (count + 1))
-
-
-def error_class(exc: BaseException) -> str:
-    """``ValueError`` for builtins, ``module.QualName`` otherwise."""
-    kind = type(exc)
-    if kind.__module__ == "builtins":
-        return kind.__qualname__
-    return f"{kind.__module__}.{kind.__qualname__}"
-
-
-def error_message(exc: BaseException) -> str:
-    """``str(exc)`` cut to :data:`MAX_MESSAGE` chars, fit for both encodings: lone surrogates
-    (``os.fsdecode`` of an undecodable file name makes them) are escaped, and an exception
-    whose ``__str__`` raises still gets a message. Recording a failure must not fail."""
-    try:
-        text = str(exc)
-    except Exception as str_exc:
-        text = f"<{type(exc).__name__}: str() failed: {type(str_exc).__name__}>"
-    if not text.isascii():
-        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return text[:MAX_MESSAGE]
-
-
-def compress_backtrace(exc: BaseException, lines: bool | int) -> str:
-    """The traceback (innermost ``lines`` entries, or all) as base64(zlib(JSON list)), the
-    same packing Sidekiq uses for ``error_backtrace``."""
-    entries = [line.rstrip("\n") for line in traceback.format_tb(exc.__traceback__)]
-    if lines is not True:
-        entries = entries[-int(lines):]
-    return base64.b64encode(zlib.compress(json.dumps(entries).encode())).decode()
-
-
-def decompress_backtrace(data: str) -> list[str]:
-    """The inverse of :func:`compress_backtrace`."""
-    return json.loads(zlib.decompress(base64.b64decode(data)))
 
 
 class Retrier:
@@ -218,31 +184,3 @@ def run_death_handlers(config: Config, log: Any, job: Job, exc: BaseException) -
             handler(job, exc)
         except Exception as handler_exc:
             log.error("death handler failed", handler=repr(handler), error=repr(handler_exc))
-
-
-def add_dead(pipe: Any, keys: Keys, config: Config, data: bytes) -> None:
-    """Queue on ``pipe`` the commands that add ``data`` to the dead set and trim it to
-    ``dead_max_jobs`` entries and ``dead_timeout`` seconds."""
-    now = time.time()
-    pipe.zadd(keys.dead, {data: now})
-    trim_dead(pipe, keys, config, now)
-
-
-def trim_dead(pipe: Any, keys: Keys, config: Config, now: float) -> None:
-    """Queue on ``pipe`` the commands that trim the dead set to its newest ``dead_max_jobs``
-    entries and to ``dead_timeout`` seconds before ``now``."""
-    pipe.zremrangebyscore(keys.dead, "-inf", now - config.dead_timeout)
-    pipe.zremrangebyrank(keys.dead, 0, -(config.dead_max_jobs + 1))
-
-
-MALFORMED_CLASS = "kiqpy.MalformedPayload"
-
-
-def malformed_job(queue: str, payload: bytes, reason: str) -> Job:
-    """A dead-set entry standing for bytes that are not a job: the reason, and the original
-    bytes in base64 so nothing is lost."""
-    now = now_ms()
-    return {"class": MALFORMED_CLASS, "args": [], "queue": queue, "jid": new_jid(),
-            "retry": False, "created_at": now, "failed_at": now,
-            "error_class": "kiqpy.errors.PayloadError", "error_message": reason[:MAX_MESSAGE],
-            "original_payload": base64.b64encode(payload).decode()}

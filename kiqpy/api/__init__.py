@@ -14,22 +14,26 @@ optional ``redis_client`` (share one between objects to share its pool); key nam
 as records whose ``error`` says why, never as exceptions, so they can be seen and deleted.
 Redis being unreachable raises :class:`kiqpy.RedisUnavailableError`.
 
-The worker never imports this module. The code lives in ``kiqpy/api_*.py``, one concern each:
+The worker never imports this package (an import contract in pyproject.toml keeps it so). One
+module per concern:
 
-    api_base       ApiObject (config, redis, keys), Page
-    api_jobs       JobRecord
-    api_queues     Queue
-    api_sets       SortedEntry, JobSet, ScheduledSet, RetrySet, DeadSet
-    api_processes  Process, ProcessSet, Work, WorkSet
-    api_stats      Stats, History
+    base       ApiObject (config, redis, keys), Page
+    jobs       JobRecord
+    queues     Queue
+    sets       SortedEntry, JobSet, ScheduledSet, RetrySet, DeadSet
+    processes  Process, ProcessSet, Work, WorkSet
+    stats      Stats, History
+
+``decompress_backtrace`` unpacks a job's ``error_backtrace`` into its lines.
 """
 
-from kiqpy.api_base import ApiObject, Page
-from kiqpy.api_jobs import JobRecord
-from kiqpy.api_processes import Process, ProcessSet, Work, WorkSet
-from kiqpy.api_queues import Queue
-from kiqpy.api_sets import DeadSet, JobSet, RetrySet, ScheduledSet, SortedEntry
-from kiqpy.api_stats import History, Stats
+from kiqpy.api.base import ApiObject, Page
+from kiqpy.api.jobs import JobRecord
+from kiqpy.api.processes import Process, ProcessSet, Work, WorkSet
+from kiqpy.api.queues import Queue
+from kiqpy.api.sets import DeadSet, JobSet, RetrySet, ScheduledSet, SortedEntry
+from kiqpy.api.stats import History, Stats
+from kiqpy.failures import decompress_backtrace
 
 __all__ = [
     "ApiObject",
@@ -47,4 +51,5 @@ __all__ = [
     "Stats",
     "Work",
     "WorkSet",
+    "decompress_backtrace",
 ]

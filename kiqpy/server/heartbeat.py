@@ -24,11 +24,11 @@ import redis
 
 from kiqpy.config import Config
 from kiqpy.connection import REDIS_DOWN
-from kiqpy.fetch import Fetcher
 from kiqpy.keys import Keys
-from kiqpy.manager import Manager
-from kiqpy.outage import Outage
-from kiqpy.recovery import Recovery
+from kiqpy.server.fetch import Fetcher
+from kiqpy.server.manager import Manager
+from kiqpy.server.outage import Outage
+from kiqpy.server.recovery import Recovery
 
 DAILY_STATS_TTL = 5 * 365 * 24 * 3600
 # The process hash field holding the counts already added to the counters (see _counted).
@@ -226,6 +226,6 @@ def _totals(raw: bytes | str | None) -> tuple[int, int] | None:
 
 
 def _version() -> str:
-    from kiqpy import __version__
+    from kiqpy.version import __version__
 
     return __version__

@@ -1,4 +1,5 @@
-"""Running one job's ``perform`` through the server middleware chain, and ``current_job()``.
+"""Running one job's ``perform`` through the server middleware chain, ``current_job()``, and
+``perform_inline``.
 
 Shared by the worker's processor threads, inline mode and the fake mode's ``drain``, so a job
 runs the same way everywhere. Does no Redis I/O.
@@ -8,12 +9,18 @@ from __future__ import annotations
 
 import contextvars
 import inspect
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from kiqpy.chain import Chain
+from kiqpy.client import mode
+from kiqpy.client.build import JobBuilder
+from kiqpy.config import default_config
 from kiqpy.errors import KiqpyError
-from kiqpy.payload import Job
-from kiqpy.worker import Worker
+from kiqpy.payload import Job, now_ms, round_trip
+
+if TYPE_CHECKING:
+    from kiqpy.client.worker import Worker
 
 _current_job: contextvars.ContextVar[Job | None] = contextvars.ContextVar(
     "kiqpy_current_job", default=None)
@@ -54,3 +61,21 @@ def _ran(result: Any, cls: type[Worker]) -> Any:
                          f"awaitable nobody awaits: the job did not run (kiqpy runs only plain "
                          f"'def perform' methods so far)")
     return result
+
+
+def run_inline(cls: type[Worker], args: Sequence[Any], options: dict[str, Any],
+               fields: dict[str, Any] | None = None) -> Any:
+    """``perform_inline``: the serialization round trip of a real push, then the job, through
+    the server chain of the testing mode in place (fake or inline), else the default
+    configuration's."""
+    active = mode.active()
+    if active is not None:
+        config, chain = active.config, active.server_middleware
+    else:
+        config = default_config()
+        chain = config.server_middleware
+    job = JobBuilder(config).build(cls, args, options, None, fields=fields)
+    if job is None:
+        return None
+    job["enqueued_at"] = now_ms()
+    return execute(cls, round_trip(job, config.serializer), chain)

@@ -119,7 +119,7 @@ def validate_push_options(options: Mapping[str, Any], where: str) -> dict[str, A
 def is_option(name: str) -> bool:
     """Whether ``name`` is a worker option: declared (by kiqpy or an imported middleware) or
     belonging to a bundled middleware not imported yet. Per push, other keys are custom job
-    fields (see :func:`kiqpy.client.split_push`)."""
+    fields (see :func:`kiqpy.client.build.split_push` in kiqpy.client.build)."""
     return name in _DECLARED or name in _BUNDLED
 
 

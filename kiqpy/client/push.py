@@ -1,12 +1,12 @@
-"""The client: builds job maps, runs the client middleware chain, and pushes to Redis.
+"""The client: pushes jobs to Redis.
 
     perform_async -> options + defaults -> client chain -> encode -> push.lua (SADD queues; LPUSH)
     perform_in/at -> ... -> ZADD schedule <run-at> <payload without "at" and "enqueued_at">
     perform_bulk  -> ... -> one pipeline per batch: push.lua once per queue, one ZADD
 
 Which client a push uses is decided by :func:`current_client`: the default configuration's,
-unless a testing mode (``kiqpy.testing``) has put another in place for the current context.
-In a testing mode, pushes through any other :class:`Client` (``kiqpy.default_client()``,
+unless a testing mode (:mod:`kiqpy.client.mode`) is in place for the current context. In a
+testing mode, pushes through any other :class:`Client` (``kiqpy.default_client()``,
 ``kiqpy.Client(config)``) land in the mode too, as every client's push does in Sidekiq's
 testing modes.
 """
@@ -14,179 +14,84 @@ testing modes.
 from __future__ import annotations
 
 import contextlib
-import contextvars
-import copy
-import math
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import redis
 
-from kiqpy.config import Config, default_client
+from kiqpy.client import mode
+from kiqpy.client.build import JobBuilder, JobClass, split_push
+from kiqpy.client.registry import lookup
+from kiqpy.client.timing import run_at
+from kiqpy.config import Config, default_config, on_configure
 from kiqpy.connection import connect, describe, translate_errors
-from kiqpy.errors import ArgumentError, OptionsError, RedisRefusedError
+from kiqpy.errors import ArgumentError, RedisRefusedError
 from kiqpy.keys import Keys
-from kiqpy.options import is_option, near_option, validate_push_options
-from kiqpy.payload import (
-    Job,
-    check_args,
-    check_job,
-    check_value,
-    encode,
-    new_jid,
-    now_ms,
-    set_member,
-)
+from kiqpy.payload import Job, check_args, encode, now_ms, set_member
 from kiqpy.scripts import Scripts
-from kiqpy.worker import Worker, lookup, payload_options, run_at
 
-JobClass = type[Worker] | str
 
-# The testing seam: a context-local replacement for the default client (fake/inline modes).
-_override: contextvars.ContextVar[Any] = contextvars.ContextVar("kiqpy_client", default=None)
+class _Default:
+    """The default client, rebuilt when :func:`kiqpy.configure` replaces the configuration."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.client: Client | None = None
+
+
+_default = _Default()
+
+
+def default_client() -> Client:
+    """The client for the default configuration, built (and its pool opened) on first use,
+    and again after :func:`kiqpy.configure` replaced the configuration. A client is only ever
+    paired with the configuration that is the default when it is built."""
+    config = default_config()
+    client = _default.client
+    if client is not None and client.config is config:
+        return client
+    with _default.lock:
+        config = default_config()
+        old = _default.client
+        if old is not None and old.config is config:
+            return old
+        client = _default.client = Client(config)
+    if old is not None:
+        old.close()
+    return client
+
+
+def _forget_default_client() -> None:
+    """After :func:`kiqpy.configure`: close the old default client's pool; the next push
+    builds a client for the new configuration."""
+    with _default.lock:
+        old, _default.client = _default.client, None
+    if old is not None:
+        old.close()
+
+
+on_configure(_forget_default_client)
 
 
 def current_client() -> Any:
     """The client pushes go to in this context: a testing mode's, else the default one."""
-    client = _override.get()
+    client = mode.active()
     return client if client is not None else default_client()
 
 
 def _name_and_options(job_class: JobClass) -> tuple[str, dict[str, Any]]:
-    if not (isinstance(job_class, str) and job_class) and not (
-            isinstance(job_class, type) and issubclass(job_class, Worker)):
-        raise ArgumentError(f"a job class must be a kiqpy.Worker subclass or a job name, "
-                            f"got {job_class!r}")
-    if isinstance(job_class, str):
+    if isinstance(job_class, str) and job_class:
         try:
             cls = lookup(job_class)
         except LookupError:
             return job_class, {}
         return job_class, dict(cls.kiqpy_options_resolved)
-    return job_class.kiqpy_job_name, dict(job_class.kiqpy_options_resolved)
-
-
-# -- per-push fields -----------------------------------------------------------------------
-# Per push (Client.push, kiqpy.enqueue, Worker.set), as in Sidekiq, a key that is not an
-# option is a custom field, stored in the job as given. Fields kiqpy itself writes get this:
-# - "class", "args" and the run time ("at") come from the call, never from a field;
-# - "enqueued_at" is written when the job reaches its queue, so a caller's is dropped (on a
-#   scheduled job it would survive the move to the queue and fake the job's latency);
-# - "jid" and "created_at" are kept when valid (Sidekiq's ``item["jid"] ||= ...``);
-# - the retry state passes through (a job moved from another system keeps its history), with
-#   the types the retrier reads, so a bad one fails here rather than in the worker.
-_FROM_CALL = frozenset({"class", "args", "at"})
-_DROPPED = frozenset({"enqueued_at"})
-
-
-def _jid(value: Any) -> str | None:
-    return None if type(value) is str and value else "must be a non-empty str"
-
-
-def _epoch(value: Any) -> str | None:
-    if type(value) in (int, float) and math.isfinite(value) and value >= 0:
-        return None
-    return "must be epoch seconds (float) or milliseconds (int)"
-
-
-def _count(value: Any) -> str | None:
-    return None if type(value) is int and value >= 0 else "must be an int >= 0"
-
-
-def _text(value: Any) -> str | None:
-    return None if type(value) is str else "must be a str"
-
-
-_RESERVED: dict[str, Callable[[Any], str | None]] = {
-    "jid": _jid, "created_at": _epoch, "retry_count": _count, "failed_at": _epoch,
-    "retried_at": _epoch, "error_class": _text, "error_message": _text,
-    "error_backtrace": _text,
-}
-
-
-def split_push(fields: Mapping[Any, Any], where: str, serializer: str
-               ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Split per-push keys into (options, custom fields), Sidekiq-style. Options are checked
-    like a class's; fields kiqpy writes itself are checked or dropped (see above); every
-    other value must be msgpack/JSON-native, and an error names its path::
-
-        push('OtherApp::Job'): job["tenant"]["since"]: datetime is not serializable; ...
-    """
-    options: dict[str, Any] = {}
-    custom: dict[Any, Any] = {}
-    for key, value in fields.items():
-        if type(key) is str and is_option(key):
-            options[key] = value
-        elif key in _FROM_CALL:
-            raise ArgumentError(f"{where}: {key!r} is not a field to set; the job class, args "
-                                f"and run time come from the call")
-        elif key not in _DROPPED:
-            near = near_option(key) if type(key) is str and key not in _RESERVED else None
-            if near is not None:
-                raise OptionsError(f"{where}: unknown option {key!r}; did you mean {near!r}? "
-                                   f"(a custom field may not be named this close to an "
-                                   f"option)")
-            problem = _RESERVED[key](value) if key in _RESERVED else None
-            if problem is not None:
-                raise ArgumentError(f"{where}: {key}={value!r} {problem}")
-            custom[key] = value
-    if custom:
-        try:
-            check_value(custom, "job", serializer)
-        except ArgumentError as exc:
-            raise ArgumentError(f"{where}: {exc}") from None
-    return validate_push_options(options, where), custom
-
-
-class JobBuilder:
-    """Builds job maps and runs them through the client chain. Shared by every client (real,
-    fake, inline), so a test sees exactly the job a real push would store. Does no I/O."""
-
-    def __init__(self, config: Config, redis_client: redis.Redis | None = None) -> None:
-        self.config = config
-        self.redis = redis_client
-
-    def build(self, job_class: JobClass, args: Sequence[Any], options: dict[str, Any],
-              at: float | None, *, checked: bool = False, fields: dict[str, Any] | None = None
-              ) -> Job | None:
-        """The job map for one push, after the client chain (None if a middleware stopped it).
-        ``checked``: the caller has already passed ``args`` through :func:`check_args`.
-        ``fields``: custom fields from :func:`split_push` (a ``jid`` or ``created_at`` there
-        is kept)."""
-        args = list(args)
-        if not checked:
-            check_args(args, self.config.serializer)
-        name = job_class if isinstance(job_class, str) else job_class.kiqpy_job_name
-        if not name:
-            raise ArgumentError("kiqpy.Worker itself is not a job class; push a subclass")
-        job: Job = {"class": name, "args": args, "queue": "default", "retry": True}
-        job.update(payload_options(options))
-        if fields:
-            # A copy per job: bulk jobs, and middleware editing one, share nothing.
-            job.update(copy.deepcopy(fields))
-            job.setdefault("jid", new_jid())
-            job.setdefault("created_at", now_ms())
-        else:
-            job["jid"] = new_jid()
-            job["created_at"] = now_ms()
-        if at is not None:
-            job["at"] = at
-        return self.run_chain(job_class, job)
-
-    def run_chain(self, job_class: JobClass, job: Job) -> Job | None:
-        chain = self.config.client_middleware
-        if not chain:
-            return job
-        result = chain.invoke(lambda: job, job_class, job, job["queue"], self.redis)
-        if result is None:
-            return None
-        # As in Sidekiq, what the chain returns is what gets pushed: a middleware may edit the
-        # job in place or return a new map. It may have put anything in it, so check it again
-        # (fields and every value) before any I/O.
-        if type(result) is dict:
-            job = result
-        check_job(job, self.config.serializer)
-        return job
+    if isinstance(job_class, type) and isinstance(getattr(job_class, "kiqpy_job_name", None),
+                                                  str):
+        return job_class.kiqpy_job_name, dict(job_class.kiqpy_options_resolved)
+    raise ArgumentError(f"a job class must be a kiqpy.Worker subclass or a job name, "
+                        f"got {job_class!r}")
 
 
 class Client:
@@ -194,8 +99,6 @@ class Client:
 
     def __init__(self, config: Config | None = None, redis_client: redis.Redis | None = None
                  ) -> None:
-        from kiqpy.config import default_config
-
         self.config = config or default_config()
         self.redis = redis_client or connect(
             self.config.redis_url, self.config.pool_size or 10, self.config.socket_timeout)
@@ -259,10 +162,10 @@ class Client:
         was used: ``kiqpy.default_client()``, ``kiqpy.Client(config)``... The job is still
         built by this client's configuration and client chain, with no Redis (``redis`` is
         None for middleware, as in any testing mode), so a test touches no real Redis."""
-        mode = _override.get()
-        if mode is None or mode is self:
+        active = mode.active()
+        if active is None or active is self:
             return self.builder, self._store
-        return JobBuilder(self.config), mode._store
+        return JobBuilder(self.config), active._store
 
     # -- Sidekiq-style item API --------------------------------------------------------------
     def push(self, item: Mapping[str, Any]) -> str | None:

@@ -18,14 +18,14 @@ from typing import Any
 from kiqpy import queues
 from kiqpy.config import Config
 from kiqpy.connection import connect
-from kiqpy.fetch import BLOCK_SECONDS, MAX_WAITERS, Fetcher
-from kiqpy.heartbeat import Heartbeat, new_identity
 from kiqpy.keys import Keys
 from kiqpy.log import get_logger
-from kiqpy.manager import Manager
-from kiqpy.outage import Outage
-from kiqpy.retry import Retrier
-from kiqpy.scheduler import Scheduler
+from kiqpy.server.fetch import BLOCK_SECONDS, MAX_WAITERS, Fetcher
+from kiqpy.server.heartbeat import Heartbeat, new_identity
+from kiqpy.server.manager import Manager
+from kiqpy.server.outage import Outage
+from kiqpy.server.retry import Retrier
+from kiqpy.server.scheduler import Scheduler
 
 EXIT_RECYCLE = 75  # the exit code asking a supervisor for a replacement (--max-jobs)
 # The exit code of a supervised child stopped through Redis (dashboard "Stop", api

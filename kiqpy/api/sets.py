@@ -21,12 +21,12 @@ from typing import Any, NamedTuple
 
 import redis
 
-from kiqpy.api_base import ApiObject, Page, check_page, glob_escape, to_datetime, to_epoch
-from kiqpy.api_jobs import JobRecord
+from kiqpy.api.base import ApiObject, Page, check_page, glob_escape, to_datetime, to_epoch
+from kiqpy.api.jobs import JobRecord
 from kiqpy.config import Config
 from kiqpy.errors import PayloadError
+from kiqpy.failures import malformed_job
 from kiqpy.payload import encode, queued_copy
-from kiqpy.retry import malformed_job
 
 _BATCH = 100
 

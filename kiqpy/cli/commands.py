@@ -20,9 +20,9 @@ import click
 
 from kiqpy import log as kiqpy_log
 from kiqpy import queues
+from kiqpy.cli.serve import ProcessOptions
 from kiqpy.config import Config, env_redis_url
 from kiqpy.errors import ConfigurationError
-from kiqpy.serve import ProcessOptions
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -233,7 +233,7 @@ class AppLoader:
                     click.echo(f"kiqpy: cannot import {target!r}: {type(exc).__name__}: {exc}",
                                err=True)
                     sys.exit(1)
-            from kiqpy.worker import registered
+            from kiqpy.client.registry import registered
 
             if not registered():
                 kiqpy_log.get_logger().warning(
@@ -262,8 +262,8 @@ def build_config(settings: dict[str, Any]) -> Config:
 
 
 def serve(load_app: AppLoader, options: ProcessOptions) -> int:
-    """Run the worker process(es) (kiqpy.serve); returns the exit code."""
-    from kiqpy import serve as serving
+    """Run the worker process(es) (kiqpy.cli.serve); returns the exit code."""
+    from kiqpy.cli import serve as serving
 
     try:
         return serving.run(load_app, options)
@@ -343,12 +343,9 @@ def _settings(ctx: click.Context, opts: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-from kiqpy.monitor import check, stats  # noqa: E402
-from kiqpy.web_command import web  # noqa: E402
+from kiqpy.cli.stats import check, stats  # noqa: E402
+from kiqpy.cli.web import web  # noqa: E402
 
 main.add_command(stats)
 main.add_command(check)
 main.add_command(web)
-
-if __name__ == "__main__":
-    main()

@@ -56,7 +56,7 @@ def make_server(host: str, port: int, check: Check, threading_server: bool = Tru
 
 
 def serve_in_thread(host: str, port: int, check: Check) -> HTTPServer:
-    """Serve health checks from a daemon thread (``kiqpy.health``); returns the server."""
+    """Serve health checks from a daemon thread (``kiqpy.cli.health``); returns the server."""
     server = make_server(host, port, check)
     thread = threading.Thread(target=server.serve_forever, name="kiqpy.health", daemon=True)
     thread.start()

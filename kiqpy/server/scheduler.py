@@ -12,11 +12,11 @@ import redis
 from kiqpy.config import Config
 from kiqpy.connection import REDIS_DOWN
 from kiqpy.errors import PayloadError
+from kiqpy.failures import malformed_job, trim_dead
 from kiqpy.keys import Keys
-from kiqpy.outage import Outage
 from kiqpy.payload import decode, encode, now_ms, queued_copy
-from kiqpy.retry import malformed_job, trim_dead
 from kiqpy.scripts import Scripts
+from kiqpy.server.outage import Outage
 
 BATCH = 100
 

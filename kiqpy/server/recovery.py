@@ -21,11 +21,12 @@ import redis
 
 from kiqpy.config import Config
 from kiqpy.errors import PayloadError, PoisonPill
+from kiqpy.failures import add_dead, malformed_job
 from kiqpy.keys import Keys
-from kiqpy.outage import Outage
-from kiqpy.payload import Job, decode, encode, now_ms
-from kiqpy.retry import add_dead, malformed_job, run_death_handlers, serializer_of
+from kiqpy.payload import Job, decode, encode, now_ms, serializer_of
 from kiqpy.scripts import Scripts
+from kiqpy.server.outage import Outage
+from kiqpy.server.retry import run_death_handlers
 
 LOCK_MS = 30_000
 

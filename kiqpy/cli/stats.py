@@ -5,8 +5,9 @@
     kiqpy stats --json | jq .overview.enqueued
 
 Built on :mod:`kiqpy.api`; reads only (apart from pruning dead processes from ``processes``,
-as every reader of the process list does). ``kiqpy.cli`` imports this module to register the
-command, so :mod:`kiqpy.api` is imported only when the command runs: the worker never loads it.
+as every reader of the process list does). ``kiqpy.cli.commands`` imports this module to
+register the command, so :mod:`kiqpy.api` is imported only when the command runs: the worker
+never loads it.
 """
 
 from __future__ import annotations
@@ -121,7 +122,7 @@ def render(data: dict[str, Any], header: str) -> str:
 
 
 def _header(config: Config, client: redis.Redis) -> str:
-    from kiqpy import __version__
+    from kiqpy.version import __version__
 
     info = client.info("server")
     now = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
@@ -171,9 +172,9 @@ def stats(section: str, as_json: bool, redis_url: str | None, namespace: str) ->
 def check(queues: tuple[str, ...], redis_url: str | None, namespace: str) -> None:
     """Exit 0 when Redis answers and a live, non-quiet kiqpy process serves every given queue
     (any process when none is given); exit 1 otherwise. For scripts and container probes."""
+    from kiqpy.cli.health import check_cluster
     from kiqpy.connection import REDIS_DOWN
     from kiqpy.errors import ConfigurationError
-    from kiqpy.health import check_cluster
     from kiqpy.keys import Keys
     from kiqpy.queues import parse as parse_queues
 

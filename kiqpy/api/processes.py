@@ -20,8 +20,8 @@ from typing import Any
 
 import redis
 
-from kiqpy.api_base import ApiObject, text, to_datetime
-from kiqpy.api_jobs import JobRecord
+from kiqpy.api.base import ApiObject, text, to_datetime
+from kiqpy.api.jobs import JobRecord
 from kiqpy.config import Config
 
 _FIELDS = ("info", "busy", "beat", "quiet", "rss", "rtt_us")

@@ -4,7 +4,7 @@
     kiqpy web --port 8080 --redis-url redis://10.0.0.5/0
     KIQPY_WEB_AUTH=admin:s3cret kiqpy web --host 0.0.0.0
 
-``kiqpy.cli`` imports this module to register the command; the dashboard and waitress (the
+``kiqpy.cli.commands`` imports this module to register the command; the dashboard and waitress (the
 ``web`` extra) are imported only when the command runs, so the worker never loads them.
 """
 

@@ -12,12 +12,12 @@ from typing import Any
 import structlog
 
 from kiqpy.chain import Chain
+from kiqpy.client.execution import execute
+from kiqpy.client.registry import lookup
 from kiqpy.errors import PayloadError
-from kiqpy.execution import execute
-from kiqpy.fetch import STOP, Fetcher
 from kiqpy.payload import decode
-from kiqpy.retry import Retrier
-from kiqpy.worker import lookup
+from kiqpy.server.fetch import STOP, Fetcher
+from kiqpy.server.retry import Retrier
 
 _bind = structlog.contextvars.bind_contextvars
 _clear = structlog.contextvars.clear_contextvars

@@ -23,8 +23,8 @@ from kiqpy import queues
 from kiqpy.config import Config
 from kiqpy.connection import REDIS_DOWN
 from kiqpy.keys import Keys
-from kiqpy.outage import Outage, backoff
 from kiqpy.scripts import Scripts
+from kiqpy.server.outage import Outage, backoff
 
 Unit = tuple[str, bytes]  # (queue name, payload exactly as stored in Redis)
 STOP: Any = object()  # sentinel put on a work or ack queue to end its reader

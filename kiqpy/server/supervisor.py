@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from kiqpy.heartbeat import process_rss_kb
-from kiqpy.launcher import EXIT_RECYCLE, EXIT_STOPPED
+from kiqpy.server.heartbeat import process_rss_kb
+from kiqpy.server.launcher import EXIT_RECYCLE, EXIT_STOPPED
 
 if TYPE_CHECKING:
     from http.server import HTTPServer
@@ -63,7 +63,7 @@ class Supervisor:
 
     def run(self) -> int:
         """Start the children and supervise them until they have all stopped. The caller
-        installs signal handlers that append to :attr:`signals` (see kiqpy.serve)."""
+        installs signal handlers that append to :attr:`signals` (see kiqpy.cli.serve)."""
         self.log.info("supervisor starting", processes=self.count, pid=os.getpid())
         for index in range(self.count):
             self._spawn(index)

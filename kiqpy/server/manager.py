@@ -9,9 +9,9 @@ from collections.abc import Callable
 from typing import Any
 
 from kiqpy.chain import Chain
-from kiqpy.fetch import STOP, Fetcher
-from kiqpy.processor import Processor
-from kiqpy.retry import Retrier
+from kiqpy.server.fetch import STOP, Fetcher
+from kiqpy.server.processor import Processor
+from kiqpy.server.retry import Retrier
 
 
 class Manager:

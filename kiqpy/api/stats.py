@@ -13,8 +13,8 @@ from typing import Any
 
 import redis
 
-from kiqpy.api_base import ApiObject, text
-from kiqpy.api_jobs import JobRecord
+from kiqpy.api.base import ApiObject, text
+from kiqpy.api.jobs import JobRecord
 from kiqpy.config import Config
 
 COUNTERS = ("processed", "failed")

@@ -1,7 +1,8 @@
 """What every object of the data API (:mod:`kiqpy.api`) shares: its configuration, its Redis
 client and key names, a page of results, and small conversions.
 
-Never imported by the worker's own path (DESIGN.md §4): only dashboards, tools and scripts.
+Never imported by the worker (the import contract in pyproject.toml): only dashboards, tools
+and scripts.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import Generic, TypeVar
 
 import redis
 
-from kiqpy.config import Config, default_client, default_config
+from kiqpy.client.push import default_client
+from kiqpy.config import Config, default_config
 from kiqpy.connection import connect, translate_errors
 from kiqpy.keys import Keys
 from kiqpy.scripts import Scripts

@@ -1,0 +1,103 @@
+"""What every page handler shares: the request's :class:`Context` (the request, Redis, key
+names, URLs and rendering), page checks, redirects back with a notice, and payload digests.
+
+Handlers (``views*.py``) take a :class:`Context` and the route's parameters and return a
+:class:`~kiqpy.web.http.Response`; the application (``app.py``) builds the context and routes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlencode
+
+import redis
+
+from kiqpy.api import Page, Stats
+from kiqpy.config import Config
+from kiqpy.connection import safe_url
+from kiqpy.keys import Keys
+from kiqpy.version import __version__
+from kiqpy.web import security
+from kiqpy.web.http import HTTPError, Request, Response, redirect
+
+if TYPE_CHECKING:
+    from kiqpy.web.app import Dashboard
+
+log = logging.getLogger("kiqpy.web")
+
+PAGE_SIZE = 25
+# After a change the browser is sent back with ?done=<what>&n=<count>; the text is ours.
+NOTICES = {
+    "quiet": "Asked {n} process(es) to stop fetching jobs.",
+    "stop": "Asked {n} process(es) to shut down.",
+    "clear": "Deleted {n} job(s) and the queue.",
+    "delete": "Deleted {n} job(s).",
+    "retry": "Queued {n} job(s) to run now.",
+    "enqueue": "Queued {n} job(s) to run now.",
+    "kill": "Moved {n} job(s) to the dead set.",
+}
+
+
+def notice(request: Request) -> str | None:
+    """The message for ``?done=...&n=...`` (made from our own texts, never from the URL)."""
+    template = NOTICES.get(request.arg("done"))
+    count = request.arg("n")
+    ok = count.isascii() and count.isdigit() and len(count) < 10
+    return template.format(n=int(count)) if template and ok else None
+
+
+def back(ctx: Context, path: str, done: str, count: int, **query: Any) -> Response:
+    return redirect(ctx.url(path, done=done, n=count, **query))
+
+
+def digest(value: bytes) -> str:
+    """A short, stable name for a stored payload (payloads need not have a jid)."""
+    return hashlib.sha1(value).hexdigest()[:20]
+
+
+def require_page(page: Page[Any]) -> None:
+    """404 for a page past the last (page 1 of nothing is fine: an empty listing)."""
+    if page.number > page.pages:
+        raise HTTPError(404, f"page {page.number} does not exist: there "
+                             f"{'is 1 page' if page.pages == 1 else f'are {page.pages} pages'}")
+
+
+
+class Context:
+    """One request as handlers see it: the request, Redis, key names, URLs and rendering."""
+
+    def __init__(self, app: Dashboard, request: Request, base: str, csrf: str) -> None:
+        self.app, self.request, self.base, self.csrf = app, request, base, csrf
+        self.config: Config = app.config
+        self.redis: redis.Redis = app.redis
+        self.keys: Keys = app.keys
+
+    def url(self, path: str = "/", **query: Any) -> str:
+        """The URL of ``path`` (below the mount point) with ``query`` (None values left out)."""
+        pairs = [(k, v) for k, v in query.items() if v is not None and v != ""]
+        return self.base + path + (("?" + urlencode(pairs, doseq=True)) if pairs else "")
+
+    def render(self, template: str, code: int = 200, **values: Any) -> Response:
+        if "summary" not in values:
+            values["summary"] = Stats(self.config, self.redis)
+        page = self.app.templates.get_template(template).render(
+            notice=notice(self.request),
+            url=self.url, quote=_quote, csrf=self.csrf, csrf_field=security.CSRF_FIELD,
+            version=__version__, redis_url=safe_url(self.config.redis_url),
+            namespace=self.config.namespace, path=self.request.path, **values)
+        return Response(page, code)
+
+    def error(self, status: int, message: str) -> Response:
+        try:
+            return self.render("error.html", status, status=status, message=message,
+                               summary=None)
+        except Exception:  # the error page itself failed: plain text still says what happened
+            log.exception("kiqpy.web: rendering the error page failed")
+            return Response(f"{status}: {message}\n", status, "text/plain; charset=utf-8")
+
+
+def _quote(value: str) -> str:
+    """A path segment (a queue name, an entry id) for a URL."""
+    return quote(value, safe="")
