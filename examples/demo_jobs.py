@@ -24,7 +24,9 @@ class WordCount(kiqpy.Worker, retry=3):
 
     def perform(self, text: str) -> int:
         count = len(text.split())
-        print(f"WordCount: {count} words in {text!r}", flush=True)
+        # One write per line (the newline inside it): the worker's log lines, written by
+        # other threads, then never land in the middle of it.
+        print(f"WordCount: {count} words in {text!r}\n", end="", flush=True)
         return count
 
 
@@ -32,4 +34,4 @@ class Greeter(kiqpy.Worker, queue="mail"):
     """Greets ``name``; its jobs go to the ``mail`` queue unless a push says otherwise."""
 
     def perform(self, name: str) -> None:
-        print(f"Hello, {name}!", flush=True)
+        print(f"Hello, {name}!\n", end="", flush=True)  # one write: see WordCount

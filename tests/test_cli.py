@@ -366,3 +366,34 @@ def test_a_file_named_like_another_module_is_refused_not_shadowed(tmp_path, redi
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30)
     assert result.returncode == 1
     assert "imports as 'json', but that name is another module" in result.stderr
+
+
+# -- rough edges a new user hit ------------------------------------------------------------
+def test_top_level_help_shows_the_worker_options():
+    result = CliRunner().invoke(cli.main, ["--help"])
+    assert result.exit_code == 0
+    assert "Worker options (kiqpy [OPTIONS] is kiqpy worker [OPTIONS])" in result.output
+    for flag in ("-r, --require", "-c, --concurrency", "-q, --queue", "-p, --processes"):
+        assert flag in result.output
+    assert "Commands:" in result.output and "stats" in result.output
+
+
+def test_a_require_path_that_does_not_exist_is_a_usage_error_that_says_so(tmp_path):
+    [result] = run_cli(["-r", str(tmp_path / "nofile.py")])
+    assert result.returncode == 2
+    assert "nofile.py: no such file or folder" in result.stderr
+    assert "No module named" not in result.stderr
+
+
+def test_an_import_failure_prints_a_readable_traceback_in_console_format(tmp_path, redis_url):
+    broken = tmp_path / "broken_jobs.py"
+    broken.write_text("def deep():\n    raise RuntimeError('boom at import')\n\ndeep()\n")
+    [result] = run_cli(["-r", str(broken), "--redis-url", redis_url, "--log-format", "console"])
+    assert result.returncode == 1
+    # A traceback of real lines, not one string with literal "\n" in it
+    assert "\\n" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert "Traceback (most recent call last):" in lines
+    assert any(line.strip().startswith('File "') and "broken_jobs.py" in line
+               and "line 2" in line for line in lines)
+    assert "RuntimeError: boom at import" in lines

@@ -107,3 +107,36 @@ def test_demo_runs_every_job_with_a_worker(r, redis_url, tmp_path):
     # And the developer's own jobs were not touched: the demo's worker reads its namespace only
     assert [decode(raw)["args"] for raw in r.lrange("queue:default", 0, -1)] == [["default"]]
     assert [decode(raw)["args"] for raw in r.lrange("queue:mail", 0, -1)] == [["mail"]]
+
+
+def test_on_a_terminal_job_output_never_shares_a_line_with_a_log_line(redis_url, tmp_path):
+    # Given the demo on a terminal, as `make demo` is usually run: stdout and stderr are one
+    # pseudo-terminal, line-buffered, written to by the worker's five threads at once
+    import pty
+
+    primary, secondary = pty.openpty()
+    environ = {k: v for k, v in os.environ.items()
+               if k not in ("REDIS_URL", "KIQPY_REDIS_URL", "KIQPY_NAMESPACE")}
+    demo = subprocess.Popen([sys.executable, str(DEMO)], cwd=tmp_path,
+                            env={**environ, "REDIS_URL": redis_url},
+                            stdin=subprocess.DEVNULL, stdout=secondary, stderr=secondary)
+    os.close(secondary)
+    # When it runs to the end
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(primary, 65536)
+        except OSError:  # EIO: every writer has closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(primary)
+    assert demo.wait(60) == 0
+    text = re.sub(r"\x1b\[[0-9;]*m", "", b"".join(chunks).decode(errors="replace"))
+    # Then every line a job printed stands alone
+    lines = [line.strip() for line in text.splitlines()]
+    job_lines = [line for line in lines if "Hello, " in line or "WordCount: " in line]
+    assert len(job_lines) == 6, text
+    for line in job_lines:
+        assert re.fullmatch(r"Hello, \w+!|WordCount: \d+ words in '[^']*'", line), line

@@ -12,7 +12,6 @@ import importlib
 import importlib.util
 import os
 import sys
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -65,10 +64,12 @@ def require(target: str) -> None:
     A file under the working directory is imported by its dotted name (``myapp/jobs.py`` as
     ``myapp.jobs``), so its job classes get the names the application pushes them under
     (``myapp.jobs.HardWorker``); a file elsewhere is imported under its own stem."""
-    if target.endswith(".py") or os.sep in target:
+    if _is_path(target):
         path = Path(target).resolve()
         if path.is_dir():
             path = path / "__init__.py"
+        if not path.is_file():
+            raise FileNotFoundError(f"no such file: {path}")
         dotted = _dotted_name(path, Path.cwd())
         if dotted is not None:
             if os.getcwd() not in sys.path:
@@ -93,6 +94,11 @@ def require(target: str) -> None:
         importlib.import_module(target)
 
 
+def _is_path(target: str) -> bool:
+    """A -r value that names a file or folder (``./jobs.py``, ``app/``), not a module."""
+    return target.endswith(".py") or os.sep in target
+
+
 def _dotted_name(path: Path, root: Path) -> str | None:
     """``root/a/b.py`` -> ``a.b`` (``root/a/__init__.py`` -> ``a``); None if ``path`` is not
     under ``root`` or a part is not a valid module name."""
@@ -108,13 +114,23 @@ def _dotted_name(path: Path, root: Path) -> str | None:
 
 
 class DefaultGroup(click.Group):
-    """A group that runs ``worker`` when the first argument is not a command name."""
+    """A group that runs ``worker`` when the first argument is not a command name, and whose
+    help shows the worker's options too (the command people run most)."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if not args or (args[0] not in self.commands
                         and args[0] not in ("--help", "-h", "--version", "-V")):
             args = ["worker", *args]
         return super().parse_args(ctx, args)
+
+    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        super().format_help(ctx, formatter)
+        worker = self.commands["worker"]
+        with click.Context(worker, info_name="worker", parent=ctx) as sub:
+            rows = [row for param in worker.get_params(sub)
+                    if (row := param.get_help_record(sub)) is not None]
+        with formatter.section("Worker options (kiqpy [OPTIONS] is kiqpy worker [OPTIONS])"):
+            formatter.write_dl(rows)
 
 
 @click.group(cls=DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -190,6 +206,11 @@ def worker(ctx: click.Context, **opts: Any) -> None:
                     logfile=settings.pop("logfile"))
     options = ProcessOptions(**{k: settings.pop(k) for k in _PROCESS_KEYS})
     requires = settings.pop("requires")
+    for target in requires:
+        if _is_path(target) and not Path(target).exists():
+            # A usage error now, before any fork, rather than "No module named ..." later.
+            raise click.BadParameter(f"{target}: no such file or folder (in {os.getcwd()})",
+                                     param_hint="'-r' / '--require'")
     build_config(settings)  # a bad value is a usage error now, not in a forked child later
     sys.exit(serve(AppLoader(requires, settings), options))
 
@@ -226,10 +247,12 @@ class AppLoader:
                     require(target)
                 except Exception as exc:
                     # The log (which may be the --logfile of a daemon whose stderr is lost)
-                    # gets the traceback; stderr gets the one-line reason too.
+                    # gets the traceback, rendered as one (multi-line in the console format);
+                    # stderr gets the one-line reason too. A missing file needs no traceback.
+                    missing = isinstance(exc, FileNotFoundError)
                     kiqpy_log.get_logger().error("cannot import", target=target,
                                                  error=f"{type(exc).__name__}: {exc}",
-                                                 traceback=traceback.format_exc())
+                                                 exc_info=None if missing else exc)
                     click.echo(f"kiqpy: cannot import {target!r}: {type(exc).__name__}: {exc}",
                                err=True)
                     sys.exit(1)
