@@ -10,17 +10,15 @@ from __future__ import annotations
 import contextvars
 import inspect
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from kiqpy.chain import Chain
 from kiqpy.client import mode
 from kiqpy.client.build import JobBuilder
+from kiqpy.client.registry import JobType
 from kiqpy.config import default_config
 from kiqpy.errors import KiqpyError
 from kiqpy.payload import Job, now_ms, round_trip
-
-if TYPE_CHECKING:
-    from kiqpy.client.worker import Worker
 
 _current_job: contextvars.ContextVar[Job | None] = contextvars.ContextVar(
     "kiqpy_current_job", default=None)
@@ -31,7 +29,7 @@ def current_job() -> Job | None:
     return _current_job.get()
 
 
-def execute(cls: type[Worker], job: Job, chain: Chain) -> Any:
+def execute(cls: JobType, job: Job, chain: Chain) -> Any:
     """Instantiate ``cls`` and run ``perform(*args)`` inside ``chain``; return its result.
 
     Server middleware gets ``(worker_instance, job, queue, next)``; if it does not call
@@ -49,7 +47,7 @@ def execute(cls: type[Worker], job: Job, chain: Chain) -> Any:
         _current_job.reset(token)
 
 
-def _ran(result: Any, cls: type[Worker]) -> Any:
+def _ran(result: Any, cls: JobType) -> Any:
     """``perform``'s result, unless it is an awaitable: then nothing of the job has run (a
     ``perform`` wrapped or assigned after the class was defined, so the class check missed
     it), and counting it as done would lose the job. It fails instead, and is retried."""
@@ -63,7 +61,7 @@ def _ran(result: Any, cls: type[Worker]) -> Any:
     return result
 
 
-def run_inline(cls: type[Worker], args: Sequence[Any], options: dict[str, Any],
+def run_inline(cls: JobType, args: Sequence[Any], options: dict[str, Any],
                fields: dict[str, Any] | None = None) -> Any:
     """``perform_inline``: the serialization round trip of a real push, then the job, through
     the server chain of the testing mode in place (fake or inline), else the default

@@ -8,24 +8,24 @@ name taken from a payload.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING
+from typing import Any
 
 from kiqpy.errors import UnknownJobError
 
-if TYPE_CHECKING:
-    from kiqpy.client.worker import Worker
+# A job class: a kiqpy.Worker subclass (typed loosely so this module stays below the mixin).
+JobType = type[Any]
 
-_registry: dict[str, type[Worker]] = {}
+_registry: dict[str, JobType] = {}
 _registry_lock = threading.Lock()
 
 
-def register(name: str, cls: type[Worker]) -> None:
+def register(name: str, cls: JobType) -> None:
     """Register ``cls`` under ``name`` (the last class defined under a name wins)."""
     with _registry_lock:
         _registry[name] = cls
 
 
-def lookup(name: str) -> type[Worker]:
+def lookup(name: str) -> JobType:
     """The registered job class called ``name``, or :class:`UnknownJobError`."""
     cls = _registry.get(name)
     if cls is None:
@@ -36,7 +36,7 @@ def lookup(name: str) -> type[Worker]:
     return cls
 
 
-def registered() -> dict[str, type[Worker]]:
+def registered() -> dict[str, JobType]:
     """A copy of the registry: job name -> class."""
     with _registry_lock:
         return dict(_registry)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import quote, urlencode
 
+import jinja2
 import redis
 
 from kiqpy.api import Page, Stats
@@ -22,8 +23,14 @@ from kiqpy.version import __version__
 from kiqpy.web import security
 from kiqpy.web.http import HTTPError, Request, Response, redirect
 
-if TYPE_CHECKING:
-    from kiqpy.web.app import Dashboard
+
+class Site(Protocol):
+    """What a context needs of the application (:class:`kiqpy.web.app.Dashboard` is one)."""
+
+    config: Config
+    redis: redis.Redis
+    keys: Keys
+    templates: jinja2.Environment
 
 log = logging.getLogger("kiqpy.web")
 
@@ -68,7 +75,7 @@ def require_page(page: Page[Any]) -> None:
 class Context:
     """One request as handlers see it: the request, Redis, key names, URLs and rendering."""
 
-    def __init__(self, app: Dashboard, request: Request, base: str, csrf: str) -> None:
+    def __init__(self, app: Site, request: Request, base: str, csrf: str) -> None:
         self.app, self.request, self.base, self.csrf = app, request, base, csrf
         self.config: Config = app.config
         self.redis: redis.Redis = app.redis
