@@ -30,6 +30,7 @@ from kiqpy.errors import (
     ConfigurationError,
     KiqpyError,
     NoJobsError,
+    NotReplicatedError,
     OptionsError,
     PayloadError,
     PoisonPill,
@@ -77,7 +78,7 @@ def redis(config: Config | None = None) -> "_Iterator[_redis.Redis]":
     from kiqpy.connection import thread_client
 
     config = config if config is not None else default_config()
-    yield thread_client(config.redis_url, config.socket_timeout)
+    yield thread_client(config.redis_url, config.socket_timeout, config.sentinel_auth)
 
 
 __all__ = [
@@ -88,6 +89,7 @@ __all__ = [
     "ConfigurationError",
     "KiqpyError",
     "NoJobsError",
+    "NotReplicatedError",
     "OptionsError",
     "PayloadError",
     "PoisonPill",

@@ -27,7 +27,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from kiqpy.chain import Chain
-from kiqpy.connection import safe_url
+from kiqpy.connection import SENTINEL_SCHEMES, SentinelAuth, parse_sentinel_url, safe_url
 from kiqpy.errors import ConfigurationError
 from kiqpy.payload import SERIALIZERS
 
@@ -53,6 +53,15 @@ class Config:
     serializer: str = "msgpack"
     pool_size: int = 0  # 0: concurrency + 5 on a worker, 10 on a client
     socket_timeout: float = 5.0
+    # How to authenticate to Sentinels (a redis+sentinel:// URL); the master's own user and
+    # password are in the URL. None: the URL's sentinel_* query parameters, if any.
+    sentinel_username: str | None = None
+    sentinel_password: str | None = field(default=None, repr=False)
+    sentinel_tls: bool | None = None
+    # Pushes wait until this many replicas have the job (Redis WAIT), so a failover cannot
+    # lose a push that returned; NotReplicatedError after push_replicas_timeout seconds.
+    push_replicas: int = 0
+    push_replicas_timeout: float = 1.0
     # -- worker ----------------------------------------------------------------------------
     concurrency: int = 10
     queues: tuple[tuple[str, int], ...] = (("default", 0),)
@@ -75,9 +84,11 @@ class Config:
 
     def __post_init__(self) -> None:
         # Caught here rather than at the first push, so configure() refuses a bad URL at once.
-        if urlsplit(self.redis_url).scheme not in ("redis", "rediss", "unix"):
+        if urlsplit(self.redis_url).scheme not in ("redis", "rediss", "unix",
+                                                   *SENTINEL_SCHEMES):
             raise ConfigurationError(f"bad Redis URL {safe_url(self.redis_url)!r}: it must start "
-                                     f"with redis://, rediss:// or unix://")
+                                     f"with redis://, rediss://, unix:// or redis+sentinel://")
+        parse_sentinel_url(self.redis_url)  # a malformed Sentinel URL fails here, naming why
         self._check_types()
         if self.serializer not in SERIALIZERS:
             raise ConfigurationError(
@@ -92,6 +103,8 @@ class Config:
                 raise ConfigurationError(f"bad queue {name!r} with weight {weight}")
         if self.timeout < 0 or self.heartbeat_interval <= 0 or self.process_ttl <= 0:
             raise ConfigurationError("timeout, heartbeat_interval and process_ttl must be positive")
+        if self.push_replicas < 0 or self.push_replicas_timeout <= 0:
+            raise ConfigurationError("push_replicas must be >= 0 and push_replicas_timeout > 0")
         if self.pool_size < 0:
             raise ConfigurationError(f"pool_size must be positive, got {self.pool_size}")
 
@@ -102,6 +115,13 @@ class Config:
             value = getattr(self, name)
             if type(value) is not int and not (value is None and name in _OPTIONAL):
                 raise ConfigurationError(f"{name} must be an int, got {value!r}")
+        for name in ("sentinel_username", "sentinel_password"):
+            value = getattr(self, name)
+            if value is not None and type(value) is not str:
+                raise ConfigurationError(f"{name} must be a string, got {type(value).__name__}")
+        if self.sentinel_tls is not None and type(self.sentinel_tls) is not bool:
+            raise ConfigurationError(f"sentinel_tls must be true or false, got "
+                                     f"{self.sentinel_tls!r}")
         for name in _NUMBER_FIELDS:
             value = getattr(self, name)
             if type(value) not in (int, float) and not (value is None and name in _OPTIONAL):
@@ -116,6 +136,11 @@ class Config:
             values["namespace"] = env["KIQPY_NAMESPACE"]
         if env.get("KIQPY_SERIALIZER"):
             values["serializer"] = env["KIQPY_SERIALIZER"]
+        for name in ("sentinel_username", "sentinel_password"):
+            if env.get(f"KIQPY_{name.upper()}"):
+                values[name] = env[f"KIQPY_{name.upper()}"]
+        if env.get("KIQPY_SENTINEL_TLS"):
+            values["sentinel_tls"] = env["KIQPY_SENTINEL_TLS"].lower() in ("1", "true", "yes")
         values.update(overrides)
         return cls(**values)
 
@@ -124,14 +149,20 @@ class Config:
         return dataclasses.replace(self, **changes)
 
     @property
+    def sentinel_auth(self) -> SentinelAuth:
+        """How to authenticate to the Sentinels, for :func:`kiqpy.connection.connect`."""
+        return SentinelAuth(self.sentinel_username, self.sentinel_password, self.sentinel_tls)
+
+    @property
     def queue_names(self) -> list[str]:
         return [name for name, _ in self.queues]
 
 
 _INT_FIELDS = ("concurrency", "pool_size", "max_retries", "dead_max_jobs",
-               "poison_pill_recoveries", "prefetch")
+               "poison_pill_recoveries", "prefetch", "push_replicas")
 _NUMBER_FIELDS = ("socket_timeout", "timeout", "heartbeat_interval", "process_ttl",
-                  "poll_interval_average", "dead_timeout", "poison_pill_window")
+                  "poll_interval_average", "dead_timeout", "poison_pill_window",
+                  "push_replicas_timeout")
 _OPTIONAL = frozenset({"socket_timeout", "poll_interval_average", "prefetch"})
 
 

@@ -3,6 +3,14 @@
 Every other module that talks to Redis gets its ``redis.Redis`` from here and wraps calls whose
 failure a user would see in :func:`translate_errors`, so a missing Redis reads as "cannot reach
 Redis at redis://host:6379/0: Connection refused" rather than a redis-py traceback.
+
+URLs: ``redis://``, ``rediss://`` (TLS), ``unix://``, and for a master watched by Sentinels
+``redis+sentinel://[[user]:password@]host:26379[,host:26379...]/service_name[/db]``
+(``rediss+sentinel://`` for TLS to the master). The user and password are the master's; the
+Sentinels' own are the query parameters ``sentinel_username``, ``sentinel_password`` and
+``sentinel_ssl=true``, or the :class:`SentinelAuth` a caller passes (the configuration's
+``sentinel_*`` fields). Connections ask the Sentinels where the master is, and again after a
+failover, so a client follows the master on its own.
 """
 
 from __future__ import annotations
@@ -12,9 +20,12 @@ import os
 import re
 import threading
 from collections.abc import Iterator
-from urllib.parse import urlsplit, urlunsplit
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
 import redis
+import redis.sentinel
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
@@ -37,32 +48,105 @@ def safe_url(url: str) -> str:
     return _QUERY_PASSWORD.sub(r"\1***", url)
 
 
-_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*")
+_QUERY_PASSWORD = re.compile(r"([?&](?:sentinel_)?password=)[^&#]*")
+SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
 
 
-def connect(url: str, pool_size: int = 10, socket_timeout: float | None = 5.0) -> redis.Redis:
+@dataclass(frozen=True)
+class SentinelAuth:
+    """How to talk to the Sentinels themselves (not to the master): their ACL user and
+    password, and TLS. None fields fall back to the URL's query parameters."""
+
+    username: str | None = None
+    password: str | None = None
+    ssl: bool | None = None
+
+
+@dataclass(frozen=True)
+class SentinelTarget:
+    """A ``redis+sentinel://`` URL, parsed."""
+
+    hosts: tuple[tuple[str, int], ...]
+    service: str
+    db: int
+    username: str | None
+    password: str | None
+    ssl: bool
+    sentinel: SentinelAuth
+
+
+def parse_sentinel_url(url: str) -> SentinelTarget | None:
+    """The parts of a ``redis+sentinel://`` URL, None for any other URL; a malformed one is
+    a :class:`ConfigurationError` that says what is wrong."""
+    parts = urlsplit(url)
+    if parts.scheme not in SENTINEL_SCHEMES:
+        return None
+
+    def bad(why: str) -> ConfigurationError:
+        return ConfigurationError(f"bad Sentinel URL {safe_url(url)!r}: {why} (expected "
+                                  f"redis+sentinel://[:password@]host:26379[,host:port...]"
+                                  f"/service_name[/db])")
+
+    userinfo, _, hostlist = parts.netloc.rpartition("@")
+    hosts = []
+    for item in hostlist.split(","):
+        host, _, port = item.strip().rpartition(":")
+        if not host:
+            host, port = port, "26379"
+        if not host or not port.isdigit():
+            raise bad(f"{item!r} is not host:port")
+        hosts.append((host.strip("[]"), int(port)))
+    path = [p for p in parts.path.split("/") if p]
+    if not path or len(path) > 2:
+        raise bad("it needs the service name as its path")
+    if len(path) == 2 and not path[1].isdigit():
+        raise bad(f"the database {path[1]!r} is not a number")
+    username, _, password = userinfo.partition(":") if userinfo else ("", "", "")
+    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    return SentinelTarget(
+        hosts=tuple(hosts), service=unquote(path[0]), db=int(path[1]) if len(path) == 2 else 0,
+        username=unquote(username) or None, password=unquote(password) or None,
+        ssl=parts.scheme == "rediss+sentinel",
+        sentinel=SentinelAuth(query.get("sentinel_username"), query.get("sentinel_password"),
+                              query.get("sentinel_ssl", "").lower() in ("1", "true", "yes")))
+
+
+class _BlockingSentinelPool(redis.sentinel.SentinelConnectionPool,
+                            redis.BlockingConnectionPool):
+    """The Sentinel pool's master discovery with the blocking checkout of every other kiqpy
+    pool: a thread waits for a free connection rather than failing when all are in use."""
+
+
+def connect(url: str, pool_size: int = 10, socket_timeout: float | None = 5.0,
+            sentinel: SentinelAuth | None = None) -> redis.Redis:
     """A ``redis.Redis`` on a blocking pool of ``pool_size`` connections to ``url``.
 
     Responses stay bytes (payloads are binary msgpack). Commands are retried briefly on a
-    dropped connection; longer outages surface to the caller, who decides how to wait.
+    dropped connection; longer outages surface to the caller, who decides how to wait. For a
+    ``redis+sentinel://`` URL the pool asks the Sentinels where the master is (``sentinel``
+    says how to authenticate to them).
     """
+    options: dict[str, Any] = dict(
+        max_connections=max(pool_size, 1),
+        timeout=30,
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=5,
+        socket_keepalive=True,
+        health_check_interval=30,
+        # Resend only when the connection itself failed. A command that timed out may
+        # still run once Redis answers; sending it again would run LPUSH, fetch.lua or
+        # INCRBY twice. Callers decide what a timeout means (see kiqpy.server.outage).
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.01), 2,
+                    supported_errors=(redis.exceptions.ConnectionError,)),
+        retry_on_error=[redis.exceptions.ConnectionError],
+        retry_on_timeout=False,
+    )
     try:
-        pool = redis.BlockingConnectionPool.from_url(
-            url,
-            max_connections=max(pool_size, 1),
-            timeout=30,
-            socket_timeout=socket_timeout,
-            socket_connect_timeout=5,
-            socket_keepalive=True,
-            health_check_interval=30,
-            # Resend only when the connection itself failed. A command that timed out may
-            # still run once Redis answers; sending it again would run LPUSH, fetch.lua or
-            # INCRBY twice. Callers decide what a timeout means (see kiqpy.server.outage).
-            retry=Retry(ExponentialBackoff(cap=0.5, base=0.01), 2,
-                        supported_errors=(redis.exceptions.ConnectionError,)),
-            retry_on_error=[redis.exceptions.ConnectionError],
-            retry_on_timeout=False,
-        )
+        target = parse_sentinel_url(url)
+        if target is not None:
+            pool: redis.ConnectionPool = _sentinel_pool(target, sentinel, options)
+        else:
+            pool = redis.BlockingConnectionPool.from_url(url, **options)
     except ValueError as exc:
         raise ConfigurationError(f"bad Redis URL {safe_url(url)!r}: {exc}") from exc
     client = redis.Redis(connection_pool=pool)
@@ -70,17 +154,38 @@ def connect(url: str, pool_size: int = 10, socket_timeout: float | None = 5.0) -
     return client
 
 
+def _sentinel_pool(target: SentinelTarget, auth: SentinelAuth | None,
+                   options: dict[str, Any]) -> redis.ConnectionPool:
+    auth = auth or SentinelAuth()
+    sentinel_ssl = target.sentinel.ssl if auth.ssl is None else auth.ssl
+    sentinel_kwargs: dict[str, Any] = {
+        "socket_timeout": options["socket_timeout"] or 5.0,
+        "socket_connect_timeout": options["socket_connect_timeout"],
+        "username": auth.username or target.sentinel.username,
+        "password": auth.password or target.sentinel.password,
+    }
+    if sentinel_ssl:
+        sentinel_kwargs["ssl"] = True
+    manager = redis.sentinel.Sentinel(list(target.hosts), sentinel_kwargs=sentinel_kwargs)
+    return _BlockingSentinelPool(target.service, manager, db=target.db,
+                                 username=target.username, password=target.password,
+                                 ssl=target.ssl, **options)
+
+
 class _ThreadClients(threading.local):
-    """Per thread: (pid, url, socket_timeout) -> that thread's single-connection client."""
+    """Per thread: (pid, url, socket_timeout, Sentinel auth) -> that thread's
+    single-connection client."""
 
     def __init__(self) -> None:
-        self.clients: dict[tuple[int, str, float | None], redis.Redis] = {}
+        self.clients: dict[tuple[int, str, float | None, SentinelAuth | None],
+                           redis.Redis] = {}
 
 
 _thread_clients = _ThreadClients()
 
 
-def thread_client(url: str, socket_timeout: float | None = 5.0) -> redis.Redis:
+def thread_client(url: str, socket_timeout: float | None = 5.0,
+                  sentinel: SentinelAuth | None = None) -> redis.Redis:
     """A ``redis.Redis`` holding one connection that only the calling thread uses.
 
     Commands skip the pool's checkout and lock, which halves redis-py's client cost per command
@@ -90,18 +195,29 @@ def thread_client(url: str, socket_timeout: float | None = 5.0) -> redis.Redis:
     """
     pid = os.getpid()
     clients = _thread_clients.clients
-    client = clients.get((pid, url, socket_timeout))
+    client = clients.get((pid, url, socket_timeout, sentinel))
     if client is None:
         if any(key[0] != pid for key in clients):  # inherited through fork: not ours to use
             clients.clear()
         # The client holds one pool connection for its commands; a pipeline, pub/sub or lock
         # made from it checks out another, so the pool must have room beyond that one.
-        pooled = connect(url, pool_size=16, socket_timeout=socket_timeout)
+        pooled = connect(url, pool_size=16, socket_timeout=socket_timeout, sentinel=sentinel)
         client = redis.Redis(connection_pool=pooled.connection_pool,
                              single_connection_client=True)
         client.kiqpy_url = describe(pooled)  # type: ignore[attr-defined]
-        clients[(pid, url, socket_timeout)] = client
+        clients[(pid, url, socket_timeout, sentinel)] = client
     return client
+
+
+def master_address(client: redis.Redis) -> tuple[str, int] | None:
+    """Where the Sentinels say the master is now (asking them), for a client on a
+    ``redis+sentinel://`` URL; None for any other client. Asking also closes the idle
+    connections to a former master, so the next commands go to the new one."""
+    pool = client.connection_pool
+    if not isinstance(pool, redis.sentinel.SentinelConnectionPool):
+        return None
+    host, port = pool.get_master_address()
+    return str(host), int(port)
 
 
 def describe(client: redis.Redis) -> str:

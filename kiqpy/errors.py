@@ -7,6 +7,8 @@
      ├── PayloadError (ValueError)         bytes in Redis that are not a job payload
      ├── UnknownJobError (LookupError)     a payload names a class this process has not registered
      ├── RedisUnavailableError (ConnectionError)  Redis unreachable (redis-py error chained)
+     │    └── NotReplicatedError           a push the master took but too few replicas
+     │                                     acknowledged in time (Config.push_replicas)
      ├── RedisRefusedError (redis.exceptions.ResponseError)  Redis answered "no" to a push:
      │                                     out of memory, READONLY replica, WRONGTYPE key
      ├── PoisonPill                        what death handlers get for a job whose workers
@@ -47,6 +49,12 @@ class UnknownJobError(KiqpyError, LookupError):
 
 class RedisUnavailableError(KiqpyError, ConnectionError):
     """Redis could not be reached or did not answer; says which Redis and why."""
+
+
+class NotReplicatedError(RedisUnavailableError):
+    """With ``Config.push_replicas = N``: the master stored the push, but fewer than N replicas
+    acknowledged it within ``push_replicas_timeout``, so a failover now could lose it. Pushing
+    again may enqueue the job twice (jobs are at-least-once anyway)."""
 
 
 class RedisRefusedError(KiqpyError, redis.exceptions.ResponseError):

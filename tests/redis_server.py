@@ -36,13 +36,13 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self, timeout: float = 10.0) -> RedisServer:
+    def start(self, timeout: float = 10.0, extra: list[str] | None = None) -> RedisServer:
         if self.binary is None:
             raise RuntimeError("redis-server is not installed (run `make test`, which installs it)")
         args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
                 "--save", "", "--appendonly", "yes" if self.persistence else "no",
                 "--appendfsync", "always", "--daemonize", "no", "--loglevel", "warning",
-                "--maxclients", "2000"]
+                "--maxclients", "2000", *(extra or [])]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + timeout
         client = redis.Redis(port=self.port, socket_connect_timeout=0.2)

@@ -12,8 +12,8 @@ import kiqpy.testing
 # The intended public names. Adding one to kiqpy/__init__.py means adding it here, on purpose.
 INTENDED = {
     "ArgumentError", "Chain", "Client", "Config", "ConfigurationError", "KiqpyError",
-    "NoJobsError", "OptionsError", "PayloadError", "PoisonPill", "RedisRefusedError",
-    "RedisUnavailableError", "UnknownJobError",
+    "NoJobsError", "NotReplicatedError", "OptionsError", "PayloadError", "PoisonPill",
+    "RedisRefusedError", "RedisUnavailableError", "UnknownJobError",
     "Worker", "__version__", "configure", "current_job", "declare_option", "default_client",
     "default_config", "embed", "enqueue", "redis", "registered",
 }
@@ -60,7 +60,7 @@ def test_the_exception_tree_is_as_documented():
         kiqpy.ConfigurationError: ValueError, kiqpy.OptionsError: kiqpy.ConfigurationError,
         kiqpy.ArgumentError: TypeError, kiqpy.PayloadError: ValueError,
         kiqpy.UnknownJobError: LookupError, kiqpy.RedisUnavailableError: ConnectionError,
-        kiqpy.NoJobsError: LookupError,
+        kiqpy.NoJobsError: LookupError, kiqpy.NotReplicatedError: kiqpy.RedisUnavailableError,
     }
     for error, also in errors.items():
         assert issubclass(error, kiqpy.KiqpyError), error

@@ -60,7 +60,8 @@ class ApiObject:
 def _client_for(config: Config) -> redis.Redis:
     if config is default_config():
         return default_client().redis
-    return connect(config.redis_url, config.pool_size or 10, config.socket_timeout)
+    return connect(config.redis_url, config.pool_size or 10, config.socket_timeout,
+                   config.sentinel_auth)
 
 
 @dataclass

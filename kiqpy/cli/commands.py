@@ -158,6 +158,12 @@ def _source_is_default(ctx: click.Context, name: str) -> bool:
               help="A TOML config file (keys as the long options, in a [kiqpy] table or at top).")
 @click.option("--redis-url", envvar=["KIQPY_REDIS_URL", "REDIS_URL"],
               help="Redis to use [default: redis://localhost:6379/0].")
+@click.option("--sentinel-username", default=None, envvar="KIQPY_SENTINEL_USERNAME",
+              help="ACL user for the Sentinels of a redis+sentinel:// URL.")
+@click.option("--sentinel-password", default=None, envvar="KIQPY_SENTINEL_PASSWORD",
+              help="Password for the Sentinels (the master's goes in the URL).")
+@click.option("--sentinel-tls/--no-sentinel-tls", default=None, envvar="KIQPY_SENTINEL_TLS",
+              help="TLS to the Sentinels.")
 @click.option("--namespace", default="", envvar="KIQPY_NAMESPACE", help="Prefix for every key.")
 @click.option("--serializer", type=click.Choice(["msgpack", "json"]), default="msgpack",
               envvar="KIQPY_SERIALIZER", help="Encoding of jobs this process writes.")

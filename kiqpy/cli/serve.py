@@ -161,7 +161,7 @@ def run_supervisor(options: ProcessOptions, load_app: AppLoader) -> int:
 def supervisor_check(config: Config, child_pids: Callable[[], list[int]]
                      ) -> Callable[[], tuple[bool, str]]:
     """Healthy when Redis answers and every child has a fresh heartbeat."""
-    client = connect(config.redis_url, 1, config.socket_timeout)
+    client = connect(config.redis_url, 1, config.socket_timeout, config.sentinel_auth)
     keys, host = Keys(config.namespace), socket.gethostname()
     max_age = 2 * config.heartbeat_interval + 5
 
@@ -191,7 +191,7 @@ def forget_dead_child(config: Config) -> Callable[[int], None]:
     keys, host = Keys(config.namespace), socket.gethostname()
 
     def forget(pid: int) -> None:
-        client = connect(config.redis_url, 1, config.socket_timeout)
+        client = connect(config.redis_url, 1, config.socket_timeout, config.sentinel_auth)
         try:
             for member in client.smembers(keys.processes):
                 identity = (member.decode(errors="replace") if isinstance(member, bytes)

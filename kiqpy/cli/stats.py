@@ -146,7 +146,7 @@ def stats(section: str, as_json: bool, redis_url: str | None, namespace: str) ->
         if redis_url:
             overrides["redis_url"] = redis_url
         config = Config.from_env(**overrides)
-        client = connect(config.redis_url, 2, config.socket_timeout)
+        client = connect(config.redis_url, 2, config.socket_timeout, config.sentinel_auth)
         try:
             data = collect(config, client, section)
             if as_json:
@@ -186,7 +186,7 @@ def check(queues: tuple[str, ...], redis_url: str | None, namespace: str) -> Non
         parse_queues(queues)
     except ConfigurationError as exc:
         raise click.BadParameter(str(exc), param_hint="'-q' / '--queue'") from None
-    client = connect(config.redis_url, 1, config.socket_timeout)
+    client = connect(config.redis_url, 1, config.socket_timeout, config.sentinel_auth)
     try:
         # As the health port: a process whose heartbeat is two beats late counts as gone.
         ok, reason = check_cluster(client, Keys(config.namespace), queues,

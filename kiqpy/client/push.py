@@ -26,7 +26,7 @@ from kiqpy.client.registry import lookup
 from kiqpy.client.timing import run_at
 from kiqpy.config import Config, default_config, on_configure
 from kiqpy.connection import connect, describe, translate_errors
-from kiqpy.errors import ArgumentError, RedisRefusedError
+from kiqpy.errors import ArgumentError, NotReplicatedError, RedisRefusedError
 from kiqpy.keys import Keys
 from kiqpy.payload import Job, check_args, encode, now_ms, set_member
 from kiqpy.scripts import Scripts
@@ -101,7 +101,8 @@ class Client:
                  ) -> None:
         self.config = config or default_config()
         self.redis = redis_client or connect(
-            self.config.redis_url, self.config.pool_size or 10, self.config.socket_timeout)
+            self.config.redis_url, self.config.pool_size or 10, self.config.socket_timeout,
+            self.config.sentinel_auth)
         self.keys = Keys(self.config.namespace)
         self.scripts = Scripts(self.redis)
         self.builder = JobBuilder(self.config, self.redis)
@@ -216,11 +217,13 @@ class Client:
 
     # -- storage -----------------------------------------------------------------------------
     def _store(self, jobs: list[Job]) -> None:
-        """Write encoded jobs: queued ones via push.lua per queue, scheduled ones by ZADD."""
+        """Write encoded jobs: queued ones via push.lua per queue, scheduled ones by ZADD;
+        with ``push_replicas``, then WAIT for that many replicas on the same connection."""
         if not jobs:
             return
         serializer, keys = self.config.serializer, self.keys
-        if len(jobs) == 1 and "at" not in jobs[0]:
+        replicas = self.config.push_replicas
+        if len(jobs) == 1 and "at" not in jobs[0] and not replicas:
             job = jobs[0]
             queue = job["queue"]
             job["enqueued_at"] = now_ms()
@@ -246,7 +249,17 @@ class Client:
                                   client=pipe)
             if scheduled:
                 pipe.zadd(keys.schedule, scheduled)
-            pipe.execute()
+            if replicas:
+                # WAIT counts the replicas that have every write of its own connection so
+                # far: a pipeline is one connection, so it covers exactly this push.
+                pipe.execute_command("WAIT", replicas,
+                                     int(self.config.push_replicas_timeout * 1000))
+            acked = pipe.execute()[-1]
+        if replicas and acked < replicas:
+            raise NotReplicatedError(
+                f"Redis at {describe(self.redis)} stored the push, but only {acked} of "
+                f"{replicas} replica(s) acknowledged it within "
+                f"{self.config.push_replicas_timeout} s; a failover could lose it")
 
 
 @contextlib.contextmanager

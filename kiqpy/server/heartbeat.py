@@ -10,6 +10,7 @@ processed/failed counters (total and daily), and it reads remote signals from
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
@@ -23,7 +24,7 @@ from typing import Any
 import redis
 
 from kiqpy.config import Config
-from kiqpy.connection import REDIS_DOWN
+from kiqpy.connection import REDIS_DOWN, describe, master_address
 from kiqpy.keys import Keys
 from kiqpy.server.fetch import Fetcher
 from kiqpy.server.manager import Manager
@@ -85,6 +86,7 @@ class Heartbeat:
         self._flushed = (0, 0)  # (processed, failed) known to be in the counters
         self.started_at = time.time()
         self._info: tuple[list[tuple[str, int]], str] | None = None
+        self._master: tuple[str, int] | None = None  # on Sentinel: the master last seen
 
     @property
     def info(self) -> str:
@@ -101,10 +103,13 @@ class Heartbeat:
         return self._info[1]
 
     def run(self) -> None:
+        with contextlib.suppress(*REDIS_DOWN, redis.exceptions.RedisError):
+            self._watch_master()  # the master at start, so a failover later is noticed
         while not self.stop.wait(self.config.heartbeat_interval * random.uniform(0.9, 1.1)):
             try:
                 self.beat()
                 self.recovery.check()
+                self._watch_master()
             except REDIS_DOWN as exc:
                 self.outage.failed(exc, "heartbeat")
             except redis.exceptions.ResponseError as exc:
@@ -112,6 +117,18 @@ class Heartbeat:
                 self.log.error("redis refused the heartbeat; will try again", error=str(exc))
             else:
                 self.outage.ok()
+
+    def _watch_master(self) -> None:
+        """On Sentinel: log once when the master changed (a failover), with both addresses.
+        The connections follow the new master by themselves; this says that it happened."""
+        address = master_address(self.redis)
+        if address is None or address == self._master:
+            return
+        if self._master is not None:
+            self.log.warning("redis failover: a new master", service_url=describe(self.redis),
+                             old=f"{self._master[0]}:{self._master[1]}",
+                             new=f"{address[0]}:{address[1]}")
+        self._master = address
 
     def beat(self) -> None:
         """One heartbeat: write state and counters, read signals. Does nothing after
