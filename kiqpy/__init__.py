@@ -21,6 +21,7 @@ from typing import Any as _Any
 from kiqpy.chain import Chain
 from kiqpy.client.execution import current_job
 from kiqpy.client.options import declare_option
+from kiqpy.client.periodic import periodic
 from kiqpy.client.push import Client, default_client, enqueue
 from kiqpy.client.registry import registered
 from kiqpy.client.worker import Worker
@@ -105,6 +106,7 @@ __all__ = [
     "default_config",
     "embed",
     "enqueue",
+    "periodic",
     "redis",
     "registered",
 ]

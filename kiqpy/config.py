@@ -62,6 +62,8 @@ class Config:
     # lose a push that returned; NotReplicatedError after push_replicas_timeout seconds.
     push_replicas: int = 0
     push_replicas_timeout: float = 1.0
+    # Periodic jobs: the leader's lease; another process takes over within 1.25 x this.
+    periodic_lease: float = 20.0
     # -- worker ----------------------------------------------------------------------------
     concurrency: int = 10
     queues: tuple[tuple[str, int], ...] = (("default", 0),)
@@ -103,6 +105,8 @@ class Config:
                 raise ConfigurationError(f"bad queue {name!r} with weight {weight}")
         if self.timeout < 0 or self.heartbeat_interval <= 0 or self.process_ttl <= 0:
             raise ConfigurationError("timeout, heartbeat_interval and process_ttl must be positive")
+        if self.periodic_lease <= 0:
+            raise ConfigurationError(f"periodic_lease must be positive, got {self.periodic_lease}")
         if self.push_replicas < 0 or self.push_replicas_timeout <= 0:
             raise ConfigurationError("push_replicas must be >= 0 and push_replicas_timeout > 0")
         if self.pool_size < 0:
@@ -162,7 +166,7 @@ _INT_FIELDS = ("concurrency", "pool_size", "max_retries", "dead_max_jobs",
                "poison_pill_recoveries", "prefetch", "push_replicas")
 _NUMBER_FIELDS = ("socket_timeout", "timeout", "heartbeat_interval", "process_ttl",
                   "poll_interval_average", "dead_timeout", "poison_pill_window",
-                  "push_replicas_timeout")
+                  "push_replicas_timeout", "periodic_lease")
 _OPTIONAL = frozenset({"socket_timeout", "poll_interval_average", "prefetch"})
 
 

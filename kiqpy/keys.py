@@ -16,6 +16,8 @@ class Keys:
     __slots__ = (
         "dead",
         "inflight_owners",
+        "periodic_entries",
+        "periodic_leader",
         "prefix",
         "processes",
         "queue_prefix",
@@ -38,6 +40,10 @@ class Keys:
         # dashboard pruning dead processes can never orphan their jobs.
         self.inflight_owners = f"{p}kiqpy:inflight-owners"
         self.recovery_lock = f"{p}kiqpy:recovery-lock"
+        # Periodic jobs: the definitions the ticker's leader publishes (name -> JSON), and the
+        # leader's lease (its identity, with a TTL).
+        self.periodic_entries = f"{p}kiqpy:periodic"
+        self.periodic_leader = f"{p}kiqpy:periodic-leader"
 
     def queue(self, name: str) -> str:
         """The list holding jobs of queue ``name``."""
@@ -62,6 +68,11 @@ class Keys:
     def inflight(self, identity: str, queue: str) -> str:
         """Jobs of ``queue`` that process ``identity`` has taken and not finished."""
         return f"{self.prefix}{identity}:inflight:{queue}"
+
+    def periodic(self, name: str) -> str:
+        """The state hash of one periodic entry: ``last`` tick enqueued (epoch seconds),
+        ``jid`` of its job, ``signature`` of its schedule, ``paused``."""
+        return f"{self.prefix}kiqpy:periodic:{name}"
 
     def stat(self, name: str, day: _dt.date | None = None) -> str:
         """A counter: ``stat:processed`` or, with ``day``, ``stat:processed:2026-11-23``."""

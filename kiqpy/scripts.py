@@ -15,7 +15,7 @@ import redis
 from redis.commands.core import Script
 
 NAMES = ("push", "fetch", "requeue", "schedule", "reroute", "unlock", "move_to_queue",
-         "move_to_dead")
+         "move_to_dead", "periodic_tick", "renew")
 
 
 @functools.cache
@@ -51,3 +51,5 @@ class Scripts:
     unlock: Script
     move_to_queue: Script
     move_to_dead: Script
+    periodic_tick: Script
+    renew: Script

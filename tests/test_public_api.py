@@ -15,7 +15,7 @@ INTENDED = {
     "NoJobsError", "NotReplicatedError", "OptionsError", "PayloadError", "PoisonPill",
     "RedisRefusedError", "RedisUnavailableError", "UnknownJobError",
     "Worker", "__version__", "configure", "current_job", "declare_option", "default_client",
-    "default_config", "embed", "enqueue", "redis", "registered",
+    "default_config", "embed", "enqueue", "periodic", "redis", "registered",
 }
 
 

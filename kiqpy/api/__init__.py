@@ -22,6 +22,7 @@ module per concern:
     queues     Queue
     sets       SortedEntry, JobSet, ScheduledSet, RetrySet, DeadSet
     processes  Process, ProcessSet, Work, WorkSet
+    periodic   PeriodicSet, PeriodicEntry (periodic jobs: schedule, last tick, pause)
     stats      Stats, History
 
 ``decompress_backtrace`` unpacks a job's ``error_backtrace`` into its lines.
@@ -29,6 +30,7 @@ module per concern:
 
 from kiqpy.api.base import ApiObject, Page
 from kiqpy.api.jobs import JobRecord
+from kiqpy.api.periodic import PeriodicEntry, PeriodicSet
 from kiqpy.api.processes import Process, ProcessSet, Work, WorkSet
 from kiqpy.api.queues import Queue
 from kiqpy.api.sets import DeadSet, JobSet, RetrySet, ScheduledSet, SortedEntry
@@ -42,6 +44,8 @@ __all__ = [
     "JobRecord",
     "JobSet",
     "Page",
+    "PeriodicEntry",
+    "PeriodicSet",
     "Process",
     "ProcessSet",
     "Queue",

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kiqpy import queues
+from kiqpy.client.periodic import entries as periodic_entries
 from kiqpy.config import Config
 from kiqpy.connection import connect
 from kiqpy.keys import Keys
@@ -26,6 +27,7 @@ from kiqpy.server.manager import Manager
 from kiqpy.server.outage import Outage
 from kiqpy.server.retry import Retrier
 from kiqpy.server.scheduler import Scheduler
+from kiqpy.server.ticker import Ticker
 
 EXIT_RECYCLE = 75  # the exit code asking a supervisor for a replacement (--max-jobs)
 # The exit code of a supervised child stopped through Redis (dashboard "Stop", api
@@ -68,6 +70,9 @@ class Launcher:
                                    self.background_stop)
         self.scheduler = Scheduler(config, self.redis, self.keys, self.outage, self.log,
                                    self.background_stop)
+        # Only a process that knows periodic entries (from -r modules or the -C file) ticks.
+        self.ticker = (Ticker(config, self.redis, self.keys, self.identity, self.outage,
+                              self.log, self.background_stop) if periodic_entries() else None)
         self.exit_code = 0
         self.stop_requested = threading.Event()
         self.started = threading.Event()
@@ -109,6 +114,8 @@ class Launcher:
         self.fetcher.start(self.spawn)
         self._background.append(self.spawn("kiqpy.scheduler", self.scheduler.run))
         self._background.append(self.spawn("kiqpy.heartbeat", self.heartbeat.run))
+        if self.ticker is not None:
+            self._background.append(self.spawn("kiqpy.periodic", self.ticker.run))
         self.started.set()
 
     def _first_beat(self) -> bool:
@@ -182,6 +189,8 @@ class Launcher:
             self.log.info("quiet: no new jobs will be fetched", identity=self.identity)
         self.fetcher.stop()
         self.heartbeat.quiet = True
+        if self.ticker is not None:
+            self.ticker.quiet = True  # a quiet process is on its way out: let another lead
 
     def dump_threads(self) -> None:
         """Log the stack of every thread (TTIN, or the remote "dump" signal)."""

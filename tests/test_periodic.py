@@ -1,0 +1,210 @@
+"""Periodic jobs: declaring entries (errors at registration), computing ticks (time zones, DST,
+seconds, intervals), and the ticker's guarantees with injected clocks: one job per tick however
+many tickers run, catch-up rules, pause, schedule changes and removed entries."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Iterator
+from zoneinfo import ZoneInfo
+
+import pytest
+
+import kiqpy
+from kiqpy.api import PeriodicSet
+from kiqpy.client import periodic as periodic_module
+from kiqpy.client.periodic import Schedule
+from kiqpy.errors import ConfigurationError, OptionsError
+from kiqpy.keys import Keys
+from kiqpy.log import get_logger
+from kiqpy.payload import decode
+from kiqpy.server.outage import Outage
+from kiqpy.server.ticker import Ticker
+
+
+class Report(kiqpy.Worker, name="periodic.Report"):
+    def perform(self, *args):
+        pass
+
+
+@pytest.fixture
+def registry() -> Iterator[None]:
+    """Periodic entries registered by a test are forgotten after it."""
+    before = {e.name for e in periodic_module.entries()}
+    yield
+    for entry in periodic_module.entries():
+        if entry.name not in before:
+            periodic_module.unregister(entry.name)
+
+
+def berlin(*args: int, fold: int = 0) -> float:
+    return dt.datetime(*args, tzinfo=ZoneInfo("Europe/Berlin"), fold=fold).timestamp()
+
+
+def walls(schedule: Schedule, start: float, count: int) -> list[str]:
+    zone, found, tick = ZoneInfo(schedule.tz), [], start
+    for _ in range(count):
+        tick = schedule.next_after(tick)
+        found.append(dt.datetime.fromtimestamp(tick, zone).strftime("%m-%d %H:%M:%S%z"))
+    return found
+
+
+# -- declaring ---------------------------------------------------------------------------------
+@pytest.mark.parametrize(("call", "message"), [
+    (lambda: kiqpy.periodic("61 * * * *", Report), "invalid cron expression '61 \\* \\* \\* \\*'"),
+    (lambda: kiqpy.periodic("* * *", Report), "expected 5 fields"),
+    (lambda: kiqpy.periodic("0 3 * * *", Report, tz="Mars/Olympus"),
+     "unknown time zone 'Mars/Olympus'"),
+    (lambda: kiqpy.periodic("0 3 * * *", object), "needs a kiqpy.Worker subclass or a job name"),
+    (lambda: kiqpy.periodic("0 3 * * *", Report, catch_up="some"), "catch_up must be one of"),
+    (lambda: kiqpy.periodic(dt.timedelta(seconds=0.5), Report), "whole seconds"),
+])
+def test_bad_entries_fail_at_registration_naming_what_is_wrong(registry, call, message):
+    with pytest.raises(ConfigurationError, match=message):
+        call()
+
+
+def test_options_are_checked_like_a_push_and_names_are_unique(registry):
+    with pytest.raises(OptionsError, match="retry"):
+        kiqpy.periodic("0 3 * * *", Report, retry="often")
+    kiqpy.periodic("0 3 * * *", Report, name="nightly", queue="low", retry=3)
+    with pytest.raises(ConfigurationError, match="two periodic entries are named 'nightly'"):
+        kiqpy.periodic("0 4 * * *", Report, name="nightly")
+
+
+# -- ticks ------------------------------------------------------------------------------------
+def test_six_fields_put_seconds_first_and_intervals_align_to_the_epoch():
+    every_ten = Schedule("*/10 * * * * *", None)
+    assert every_ten.ticks(1_000_000_000, 1_000_000_030) == [
+        1_000_000_010, 1_000_000_020, 1_000_000_030]
+    assert Schedule(None, 300).ticks(1_000_000_001, 1_000_000_900) == [
+        1_000_000_200, 1_000_000_500, 1_000_000_800]
+
+
+def test_a_skipped_wall_time_runs_once_at_the_first_time_after_it():
+    # 2026-03-29: Berlin jumps from 02:00 to 03:00; 02:30 does not exist that day
+    schedule = Schedule("30 2 * * *", None, "Europe/Berlin")
+    assert walls(schedule, berlin(2026, 3, 27, 12), 3) == [
+        "03-28 02:30:00+0100", "03-29 03:00:00+0200", "03-30 02:30:00+0200"]
+
+
+def test_a_repeated_wall_time_runs_once_but_wildcard_hours_follow_real_time():
+    # 2026-10-25: Berlin goes from 03:00 back to 02:00; 02:30 happens twice
+    fixed = Schedule("30 2 * * *", None, "Europe/Berlin")
+    assert walls(fixed, berlin(2026, 10, 23, 12), 3) == [
+        "10-24 02:30:00+0200", "10-25 02:30:00+0200", "10-26 02:30:00+0100"]
+    hourly = Schedule("30 * * * *", None, "Europe/Berlin")
+    assert walls(hourly, berlin(2026, 10, 25, 1, 45), 3) == [
+        "10-25 02:30:00+0200", "10-25 02:30:00+0100", "10-25 03:30:00+0100"]
+
+
+def test_ticks_in_a_time_zone_are_its_wall_times():
+    schedule = Schedule("0 9 * * 1-5", None, "America/New_York")
+    start = dt.datetime(2026, 12, 4, 12, tzinfo=dt.timezone.utc).timestamp()  # a Friday
+    assert walls(schedule, start, 2) == ["12-04 09:00:00-0500", "12-07 09:00:00-0500"]
+
+
+# -- the ticker ---------------------------------------------------------------------------------
+class Clock:
+    """A settable clock, optionally skewed, for tickers in one test."""
+
+    def __init__(self, now: float, skew: float = 0.0) -> None:
+        self.now, self.skew = now, skew
+
+    def __call__(self) -> float:
+        return self.now + self.skew
+
+
+def ticker(config, r, identity: str, clock: Clock) -> Ticker:
+    log = get_logger()
+    return Ticker(config, r, Keys(config.namespace), identity, Outage("redis", log), log,
+                  threading.Event(), clock=clock)
+
+
+def queued_ticks(r, queue: str = "default") -> list[int]:
+    return sorted(decode(raw)["periodic_tick"] for raw in r.lrange(f"queue:{queue}", 0, -1))
+
+
+def test_three_tickers_with_skewed_clocks_enqueue_each_tick_once(config, r, registry):
+    # Given a per-second entry and three tickers whose clocks disagree by seconds
+    kiqpy.periodic("* * * * * *", Report, name="every-second")
+    start = 1_900_000_000.0
+    clocks = [Clock(start), Clock(start, skew=2.0), Clock(start, skew=-3.0)]
+    tickers = [ticker(config, r, f"host:{n}:x", clock) for n, clock in enumerate(clocks)]
+    # ...that all believe they lead (as in a partition)
+    for t in tickers:
+        t.leading, t._renewed = True, float("inf")
+    # When each of them ticks every half second for 20 seconds
+    for step in range(41):
+        for clock, t in zip(clocks, tickers, strict=True):
+            clock.now = start + step / 2
+            t.step()
+    # Then every tick from the first to the latest any clock reached is queued exactly once
+    ticks = queued_ticks(r)
+    assert ticks == list(range(ticks[0], ticks[-1] + 1))
+    assert ticks[-1] == int(start + 20 + 2)  # the clock that runs ahead got there first
+
+
+def test_a_new_leader_catches_up_by_the_entrys_rule(config, r, registry):
+    kiqpy.periodic(dt.timedelta(minutes=1), Report, name="last")
+    kiqpy.periodic(dt.timedelta(minutes=1), Report, name="all", catch_up="all", queue="all")
+    kiqpy.periodic(dt.timedelta(minutes=1), Report, name="none", catch_up="none", queue="none")
+    clock = Clock(1_900_000_000.0)
+    first = ticker(config, r, "host:1:a", clock)
+    first.step()  # leads, and starts every entry at now
+    # When it dies and the next leader comes 5 minutes later
+    clock.now += 300
+    r.delete("kiqpy:periodic-leader")
+    second = ticker(config, r, "host:2:b", clock)
+    second.step()
+    # Then "last" runs the newest missed tick, "all" each one, "none" none of them
+    assert len(queued_ticks(r, "default")) == 1
+    assert len(queued_ticks(r, "all")) == 5
+    assert queued_ticks(r, "none") == []
+    # And nothing is enqueued twice when the first one comes back and ticks again
+    first.leading, first._renewed = True, float("inf")
+    first.step()
+    assert len(queued_ticks(r, "default")) + len(queued_ticks(r, "all")) == 6
+
+
+def test_pause_skips_ticks_and_unpause_does_not_replay_them(config, r, registry):
+    kiqpy.periodic("* * * * * *", Report, name="pausable")
+    clock = Clock(1_900_000_000.0)
+    t = ticker(config, r, "host:1:a", clock)
+    t.step()
+    [entry] = PeriodicSet(config, r)
+    entry.pause()
+    for _ in range(3):
+        clock.now += 1
+        t.step()
+    assert queued_ticks(r) == []
+    PeriodicSet(config, r).find("pausable").unpause()
+    clock.now += 1
+    t.step()
+    assert queued_ticks(r) == [int(clock.now)]
+    jid = PeriodicSet(config, r).find("pausable").enqueue_now()
+    assert jid and len(queued_ticks(r)) == 2
+
+
+def test_a_changed_schedule_starts_afresh_and_a_removed_entry_is_unpublished(config, r, registry):
+    entry = kiqpy.periodic(dt.timedelta(minutes=1), Report, name="changing")
+    clock = Clock(1_900_000_000.0)
+    ticker(config, r, "host:1:a", clock).step()
+    # When a deploy changes the schedule and, an hour later, a new leader runs it
+    periodic_module.unregister(entry.name)
+    kiqpy.periodic(dt.timedelta(minutes=7), Report, name="changing")
+    kiqpy.periodic("0 3 * * *", Report, name="newcomer")
+    clock.now += 3600
+    r.delete("kiqpy:periodic-leader")
+    ticker(config, r, "host:2:b", clock).step()
+    # Then no tick of the old (or new) schedule from before the change is enqueued
+    assert queued_ticks(r) == []
+    published = {e.name: e for e in PeriodicSet(config, r)}
+    assert published["changing"].schedule == "every 420 s"
+    # And an entry the leader no longer has disappears from what is published
+    periodic_module.unregister("newcomer")
+    r.delete("kiqpy:periodic-leader")
+    ticker(config, r, "host:3:c", clock).step()
+    assert "newcomer" not in {e.name for e in PeriodicSet(config, r)}
+    assert PeriodicSet(config, r).leader == "host:3:c"
