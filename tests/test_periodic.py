@@ -208,3 +208,79 @@ def test_a_changed_schedule_starts_afresh_and_a_removed_entry_is_unpublished(con
     ticker(config, r, "host:3:c", clock).step()
     assert "newcomer" not in {e.name for e in PeriodicSet(config, r)}
     assert PeriodicSet(config, r).leader == "host:3:c"
+
+
+# -- seen and steered: the dashboard, the CLI, the -C file ----------------------------------------
+def published(config, r, *entries_args) -> Ticker:
+    """Register entries, and have a ticker lead once, so they are published."""
+    for args, kwargs in entries_args:
+        kiqpy.periodic(*args, **kwargs)
+    t = ticker(config, r, "host:1:leader", Clock(1_900_000_000.0))
+    t.step()
+    return t
+
+
+def test_the_periodic_page_shows_entries_and_steers_them(config, r, registry):
+    from tests.web_helpers import client_for, text
+
+    published(config, r, (("*/5 * * * *", Report), {"name": "feeds", "args": ["all"],
+                                                   "queue": "low", "tz": "Europe/Berlin"}))
+    web = client_for(config)
+    page = text(web.get("/periodic"))
+    assert "feeds" in page and "*/5 * * * *" in page and "Europe/Berlin" in page
+    assert "periodic.Report" in page and "host:1:leader" in page
+    # Pause, unpause and enqueue now are POSTs with the CSRF token, as every action
+    assert web.post("/periodic", {"op": "pause", "name": "feeds"}).status_code == 303
+    assert PeriodicSet(config, r).find("feeds").paused
+    assert "paused" in text(web.get("/periodic"))
+    assert web.post("/periodic", {"op": "unpause", "name": "feeds"}).status_code == 303
+    assert not PeriodicSet(config, r).find("feeds").paused
+    assert web.post("/periodic", {"op": "run", "name": "feeds"}).status_code == 303
+    [job] = [decode(raw) for raw in r.lrange("queue:low", 0, -1)]
+    assert (job["class"], job["args"], job["periodic"]) == ("periodic.Report", ["all"], "feeds")
+    assert web.post("/periodic", {"op": "run", "name": "nope"}).status_code == 404
+    assert web.post("/periodic", {"op": "pause", "name": "feeds"}, token=None).status_code == 403
+
+
+def test_kiqpy_periodic_lists_pauses_and_runs_entries(config, r, redis_url, registry):
+    import json
+
+    from click.testing import CliRunner
+
+    from kiqpy.cli import main
+
+    published(config, r, (("0 3 * * *", Report), {"name": "nightly"}))
+    runner = CliRunner()
+    listing = runner.invoke(main, ["periodic", "--redis-url", redis_url])
+    assert listing.exit_code == 0, listing.output
+    assert "nightly" in listing.output and "0 3 * * *" in listing.output
+    assert runner.invoke(main, ["periodic", "pause", "nightly", "--redis-url",
+                                redis_url]).output == "paused nightly\n"
+    data = json.loads(runner.invoke(main, ["periodic", "list", "--json", "--redis-url",
+                                           redis_url]).output)
+    assert data["leader"] == "host:1:leader" and data["entries"][0]["paused"] is True
+    ran = runner.invoke(main, ["periodic", "run", "nightly", "--redis-url", redis_url])
+    assert ran.exit_code == 0 and ran.output.startswith("enqueued nightly: jid ")
+    missing = runner.invoke(main, ["periodic", "pause", "other", "--redis-url", redis_url])
+    assert missing.exit_code == 1 and "no periodic entry named 'other' (known: nightly)" in (
+        missing.output)
+    assert runner.invoke(main, ["periodic", "pause"]).exit_code == 2
+
+
+def test_the_config_file_declares_periodic_entries(tmp_path, registry):
+    from kiqpy.cli import commands
+
+    path = tmp_path / "kiqpy.toml"
+    path.write_text('[kiqpy]\nconcurrency = 2\n\n[[kiqpy.periodic]]\ncron = "0 * * * *"\n'
+                    'class = "periodic.Report"\nargs = [1]\ntz = "UTC"\nqueue = "low"\n')
+    [spec] = commands._file_periodic(str(path))
+    commands.register_periodic(spec)
+    [entry] = [e for e in periodic_module.entries() if e.job == "periodic.Report"]
+    assert (entry.schedule.expression, entry.args, entry.options) == (
+        "0 * * * *", [1], {"queue": "low"})
+    # A bad schedule is a usage error naming the table; an unknown class fails by name
+    path.write_text('[[kiqpy.periodic]]\ncron = "0 25 * * *"\nclass = "periodic.Report"\n')
+    with pytest.raises(Exception, match=r"invalid cron expression"):
+        commands._file_periodic(str(path))
+    with pytest.raises(kiqpy.UnknownJobError, match=r"No\.Such"):
+        commands.register_periodic({"cron": "0 * * * *", "class": "No.Such", "source": "x"})

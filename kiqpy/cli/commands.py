@@ -21,7 +21,7 @@ from kiqpy import log as kiqpy_log
 from kiqpy import queues
 from kiqpy.cli.serve import ProcessOptions
 from kiqpy.config import Config, env_redis_url
-from kiqpy.errors import ConfigurationError
+from kiqpy.errors import ConfigurationError, UnknownJobError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -206,6 +206,7 @@ def _source_is_default(ctx: click.Context, name: str) -> bool:
 @click.pass_context
 def worker(ctx: click.Context, **opts: Any) -> None:
     """Run jobs: kiqpy worker -r myapp.jobs -c 25 -q default,mail"""
+    periodic = _file_periodic(opts.get("config_file"))
     settings = _settings(ctx, opts)
     log_format, log_level = settings.pop("log_format"), settings.pop("log_level")
     kiqpy_log.setup(log_format, "debug" if settings.pop("verbose") else log_level,
@@ -218,7 +219,7 @@ def worker(ctx: click.Context, **opts: Any) -> None:
             raise click.BadParameter(f"{target}: no such file or folder (in {os.getcwd()})",
                                      param_hint="'-r' / '--require'")
     build_config(settings)  # a bad value is a usage error now, not in a forked child later
-    sys.exit(serve(AppLoader(requires, settings), options))
+    sys.exit(serve(AppLoader(requires, settings, periodic), options))
 
 
 _PROCESS_KEYS = ("processes", "max_memory", "max_jobs", "preload", "pidfile", "health_port",
@@ -242,8 +243,10 @@ class AppLoader:
     """Imports the -r modules and builds the configuration, once (in the supervisor with
     --preload, else in each worker process after the fork)."""
 
-    def __init__(self, requires: list[str], settings: dict[str, Any]) -> None:
+    def __init__(self, requires: list[str], settings: dict[str, Any],
+                 periodic: list[dict[str, Any]] | None = None) -> None:
         self.requires, self.settings = requires, settings
+        self.periodic = periodic or []
         self.config: Config | None = None
 
     def __call__(self) -> Config:
@@ -262,6 +265,14 @@ class AppLoader:
                     click.echo(f"kiqpy: cannot import {target!r}: {type(exc).__name__}: {exc}",
                                err=True)
                     sys.exit(1)
+            for spec in self.periodic:
+                try:
+                    register_periodic(spec)
+                except (ConfigurationError, UnknownJobError) as exc:
+                    kiqpy_log.get_logger().error("bad periodic entry", where=spec["source"],
+                                                 error=str(exc))
+                    click.echo(f"kiqpy: {spec['source']}: {exc}", err=True)
+                    sys.exit(1)
             from kiqpy.client.registry import registered
 
             if not registered():
@@ -275,6 +286,24 @@ class AppLoader:
     def base(self) -> Config:
         """The configuration from the flags alone, without importing anything."""
         return build_config(self.settings)
+
+
+def register_periodic(spec: dict[str, Any]) -> None:
+    """One ``[[kiqpy.periodic]]`` table of the -C file: ``cron`` (or ``every``, seconds),
+    ``class`` (a registered job name), and optionally ``args``, ``name``, ``tz``,
+    ``catch_up`` and push options (``queue``, ``retry``...)."""
+    import kiqpy
+    from kiqpy.client.registry import lookup
+
+    entry = {k: v for k, v in spec.items() if k != "source"}
+    schedule = entry.pop("cron", None) or entry.pop("every", None)
+    if schedule is None:
+        raise ConfigurationError("a periodic entry needs cron = \"...\" or every = seconds")
+    job = entry.pop("class", None)
+    if not isinstance(job, str):
+        raise ConfigurationError("a periodic entry needs class = \"<registered job name>\"")
+    lookup(job)  # a class that is not a kiqpy job of this app is an error now
+    kiqpy.periodic(schedule, job, **entry)
 
 
 def build_config(settings: dict[str, Any]) -> Config:
@@ -307,7 +336,8 @@ _FILE_ALIASES = {"queue": "queues", "require": "requires"}
 def _file_settings(ctx: click.Context, path: str | None) -> dict[str, Any]:
     """The -C file's values, checked and converted by the same click types as the flags, so
     ``concurrency = 0`` or a misspelt key is a usage error rather than a traceback."""
-    raw = load_config_file(path)
+    raw = dict(load_config_file(path))
+    raw.pop("periodic", None)  # read by _file_periodic
     params = {p.name: p for p in ctx.command.params
               if isinstance(p, click.Option) and p.name and p.name != "config_file"}
     values: dict[str, Any] = {}
@@ -331,6 +361,32 @@ def _file_settings(ctx: click.Context, path: str | None) -> dict[str, Any]:
         except click.BadParameter as exc:
             raise click.BadParameter(exc.message, param_hint=f"{key!r} in {path}") from exc
     return values
+
+
+def _file_periodic(path: str | None) -> list[dict[str, Any]]:
+    """The -C file's ``[[kiqpy.periodic]]`` tables, each with its place in the file, their
+    schedules checked (the classes are checked once the -r modules are imported)."""
+    raw = load_config_file(path).get("periodic", [])
+    if not isinstance(raw, list) or not all(isinstance(e, dict) for e in raw):
+        raise click.BadParameter(f"{path}: 'periodic' must be an array of tables "
+                                 f"([[kiqpy.periodic]])", param_hint="'-C' / '--config'")
+    specs = [{**entry, "source": f"[[kiqpy.periodic]] #{n} in {path}"}
+             for n, entry in enumerate(raw, 1)]
+    for spec in specs:
+        _check_schedule(spec)
+    return specs
+
+
+def _check_schedule(entry: dict[str, Any]) -> None:
+    """A periodic entry's schedule and time zone, checked before any fork (the class can only
+    be checked once the -r modules are imported)."""
+    from kiqpy.client.periodic import Schedule
+
+    if isinstance(entry.get("cron"), str):
+        try:
+            Schedule(entry["cron"], None, str(entry.get("tz", "UTC")))
+        except ConfigurationError as exc:
+            raise click.BadParameter(str(exc), param_hint=entry["source"]) from exc
 
 
 def _file_key(param: click.Option) -> str:
@@ -372,9 +428,11 @@ def _settings(ctx: click.Context, opts: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+from kiqpy.cli.periodic import periodic  # noqa: E402
 from kiqpy.cli.stats import check, stats  # noqa: E402
 from kiqpy.cli.web import web  # noqa: E402
 
 main.add_command(stats)
 main.add_command(check)
 main.add_command(web)
+main.add_command(periodic)

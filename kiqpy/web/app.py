@@ -18,7 +18,7 @@ from kiqpy.api import ApiObject
 from kiqpy.config import Config, default_config
 from kiqpy.errors import RedisUnavailableError
 from kiqpy.keys import Keys
-from kiqpy.web import render, security, views, views_keys, views_sets
+from kiqpy.web import render, security, views, views_keys, views_periodic, views_sets
 from kiqpy.web.context import Context
 from kiqpy.web.http import HTTPError, Request, Response
 
@@ -40,6 +40,8 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", f"/{SETS}", views_sets.bulk_action),
     ("GET", f"/{SETS}/(?P<entry_id>[^/]+)", views_sets.entry),
     ("POST", f"/{SETS}/(?P<entry_id>[^/]+)", views_sets.entry_action),
+    ("GET", "/periodic", views_periodic.listing),
+    ("POST", "/periodic", views_periodic.action),
     ("GET", "/keys", views_keys.listing),
     ("GET", "/keys/view", views_keys.view),
     ("GET", "/static/(?P<name>[a-z0-9-]+\\.(?:js|css|svg))", views.static),

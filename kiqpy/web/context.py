@@ -44,6 +44,9 @@ NOTICES = {
     "retry": "Queued {n} job(s) to run now.",
     "enqueue": "Queued {n} job(s) to run now.",
     "kill": "Moved {n} job(s) to the dead set.",
+    "periodic-pause": "Paused {n} periodic entry: its ticks are skipped until unpaused.",
+    "periodic-unpause": "Unpaused {n} periodic entry.",
+    "periodic-run": "Enqueued {n} periodic job now.",
 }
 
 

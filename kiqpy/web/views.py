@@ -13,7 +13,7 @@ from importlib import resources
 from typing import Any
 from urllib.parse import quote
 
-from kiqpy.api import History, ProcessSet, Queue, Stats, WorkSet
+from kiqpy.api import History, PeriodicSet, ProcessSet, Queue, Stats, WorkSet
 from kiqpy.connection import REDIS_DOWN, translate_errors
 from kiqpy.web.context import PAGE_SIZE, Context, back, digest, require_page
 from kiqpy.web.http import HTTPError, Response, json_response
@@ -99,7 +99,8 @@ def busy(ctx: Context) -> Response:
     running = [(identity, thread, w,
                 max(0.0, now - w.run_at.timestamp()) if w.run_at else None)
                for identity, thread, w in work]
-    return ctx.render("busy.html", processes=processes, running=running)
+    return ctx.render("busy.html", processes=processes, running=running,
+                      periodic_leader=PeriodicSet(ctx.config, ctx.redis).leader)
 
 
 def busy_action(ctx: Context) -> Response:
