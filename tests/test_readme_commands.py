@@ -77,6 +77,9 @@ RUN_HERE = {
 
 # command -> "path[::test_name] (why)": the test or script elsewhere that runs its equivalent
 COVERED_ELSEWHERE = {
+    "kiqpy periodic":
+        "tests/test_periodic.py::test_kiqpy_periodic_lists_pauses_and_runs_entries "
+        "(list, --json, pause, run against a published entry)",
     "kill -- -PGID":
         "tests/test_supervisor.py::test_ctrl_c_to_the_whole_group_drains_children_gracefully "
         "(signals a -p 2 supervisor's whole process group)",
