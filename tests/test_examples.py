@@ -32,7 +32,7 @@ from tests.workers import WorkerProcess, log_events
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
-NAMES = ["sleeper", "word_count", "device_sync", "mail", "middleware", "testing"]
+NAMES = ["sleeper", "word_count", "device_sync", "mail", "middleware", "testing", "periodic"]
 SHELL_BLOCK = re.compile(r"^```sh\n(.*?)^```", re.M | re.DOTALL)
 ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 
@@ -396,3 +396,29 @@ def test_example_test_suite_passes(name, redis_url):
     done = run_python(readme_command(name, "python", "-m", "pytest"), redis_url)
     assert re.search(r"\d+ passed", done.stdout), done.stdout
     assert not re.search(r"failed|error|skipped", done.stdout), done.stdout
+
+
+# -- periodic -----------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_periodic(r, redis_url):
+    # Given two workers started with the README's command, as on two hosts
+    argv = readme_command("periodic", "kiqpy", "-r")
+    with start_worker(argv, redis_url) as first, start_worker(argv, redis_url) as second:
+        # When two 10-second ticks have passed
+        wait_for(lambda: len(events(first, "pinged") + events(second, "pinged")) >= 2,
+                 timeout=40, message="two pings")
+        # Then each tick ran once, by one of them, and every device was seen
+        ticks = [e["tick"] for e in events(first, "pinged") + events(second, "pinged")]
+        assert len(ticks) == len(set(ticks)) and all(t % 10 == 0 for t in ticks)
+        assert set(r.hkeys("example:devices:last_seen")) == {
+            b"router-1", b"sensor-7", b"gateway-2"}
+        leaders = [w for w in (first, second) if events(w, "periodic leader")]
+        assert len(leaders) == 1
+        # And the README's commands show and steer the entries
+        steer = [argv for argv in commands("periodic") if argv[:2] == ["kiqpy", "periodic"]]
+        listing = run_kiqpy(steer[0], redis_url)
+        assert "ping-devices" in listing.stdout and "nightly-cleanup" in listing.stdout
+        assert [run_kiqpy(argv, redis_url).stdout.split()[0] for argv in steer[1:]] == [
+            "paused", "unpaused", "enqueued"]
+        wait_for(lambda: events(first, "cleaned up") or events(second, "cleaned up"),
+                 message="the cleanup, enqueued now")
