@@ -255,3 +255,36 @@ def test_live_polling_and_quiet_on_a_live_process(page: Any, browser_context: An
         expect(page.locator("[data-stat=processed]")).to_have_text("80", timeout=10_000)
     only_local(browser_context.requests)
 
+
+
+def test_periodic_page_pauses_an_entry_the_workers_run(page: Any, r: redis.Redis,
+                                                        redis_url: str, config: Config) -> None:
+    # Given a worker running a per-second periodic entry (tests/app_periodic.py)
+    with WorkerProcess(redis_url, "-c", "2", require="tests.app_periodic"):
+        wait_for(lambda: r.llen("test:ticks") >= 2, timeout=20, message="two ticks")
+        go(page, "/periodic")
+        row = page.locator("table.periodic tbody tr", has_text="every-second")
+        assert "* * * * * *" in row.inner_text() and "periodic.Tick" in row.inner_text()
+        assert "Leader:" in page.inner_text("main")
+        shot(page, "periodic")
+        # When Pause is clicked
+        row.get_by_role("button", name="Pause").click()
+        page.wait_for_url("**/periodic?done=periodic-pause&n=1")
+        # Then the entry is shown paused and its ticks stop
+        assert "paused" in page.locator("table.periodic tbody tr").inner_text()
+        paused_at = r.llen("test:ticks")
+        with pytest.raises(AssertionError):  # polls for 3 s: no second tick while paused
+            wait_for(lambda: r.llen("test:ticks") > paused_at + 1, timeout=3,
+                     message="no more ticks while paused")
+        page.get_by_role("button", name="Unpause").click()
+        page.wait_for_url("**/periodic?done=periodic-unpause&n=1")
+        wait_for(lambda: r.llen("test:ticks") > paused_at + 1, timeout=10,
+                 message="ticks again after unpausing")
+        # And the Busy page marks the leader
+        go(page, "/busy")
+        assert page.locator("a.badge", has_text="periodic leader").count() == 1
+        page.set_viewport_size(PHONE)
+        go(page, "/periodic")
+        overflow = page.evaluate("document.documentElement.scrollWidth - innerWidth")
+        assert overflow <= 1, f"/periodic is wider than a phone by {overflow}px"
+        page.set_viewport_size(LAPTOP)
