@@ -120,6 +120,8 @@ def test_lists_of_queues_the_process_listed_but_nobody_pushed_to_are_recovered(c
     assert r.smembers(KEYS.queues) == set()
     assert make_recovery(config, r, log).check() == 1
     assert r.llen(KEYS.queue("private")) == 1
+    # ...and the queue is known again, so workers listening by pattern (-q '*') find the job
+    assert r.smembers(KEYS.queues) == {b"private"}
 
 
 def test_lists_of_known_queues_are_recovered_even_if_the_owner_entry_misses_them(config, r, log):

@@ -110,6 +110,10 @@ class Recovery:
             for payload in payloads:
                 if self._requeue_one(pipe, name, queue, payload, pills):
                     counted += 1
+            if counted:
+                # The queue may have been cleared (and forgotten) meanwhile: workers that
+                # listen by pattern (-q '*') find queues through this set.
+                pipe.sadd(self.keys.queues, name)
             pipe.delete(inflight)
 
         self.redis.transaction(move, inflight, heartbeat)
