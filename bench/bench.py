@@ -84,7 +84,7 @@ def enqueue_rates(url: str, r: redis.Redis, n_single: int, n_bulk: int) -> None:
 
 
 def processing(url: str, r: redis.Redis, job: str, n: int, worker_args: list[str],
-               label: str, target: str, processes: int = 1, arg: int = 0) -> None:
+               label: str, target: str, processes: int = 1, arg: int = 0) -> float:
     import kiqpy
     from bench import bench_jobs
 
@@ -104,6 +104,45 @@ def processing(url: str, r: redis.Redis, job: str, n: int, worker_args: list[str
     if job.startswith("NoopIncr"):
         assert int(r.get("bench:count") or 0) >= n, "not every job ran"
     line(label, f"{n / elapsed:,.0f} jobs/s", target)
+    return n / elapsed
+
+
+def ceiling(url: str, r: redis.Redis, n: int, threads: int = 10,
+            through_kiqpy: bool = False) -> float:
+    """Issue 21's yardstick: ``threads`` threads doing nothing but INCR, each on its own
+    connection (a ``redis.Redis`` per thread, or ``kiqpy.redis()``'s per-thread client): the
+    most a ``-c 10`` worker could do if its jobs cost nothing but their one INCR."""
+    import threading
+
+    import kiqpy
+
+    kiqpy.configure(redis_url=url)
+    per_thread = n // threads
+    ready = threading.Barrier(threads + 1)
+
+    def run() -> None:
+        if through_kiqpy:
+            with kiqpy.redis() as conn:
+                client = conn
+        else:
+            client = redis.Redis.from_url(url)
+        client.incr("bench:ceiling")
+        ready.wait()
+        for _ in range(per_thread):
+            client.incr("bench:ceiling")
+
+    workers = [threading.Thread(target=run) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    ready.wait()
+    start = time.perf_counter()
+    for worker in workers:
+        worker.join()
+    rate = per_thread * threads / (time.perf_counter() - start)
+    label = ("  the same through kiqpy.redis()" if through_kiqpy else
+             f"threaded redis-py ceiling: {threads} threads, INCR only")
+    line(label, f"{rate:,.0f}/s", "(yardstick)")
+    return rate
 
 
 def processes(url: str, r: redis.Redis, n: int) -> None:
@@ -181,6 +220,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--jobs", type=int, default=50_000, help="jobs per processing run")
     parser.add_argument("--quick", action="store_true", help="smaller runs")
+    parser.add_argument("--throughput", action="store_true",
+                        help="only the ceiling and the processing figures")
     args = parser.parse_args()
     n = 5_000 if args.quick else args.jobs
     server = RedisServer().start()
@@ -190,16 +231,24 @@ def main() -> None:
         print(f"kiqpy benchmark: redis-server {r.info()['redis_version']}, "
               f"{os.cpu_count()} cores, Python {sys.version.split()[0]}\n")
         calibration(r)
-        enqueue_rates(url, r, n_single=min(n, 20_000), n_bulk=n * 2)
+        if not args.throughput:
+            enqueue_rates(url, r, n_single=min(n, 20_000), n_bulk=n * 2)
         quiet = ["-c", "10", "--log-level", "warning"]
-        processing(url, r, "NoopIncr", n, quiet, "processing no-op+INCR, -c 10, logs off",
-                   ">= 9k jobs/s")
+        top = ceiling(url, r, n)
+        top_kiqpy = ceiling(url, r, n, through_kiqpy=True)
+        off = processing(url, r, "NoopIncr", n, quiet, "processing no-op+INCR, -c 10, logs off",
+                         ">= 9k jobs/s")
+        line("  as a share of the threaded redis-py ceiling", f"{off / top:.0%}",
+             f">= 90% (of kiqpy.redis()'s: {off / top_kiqpy:.0%})")
         processing(url, r, "NoopIncrOwnClient", n, quiet,
                    "  the same, INCR on the app's own redis.Redis", "(for reference)")
-        processing(url, r, "NoopIncr", n, ["-c", "10", "--log-level", "info"],
-                   "processing no-op+INCR, -c 10, logs on", "(for reference)")
+        on = processing(url, r, "NoopIncr", n, ["-c", "10", "--log-level", "info"],
+                        "processing no-op+INCR, -c 10, logs on", "(for reference)")
+        line("  cost of the per-job log lines", f"{1 - on / off:.0%}", "<= 25% of logs-off rate")
         processing(url, r, "Noop", n, quiet, "processing pure no-op, -c 10, logs off",
                    ">= 25k jobs/s")
+        if args.throughput:
+            return
         latency(url, r, samples=50 if args.quick else 200)
         idle_cost(url, r, seconds=5 if args.quick else 10)
         memory(url, r)
