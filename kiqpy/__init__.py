@@ -13,8 +13,6 @@ Then run ``kiqpy -r myapp.jobs -q default,mail``.
 
 # No `from __future__ import annotations` here: it would add a public name, `annotations`,
 # to the package (tests/test_public_api.py keeps the surface to exactly __all__).
-from collections.abc import Iterator as _Iterator
-from contextlib import contextmanager as _contextmanager
 from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any as _Any
 
@@ -26,6 +24,7 @@ from kiqpy.client.push import Client, default_client, enqueue
 from kiqpy.client.registry import registered
 from kiqpy.client.worker import Worker
 from kiqpy.config import Config, configure, default_config
+from kiqpy.connection import thread_client as _thread_client
 from kiqpy.errors import (
     ArgumentError,
     ConfigurationError,
@@ -62,8 +61,22 @@ def embed(config: Config | None = None, **changes: _Any) -> "_Embedded":
     return _embed(config, **changes)
 
 
-@_contextmanager
-def redis(config: Config | None = None) -> "_Iterator[_redis.Redis]":
+class _Borrowed:
+    """``with kiqpy.redis() as conn``: hands out the thread's client, closes nothing."""
+
+    __slots__ = ("client",)
+
+    def __init__(self, client: "_redis.Redis") -> None:
+        self.client = client
+
+    def __enter__(self) -> "_redis.Redis":
+        return self.client
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+
+def redis(config: Config | None = None) -> _Borrowed:
     """A Redis connection for your own commands, as ``Sidekiq.redis`` gives one::
 
         class Counter(kiqpy.Worker):
@@ -76,10 +89,9 @@ def redis(config: Config | None = None) -> "_Iterator[_redis.Redis]":
     keeps its own, so commands pay no pool checkout and threads never wait for each other.
     Errors are redis-py's own (a failing job is retried as usual). Keys are used as given:
     the ``namespace`` setting applies only to kiqpy's own keys."""
-    from kiqpy.connection import thread_client
-
     config = config if config is not None else default_config()
-    yield thread_client(config.redis_url, config.socket_timeout, config.sentinel_auth)
+    return _Borrowed(_thread_client(config.redis_url, config.socket_timeout,
+                                    config.sentinel_auth))
 
 
 __all__ = [
