@@ -38,6 +38,9 @@ class Processor:
         self.failed = 0
 
     def run(self) -> None:
+        # The logger as configured now, bound once: each call on the lazy proxy get_logger()
+        # returns would look the configuration up again (two lines per job).
+        self.log = self.log.bind()
         work = self.fetcher.work
         while True:
             unit = work.get()
