@@ -178,11 +178,13 @@ class ThreadRedis(redis.Redis):
 
     redis-py's ``execute_command`` wraps every command in its retry loop, a closure per call,
     failure callbacks and metrics hooks (about 24,000 of the 88,000 CPU instructions an INCR
-    cost on a plain single-connection client). Here a command on a connected socket is just sent and its reply parsed; the first
-    connection error (a dropped connection) disconnects it and hands the command to redis-py's
-    full path, which reconnects and retries as configured (on connection errors only, so a
-    command that timed out is never sent twice). Pipelines, pub/sub and locks made from this
-    client are redis-py's own.
+    cost on a plain single-connection client). Here a command on a connected socket is just
+    sent and its reply parsed; the first connection error (a dropped connection, or a Sentinel
+    master demoted to a replica) disconnects it and hands the command to redis-py's full path,
+    which reconnects and retries as configured (on connection errors only, so a command that
+    timed out is never sent twice). Pipelines, pub/sub and locks made from this client are
+    redis-py's own. It relies on redis-py internals (``Connection._sock``,
+    ``single_connection_lock``, ``parse_response``), checked by tests/test_redis_access.py.
     """
 
     def execute_command(self, *args: Any, **options: Any) -> Any:
@@ -216,9 +218,9 @@ def thread_client(url: str, socket_timeout: float | None = 5.0,
 
     Commands skip the pool's checkout and lock, and most of redis-py's per-command machinery
     (:class:`ThreadRedis`): about 64,000 CPU instructions for an INCR instead of 138,000 on a
-    pooled ``redis.Redis`` (redis-py 8.2 with hiredis), and no contention between a worker's threads. Made on first use
-    in each thread; a forked child makes its own rather than share its parent's socket. Backs
-    :func:`kiqpy.redis`.
+    pooled ``redis.Redis`` (redis-py 8.2 with hiredis), and no contention between a worker's
+    threads. Made on first use in each thread; a forked child makes its own rather than share
+    its parent's socket. Backs :func:`kiqpy.redis`.
     """
     pid = os.getpid()
     clients = _thread_clients.clients
