@@ -284,3 +284,33 @@ def test_the_config_file_declares_periodic_entries(tmp_path, registry):
         commands._file_periodic(str(path))
     with pytest.raises(kiqpy.UnknownJobError, match=r"No\.Such"):
         commands.register_periodic({"cron": "0 * * * *", "class": "No.Such", "source": "x"})
+
+
+def test_a_tick_missed_while_redis_was_down_runs_once_when_it_is_back(registry):
+    import redis as redis_py
+
+    from kiqpy.config import Config
+    from tests.redis_server import RedisServer
+
+    server = RedisServer(persistence=True).start()
+    try:
+        config = Config(redis_url=server.url, socket_timeout=1.0)
+        client = redis_py.Redis.from_url(server.url)
+        kiqpy.periodic(dt.timedelta(minutes=1), Report, name="minutely")
+        clock = Clock(1_900_000_000.0)
+        t = ticker(config, redis_py.Redis.from_url(server.url, socket_timeout=1), "h:1:a",
+                   clock)
+        t.step()
+        # When Redis is down across two ticks
+        server.stop()
+        clock.now += 150
+        with pytest.raises(redis_py.ConnectionError):
+            t.step()
+        server.start()
+        # Then, once it is back, the newest missed tick runs ("last"), once
+        t.step()
+        t.step()
+        missed = Schedule(None, 60).ticks(1_900_000_000, clock.now)
+        assert len(missed) == 3 and queued_ticks(client) == [missed[-1]]
+    finally:
+        server.cleanup()
