@@ -32,6 +32,7 @@ from kiqpy.errors import ConfigurationError
 from kiqpy.payload import SERIALIZERS
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+EVENTS = ("startup", "heartbeat", "beat", "quiet", "shutdown", "exit")
 ErrorHandler = Callable[[BaseException, dict[str, Any]], None]
 DeathHandler = Callable[[dict[str, Any], BaseException], None]
 
@@ -83,6 +84,9 @@ class Config:
     server_middleware: Chain = field(default_factory=Chain, compare=False)
     error_handlers: list[ErrorHandler] = field(default_factory=list, compare=False)
     death_handlers: list[DeathHandler] = field(default_factory=list, compare=False)
+    # Lifecycle events of a worker process (see on()): event name -> handlers, in order.
+    event_handlers: dict[str, list[Callable[[], None]]] = field(
+        default_factory=lambda: {event: [] for event in EVENTS}, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         # Caught here rather than at the first push, so configure() refuses a bad URL at once.
@@ -151,6 +155,28 @@ class Config:
     def replace(self, **changes: Any) -> Config:
         """A copy with ``changes`` applied (middleware chains and handlers are shared)."""
         return dataclasses.replace(self, **changes)
+
+    def on(self, event: str, handler: Callable[[], None]) -> Callable[[], None]:
+        """Call ``handler()`` at a point of a worker process's life, as Sidekiq's
+        ``config.on(...)``; returns it, so it also works as a decorator::
+
+            kiqpy.default_config().on("startup", warm_caches)
+
+        ``startup``: once, before any job is fetched (main thread); if it raises, the process
+        logs why and exits with status 1 without fetching anything. ``heartbeat``: once, after
+        the process registered itself in Redis (main thread). ``beat``: after every heartbeat
+        (heartbeat thread). ``quiet``: when the process stops fetching (TSTP, a remote quiet,
+        or the start of a shutdown; main thread). ``shutdown``: when it begins to shut down,
+        before waiting for running jobs (main thread). ``exit``: after the last job was
+        finished or requeued, just before the worker returns (main thread). A handler that
+        raises, other than at ``startup``, is logged and the others still run."""
+        if event not in EVENTS:
+            raise ConfigurationError(f"unknown event {event!r}; events are "
+                                     f"{', '.join(EVENTS)}")
+        if not callable(handler):
+            raise ConfigurationError(f"on({event!r}, ...) needs a callable, got {handler!r}")
+        self.event_handlers[event].append(handler)
+        return handler
 
     @property
     def sentinel_auth(self) -> SentinelAuth:

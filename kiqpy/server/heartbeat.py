@@ -26,6 +26,7 @@ import redis
 from kiqpy.config import Config
 from kiqpy.connection import REDIS_DOWN, describe, master_address
 from kiqpy.keys import Keys
+from kiqpy.server.events import fire
 from kiqpy.server.fetch import Fetcher
 from kiqpy.server.manager import Manager
 from kiqpy.server.outage import Outage
@@ -117,6 +118,7 @@ class Heartbeat:
                 self.log.error("redis refused the heartbeat; will try again", error=str(exc))
             else:
                 self.outage.ok()
+                fire(self.config, self.log, "beat")
 
     def _watch_master(self) -> None:
         """On Sentinel: log once when the master changed (a failover), with both addresses.

@@ -21,6 +21,7 @@ from kiqpy.config import Config
 from kiqpy.connection import connect
 from kiqpy.keys import Keys
 from kiqpy.log import get_logger
+from kiqpy.server.events import fire
 from kiqpy.server.fetch import BLOCK_SECONDS, MAX_WAITERS, Fetcher
 from kiqpy.server.heartbeat import Heartbeat, new_identity
 from kiqpy.server.manager import Manager
@@ -106,10 +107,17 @@ class Launcher:
         """Register the process, then start every thread."""
         self.log.info("starting", identity=self.identity, concurrency=self.config.concurrency,
                       queues=self.config.queue_names, redis=self.outage.url)
+        try:
+            fire(self.config, self.log, "startup", strict=True)
+        except Exception:
+            self.log.exception("a startup event handler failed; not starting")
+            self.exit_code = 1
+            return
         # Registered (in-flight owner, heartbeat hash) before the first fetch, so that a crash
         # right after it leaves jobs that orphan recovery can find.
         if self.outage.retry(self._first_beat, "start", self.stop_requested) is None:
             return  # stopped while waiting for Redis: nothing was started
+        fire(self.config, self.log, "heartbeat")
         self.manager.start(self.spawn)
         self.fetcher.start(self.spawn)
         self._background.append(self.spawn("kiqpy.scheduler", self.scheduler.run))
@@ -126,7 +134,8 @@ class Launcher:
         """Start, carry out commands until "stop", shut down; returns the exit code."""
         self.start()
         if not self.started.is_set():
-            self.log.info("stopped before Redis could be reached")
+            if not self.exit_code:
+                self.log.info("stopped before Redis could be reached")
             self.stopped.set()
             return self.exit_code
         while True:
@@ -187,6 +196,7 @@ class Launcher:
     def _quiet(self) -> None:
         if not self.fetcher.stopping:
             self.log.info("quiet: no new jobs will be fetched", identity=self.identity)
+            fire(self.config, self.log, "quiet")
         self.fetcher.stop()
         self.heartbeat.quiet = True
         if self.ticker is not None:
@@ -207,6 +217,7 @@ class Launcher:
         self.log.info("shutting down", timeout=self.config.timeout)
         # 1. Quiet: no new jobs. Jobs already taken but not started will be requeued.
         self._quiet()
+        fire(self.config, self.log, "shutdown")
         self.manager.stop()
         # 2. Let running jobs finish, up to the timeout.
         finished = self.manager.join(self.config.timeout)
@@ -231,6 +242,7 @@ class Launcher:
                           _timer(FLUSH_SECONDS))
         self.log.info("stopped", requeued=requeued or 0, clean=clean,
                       seconds=round(time.monotonic() - started, 2))
+        fire(self.config, self.log, "exit")
         self.stopped.set()
 
     def _leave(self) -> None:
