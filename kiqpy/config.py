@@ -65,6 +65,8 @@ class Config:
     push_replicas_timeout: float = 1.0
     # Periodic jobs: the leader's lease; another process takes over within 1.25 x this.
     periodic_lease: float = 20.0
+    # Execution metrics (per class and minute) are kept this long, in seconds.
+    metrics_retention: float = 72 * 3600.0
     # -- worker ----------------------------------------------------------------------------
     concurrency: int = 10
     queues: tuple[tuple[str, int], ...] = (("default", 0),)
@@ -192,7 +194,7 @@ _INT_FIELDS = ("concurrency", "pool_size", "max_retries", "dead_max_jobs",
                "poison_pill_recoveries", "prefetch", "push_replicas")
 _NUMBER_FIELDS = ("socket_timeout", "timeout", "heartbeat_interval", "process_ttl",
                   "poll_interval_average", "dead_timeout", "poison_pill_window",
-                  "push_replicas_timeout", "periodic_lease")
+                  "push_replicas_timeout", "periodic_lease", "metrics_retention")
 _OPTIONAL = frozenset({"socket_timeout", "poll_interval_average", "prefetch"})
 
 

@@ -16,6 +16,7 @@ class Keys:
     __slots__ = (
         "dead",
         "inflight_owners",
+        "metrics_deploys",
         "periodic_entries",
         "periodic_leader",
         "prefix",
@@ -42,6 +43,8 @@ class Keys:
         self.recovery_lock = f"{p}kiqpy:recovery-lock"
         # Periodic jobs: the definitions the ticker's leader publishes (name -> JSON), and the
         # leader's lease (its identity, with a TTL).
+        # Deploy marks for the metrics: a sorted set of JSON labels scored by their time.
+        self.metrics_deploys = f"{p}kiqpy:metrics:deploys"
         self.periodic_entries = f"{p}kiqpy:periodic"
         self.periodic_leader = f"{p}kiqpy:periodic-leader"
 
@@ -73,6 +76,11 @@ class Keys:
         """The state hash of one periodic entry: ``last`` tick enqueued (epoch seconds),
         ``jid`` of its job, ``signature`` of its schedule, ``paused``."""
         return f"{self.prefix}kiqpy:periodic:{name}"
+
+    def metrics(self, minute: int) -> str:
+        """The execution metrics of one minute (epoch seconds // 60): a hash of
+        ``<class>|p``, ``|f``, ``|ms`` and ``|h<bucket>`` counts (kiqpy/server/metrics.py)."""
+        return f"{self.prefix}kiqpy:metrics:{minute}"
 
     def stat(self, name: str, day: _dt.date | None = None) -> str:
         """A counter: ``stat:processed`` or, with ``day``, ``stat:processed:2026-11-23``."""

@@ -23,6 +23,7 @@ module per concern:
     sets       SortedEntry, JobSet, ScheduledSet, RetrySet, DeadSet
     processes  Process, ProcessSet, Work, WorkSet
     periodic   PeriodicSet, PeriodicEntry (periodic jobs: schedule, last tick, pause)
+    metrics    Metrics, ClassMetrics, mark_deploy (execution metrics per class and minute)
     stats      Stats, History
 
 ``decompress_backtrace`` unpacks a job's ``error_backtrace`` into its lines.
@@ -30,6 +31,7 @@ module per concern:
 
 from kiqpy.api.base import ApiObject, Page
 from kiqpy.api.jobs import JobRecord
+from kiqpy.api.metrics import ClassMetrics, DeployMark, Metrics, mark_deploy
 from kiqpy.api.periodic import PeriodicEntry, PeriodicSet
 from kiqpy.api.processes import Process, ProcessSet, Work, WorkSet
 from kiqpy.api.queues import Queue
@@ -39,10 +41,13 @@ from kiqpy.failures import decompress_backtrace
 
 __all__ = [
     "ApiObject",
+    "ClassMetrics",
     "DeadSet",
+    "DeployMark",
     "History",
     "JobRecord",
     "JobSet",
+    "Metrics",
     "Page",
     "PeriodicEntry",
     "PeriodicSet",
@@ -56,4 +61,5 @@ __all__ = [
     "Work",
     "WorkSet",
     "decompress_backtrace",
+    "mark_deploy",
 ]

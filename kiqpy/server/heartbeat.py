@@ -29,6 +29,7 @@ from kiqpy.keys import Keys
 from kiqpy.server.events import fire
 from kiqpy.server.fetch import Fetcher
 from kiqpy.server.manager import Manager
+from kiqpy.server.metrics import MetricsWriter
 from kiqpy.server.outage import Outage
 from kiqpy.server.recovery import Recovery
 
@@ -76,6 +77,8 @@ class Heartbeat:
         self.manager, self.fetcher, self.outage, self.log = manager, fetcher, outage, log
         self.on_signal, self.stop = on_signal, stop
         self.recovery = Recovery(config, client, keys, identity, outage, log)
+        self.metrics = MetricsWriter(config, client, keys,
+                                     [p.metrics for p in manager.processors], log)
         self.quiet = False
         self.rtt_us = 0
         # beat() runs in the heartbeat thread and clear() in the launcher's, which does not
@@ -118,6 +121,7 @@ class Heartbeat:
                 self.log.error("redis refused the heartbeat; will try again", error=str(exc))
             else:
                 self.outage.ok()
+                self.metrics.flush()
                 fire(self.config, self.log, "beat")
 
     def _watch_master(self) -> None:
@@ -233,6 +237,7 @@ class Heartbeat:
 
             self._counted(write)
             self.left = True
+        self.metrics.flush()  # the last minutes' counts (kept for nobody if Redis is away)
 
 
 def _totals(raw: bytes | str | None) -> tuple[int, int] | None:

@@ -17,6 +17,7 @@ from kiqpy.client.registry import lookup
 from kiqpy.errors import PayloadError
 from kiqpy.payload import decode
 from kiqpy.server.fetch import STOP, Fetcher
+from kiqpy.server.metrics import Recorder
 from kiqpy.server.retry import Retrier
 
 _bind = structlog.contextvars.bind_contextvars
@@ -36,6 +37,7 @@ class Processor:
         self.busy, self.halt, self.log = busy, halt, log
         self.processed = 0
         self.failed = 0
+        self.metrics = Recorder()  # per class and minute; flushed by the heartbeat
 
     def run(self) -> None:
         # The logger as configured now, bound once: each call on the lazy proxy get_logger()
@@ -73,12 +75,16 @@ class Processor:
             cls = lookup(job["class"])
             execute(cls, job, self.chain)
         except BaseException as exc:  # a job's SystemExit must not end the worker either
+            elapsed = time.perf_counter() - started
             self.failed += 1
-            self.log.warning("fail", elapsed=round(time.perf_counter() - started, 6),
+            self.metrics.record(job["class"], elapsed, True)
+            self.log.warning("fail", elapsed=round(elapsed, 6),
                              error_class=type(exc).__name__, error=_describe(exc))
             outcome = self.retrier.failed(queue, job, exc, cls, payload)
         else:
-            self.log.info("done", elapsed=round(time.perf_counter() - started, 6))
+            elapsed = time.perf_counter() - started
+            self.metrics.record(job["class"], elapsed, False)
+            self.log.info("done", elapsed=round(elapsed, 6))
         finally:
             self.processed += 1
             del self.busy[self.name]
