@@ -106,3 +106,41 @@ def test_a_worker_counts_its_jobs_per_class_without_a_redis_command_per_job(conf
     assert rows["Fail"].failed == 1 and rows["Record"].failed == 0
     assert sum(rows["Record"].histogram) == 20
 
+
+
+def test_the_metrics_pages_show_classes_a_histogram_and_deploy_marks(config, r):
+    from tests.web_helpers import client_for, text
+
+    recorder = Recorder()
+    for _ in range(9):
+        recorder.record("Invoice", 0.003, failed=False)
+    recorder.record("Invoice", 2.5, failed=True)
+    MetricsWriter(config, r, Keys(), [recorder], get_logger()).flush()
+    mark_deploy("v7 faster invoices", config, r)
+    web = client_for(config)
+    page = text(web.get("/metrics?period=8h&sort=failed"))
+    assert "Invoice" in page and "10.0" in page  # failure %
+    detail = web.get("/metrics/Invoice?period=1h")
+    assert detail.status_code == 200
+    body = text(detail)
+    assert "p50 / p95 / p99" in body and "deploy: v7 faster invoices" in body
+    assert "<polyline" in body and "≤ 5 ms" in body
+    assert web.get("/metrics?period=2y").status_code == 400
+
+
+def test_the_readmes_mark_deploy_command_records_the_git_commit(config, r, redis_url):
+    import os
+    import subprocess
+    import sys
+
+    from tests.workers import ROOT
+
+    env = {**os.environ, "REDIS_URL": redis_url}
+    env.pop("KIQPY_REDIS_URL", None)
+    done = subprocess.run([sys.executable, "-c", "import kiqpy.api; kiqpy.api.mark_deploy()"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    [mark] = Metrics(config, r).deploys(minutes=5)
+    head = subprocess.run(["git", "log", "-1", "--format=%h %s"], cwd=ROOT,
+                          capture_output=True, text=True).stdout.strip()
+    assert mark.label == (head[:200] or "deploy")

@@ -288,3 +288,37 @@ def test_periodic_page_pauses_an_entry_the_workers_run(page: Any, r: redis.Redis
         overflow = page.evaluate("document.documentElement.scrollWidth - innerWidth")
         assert overflow <= 1, f"/periodic is wider than a phone by {overflow}px"
         page.set_viewport_size(LAPTOP)
+
+
+def test_metrics_pages_chart_a_class_with_its_deploy_marks(page: Any, r: redis.Redis,
+                                                            config: Config) -> None:
+    from kiqpy.api import mark_deploy
+    from kiqpy.log import get_logger
+    from kiqpy.server.metrics import MetricsWriter, Recorder
+
+    # Given an hour of metrics: more and slower invoices after a deploy
+    keys, now = Keys(), int(time.time())
+    for back in range(60):
+        minute = now // 60 - back
+        runs = 20 + (40 if back < 20 else 0)
+        r.hset(keys.metrics(minute), mapping={"InvoiceJob|p": runs, "InvoiceJob|ms": runs * 7,
+                                              "InvoiceJob|h3": runs, "MailJob|p": 5,
+                                              "MailJob|ms": 900, "MailJob|h8": 5})
+    mark_deploy("v7: invoices in bulk", config, r, at=now - 20 * 60)
+    recorder = Recorder()
+    recorder.record("InvoiceJob", 1.5, failed=True)
+    MetricsWriter(config, r, keys, [recorder], get_logger()).flush()
+    # When the Metrics page and the class's page are opened
+    go(page, "/metrics")
+    assert page.locator("table.metrics td", has_text="InvoiceJob").count() == 1
+    shot(page, "metrics")
+    page.click("table.metrics a >> text=InvoiceJob")
+    # Then the charts and the histogram are drawn, with the deploy marked
+    assert page.locator("svg.metrics-chart polyline").count() == 2
+    assert page.locator("svg.metrics-chart line.deploy").count() == 2
+    assert "v7: invoices in bulk" in page.inner_text("main")
+    shot(page, "metrics-class")
+    page.set_viewport_size(PHONE)
+    overflow = page.evaluate("document.documentElement.scrollWidth - innerWidth")
+    assert overflow <= 1, f"the metrics page is wider than a phone by {overflow}px"
+    page.set_viewport_size(LAPTOP)

@@ -18,7 +18,15 @@ from kiqpy.api import ApiObject
 from kiqpy.config import Config, default_config
 from kiqpy.errors import RedisUnavailableError
 from kiqpy.keys import Keys
-from kiqpy.web import render, security, views, views_keys, views_periodic, views_sets
+from kiqpy.web import (
+    render,
+    security,
+    views,
+    views_keys,
+    views_metrics,
+    views_periodic,
+    views_sets,
+)
 from kiqpy.web.context import Context
 from kiqpy.web.http import HTTPError, Request, Response
 
@@ -40,6 +48,8 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", f"/{SETS}", views_sets.bulk_action),
     ("GET", f"/{SETS}/(?P<entry_id>[^/]+)", views_sets.entry),
     ("POST", f"/{SETS}/(?P<entry_id>[^/]+)", views_sets.entry_action),
+    ("GET", "/metrics", views_metrics.listing),
+    ("GET", "/metrics/(?P<name>.+)", views_metrics.job_class),
     ("GET", "/periodic", views_periodic.listing),
     ("POST", "/periodic", views_periodic.action),
     ("GET", "/keys", views_keys.listing),

@@ -23,6 +23,7 @@ def environment() -> jinja2.Environment:
     )
     env.filters.update(ago=ago, number=number, args=show_args, mb=megabytes, iso=iso,
                        duration=duration, pretty=pretty, text=as_text)
+    env.globals["inf"] = float("inf")
     return env
 
 
