@@ -78,7 +78,8 @@ RUN_HERE = {
 # command -> "path[::test_name] (why)": the test or script elsewhere that runs its equivalent
 COVERED_ELSEWHERE = {
     "python -c 'import kiqpy.api; kiqpy.api.mark_deploy()'":
-        "tests/test_metrics.py::test_the_readmes_mark_deploy_command_records_the_git_commit",
+        "tests/test_metrics.py::test_the_readmes_mark_deploy_command_records_the_git_commit "
+        "(runs it from the repo root against a private Redis)",
     "kiqpy periodic":
         "tests/test_periodic.py::test_kiqpy_periodic_lists_pauses_and_runs_entries "
         "(list, --json, pause, run against a published entry)",
