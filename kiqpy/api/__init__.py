@@ -20,7 +20,7 @@ module per concern:
     base       ApiObject (config, redis, keys), Page
     jobs       JobRecord
     queues     Queue
-    sets       SortedEntry, JobSet, ScheduledSet, RetrySet, DeadSet
+    sets       SortedEntry, JobSet, ScheduledSet, RetrySet, DeadSet, Search
     processes  Process, ProcessSet, Work, WorkSet
     stats      Stats, History
 
@@ -31,7 +31,7 @@ from kiqpy.api.base import ApiObject, Page
 from kiqpy.api.jobs import JobRecord
 from kiqpy.api.processes import Process, ProcessSet, Work, WorkSet
 from kiqpy.api.queues import Queue
-from kiqpy.api.sets import DeadSet, JobSet, RetrySet, ScheduledSet, SortedEntry
+from kiqpy.api.sets import DeadSet, JobSet, RetrySet, ScheduledSet, Search, SortedEntry
 from kiqpy.api.stats import History, Stats
 from kiqpy.failures import decompress_backtrace
 
@@ -47,6 +47,7 @@ __all__ = [
     "Queue",
     "RetrySet",
     "ScheduledSet",
+    "Search",
     "SortedEntry",
     "Stats",
     "Work",

@@ -16,7 +16,8 @@ from __future__ import annotations
 import datetime as _dt
 import itertools
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import redis
@@ -29,6 +30,12 @@ from kiqpy.failures import malformed_job
 from kiqpy.payload import encode, queued_copy
 
 _BATCH = 100
+# The bounds of one search (JobSet.search): entries and bytes read per call at most, and the
+# adaptive size of each ZRANGE (see the docstring for the arithmetic).
+SEARCH_ENTRIES = 5000
+SEARCH_BYTES = 16 * 1024 * 1024
+SEARCH_BATCH_BYTES = 512 * 1024
+SEARCH_MAX_BATCH = 256
 
 
 class Move(NamedTuple):
@@ -86,6 +93,25 @@ class SortedEntry(JobRecord):
             return False
         self.score = float(present)
         return True
+
+
+@dataclass
+class Search:
+    """What one bounded :meth:`JobSet.search` found: the matching ``entries`` (in the order
+    read), the rank the search started at (``start``) and where to continue (``next_start``,
+    None once the end of the set, or of the score asked for, was reached), and how much was
+    read (``scanned`` entries, ``scanned_bytes``)."""
+
+    entries: list[SortedEntry] = field(default_factory=list)
+    start: int = 0
+    next_start: int | None = None
+    scanned: int = 0
+    scanned_bytes: int = 0
+
+    @property
+    def exhausted(self) -> bool:
+        """True when nothing is left to search."""
+        return self.next_start is None
 
 
 class JobSet(ApiObject):
@@ -163,6 +189,73 @@ class JobSet(ApiObject):
                 if value not in seen:
                     seen.add(value)
                     yield self._entry(value, score)
+
+    def search(self, match: bytes | str | Callable[[bytes], bool], start: int = 0,
+               newest_first: bool = True, limit: int = 25, score: float | None = None,
+               max_entries: int = SEARCH_ENTRIES, max_bytes: int = SEARCH_BYTES) -> Search:
+        """Up to ``limit`` entries whose stored bytes contain ``match`` (or for which the
+        callable ``match`` is true), reading the set in listing order from rank ``start``;
+        with ``score``, only the entries at exactly that score (found in O(log n)). Continue
+        with ``start=result.next_start``.
+
+        The work one call makes Redis do is bounded, whatever the set holds; this is how:
+
+        - Redis only serves ranges by rank (ZCOUNT to find a score's first rank, then ZRANGE
+          by rank, O(log n + k) for k entries) and never matches anything: the match runs
+          here, in Python, so a long needle or a huge entry costs Redis nothing but the bytes
+          it returns.
+        - Each ZRANGE asks for k entries, k adapting like TCP's slow start: 4 at first, then
+          doubled while the biggest entry seen so far keeps k entries under
+          ``SEARCH_BATCH_BYTES`` (512 KiB), and cut to ``SEARCH_BATCH_BYTES // biggest`` (at
+          least 1) once big entries appear; never more than ``SEARCH_MAX_BATCH`` (256). One
+          command therefore copies about 512 KiB, or one entry when entries are bigger
+          (Redis cannot tell an entry's size without reading it).
+        - The call stops after ``max_entries`` entries or ``max_bytes`` bytes read (5,000 and
+          16 MiB by default), so one request's total is bounded too; ``next_start`` says
+          where the next call resumes ("search further").
+
+        Ranks shift when entries leave or join the set between calls, so a continued search
+        may see an entry twice or miss one that moved; each call on its own is exact.
+        """
+        if isinstance(match, str):
+            match = match.encode()
+        if isinstance(match, bytes):
+            needle = match
+            test: Callable[[bytes], bool] = lambda value: needle in value  # noqa: E731
+        else:
+            test = match
+        if score is not None:
+            newest_first = False
+            with self.io():  # the rank of the first entry at `score`
+                start = int(self.redis.zcount(self.key, "-inf", "(" + repr(float(score))))
+        result = Search(start=start, next_start=start)
+        rank, batch, biggest = start, 4, 0
+        while result.scanned < max_entries and result.scanned_bytes < max_bytes:
+            count = min(batch, max_entries - result.scanned)
+            with self.io():
+                rows: list[Any] = self.redis.zrange(self.key, rank, rank + count - 1,
+                                                    desc=newest_first, withscores=True)
+            for value, entry_score in rows:
+                if score is not None and float(entry_score) != score:
+                    result.next_start = None
+                    return result
+                rank += 1
+                result.scanned += 1
+                result.scanned_bytes += len(value)
+                biggest = max(biggest, len(value))
+                if test(value):
+                    result.entries.append(self._entry(value, entry_score))
+                    if len(result.entries) >= limit:
+                        break
+            result.next_start = rank
+            if len(result.entries) >= limit:
+                break
+            if len(rows) < count:
+                result.next_start = None
+                break
+            batch = max(1, min(SEARCH_MAX_BATCH, batch * 2,
+                               SEARCH_BATCH_BYTES // max(1, biggest)))
+        return result
 
     def find_job(self, jid: str) -> SortedEntry | None:
         """The entry with this jid, or None."""

@@ -1,0 +1,123 @@
+"""The dashboard under hostile data (issue 20, section 1): whatever is in Redis, one request
+makes Redis do bounded work, the web process holds bounded memory, and an odd value shows as
+such instead of taking a page down.
+
+Redis's own clock is the judge of "bounded work": SLOWLOG, with its threshold lowered for the
+test, records every command that ran longer than it. Odd values and the small security fixes
+are in tests/test_web_odd_values.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import subprocess
+import sys
+import time
+import zlib
+from collections.abc import Callable, Iterator
+
+import pytest
+import redis
+
+from kiqpy.config import Config
+from tests.web_helpers import WebClient, add, client_for, entry_ids, failed, push, text
+from tests.workers import ROOT
+
+# A command slower than this (µs) is recorded; the fixed dashboard's commands take well under
+# a millisecond, the old ZSCAN MATCH took seconds on the same data.
+SLOW_US = 100_000
+
+
+@pytest.fixture
+def web(config: Config) -> WebClient:
+    return client_for(config)
+
+
+@pytest.fixture
+def slow_commands(r: redis.Redis) -> Iterator[Callable[[], list[str]]]:
+    """A function returning the commands Redis ran slower than SLOW_US since the test began
+    (SLOWLOG, on the server's own clock)."""
+    old = r.config_get("slowlog-log-slower-than")["slowlog-log-slower-than"]
+    r.config_set("slowlog-log-slower-than", SLOW_US)
+    r.slowlog_reset()
+
+    def slow() -> list[str]:
+        return [f"{e['duration'] / 1000:.0f} ms: {e['command'][:80]!r}" for e in r.slowlog_get(100)]
+
+    yield slow
+    r.config_set("slowlog-log-slower-than", old)
+
+
+def big_failures(r: redis.Redis, count: int, size: int, key: str = "retry", at: float = 0
+                 ) -> None:
+    """``count`` failed jobs of ``size`` bytes of args each, due from ``at`` s from now."""
+    for n in range(count):
+        add(r, key, failed(args=["a" * size], error_message=f"boom {n}"), time.time() + at + n)
+
+
+# -- 1. the filter -------------------------------------------------------------------------------
+def test_a_long_filter_is_refused_with_a_clear_message(web: WebClient, r: redis.Redis) -> None:
+    big_failures(r, 2, 1000)
+
+    response = web.get("/retries?filter=" + "a" * 10_000)
+
+    assert response.status_code == 400
+    assert "the filter is at most 200 characters long; this one has 10,000" in text(response)
+
+
+def test_the_filter_makes_no_slow_command_on_huge_entries(
+        web: WebClient, r: redis.Redis, slow_commands: Callable[[], list[str]]) -> None:
+    # Given 40 retries with 2 MB of args each, matching none of a 200-character needle that
+    # nearly matches everywhere (the worst case for a glob matcher in Redis)
+    big_failures(r, 40, 2 * 1024 * 1024)
+    needle = "a" * 199 + "b"
+
+    # When the filter runs
+    response = web.get(f"/retries?filter={needle}")
+
+    # Then Redis ran no slow command, and the page says how far it searched and offers more
+    assert response.status_code == 200
+    assert slow_commands() == []
+    page = text(response)
+    assert "Nothing in Retries matches" in page
+    more = re.search(r'href="(/retries\?[^"]*from=(\d+))"', page)
+    assert more is not None and 0 < int(more.group(2)) < 40
+    further = web.get(more.group(1).replace("&amp;", "&"))
+    assert further.status_code == 200 and "Searched entries" in text(further)
+    assert slow_commands() == []
+
+
+def test_the_filter_continues_where_it_stopped_and_finds_all(web: WebClient,
+                                                              r: redis.Redis) -> None:
+    # Given 30 matching entries among 60: more than one page of matches
+    for n in range(60):
+        add(r, "retry", failed(args=[f"{'needle' if n % 2 else 'hay'}-{n}"]), 1000.0 + n)
+
+    first = text(web.get("/retries?filter=needle"))
+    found = entry_ids(first, "retries")
+    more = re.search(r'href="/retries\?filter=needle&amp;from=(\d+)"', first)
+    assert more is not None
+    rest = entry_ids(text(web.get(f"/retries?filter=needle&from={more.group(1)}")), "retries")
+
+    assert len(found) == 25 and len(rest) == 5
+    assert len(set(found) | set(rest)) == 30
+
+
+def test_a_jid_link_finds_its_entry_without_a_slow_command(
+        web: WebClient, r: redis.Redis, slow_commands: Callable[[], list[str]]) -> None:
+    # Given a findable job behind 6 MB of big ones, and a lost one behind 40 MB more
+    big_failures(r, 3, 2 * 1024 * 1024)
+    wanted, lost = failed(args=["small"]), failed(args=["lost"])
+    add(r, "retry", wanted, time.time() + 100)
+    big_failures(r, 20, 2 * 1024 * 1024, at=150)
+    add(r, "retry", lost, time.time() + 200)
+
+    response = web.get(f"/retries/{wanted['jid']}")
+    beyond = web.get(f"/retries/{lost['jid']}")
+
+    assert response.status_code == 200 and "small" in text(response)
+    assert beyond.status_code == 404
+    assert "among the first" in text(beyond) and "filter by it" in text(beyond)
+    assert slow_commands() == []
