@@ -121,3 +121,83 @@ def test_a_jid_link_finds_its_entry_without_a_slow_command(
     assert beyond.status_code == 404
     assert "among the first" in text(beyond) and "filter by it" in text(beyond)
     assert slow_commands() == []
+
+
+# -- 2. what a job's page decompresses and renders -----------------------------------------------
+MEASURE = """
+import json, sys, tracemalloc
+from werkzeug.test import Client
+from kiqpy.config import Config
+from kiqpy.web import create_app
+
+client = Client(create_app(Config(redis_url=sys.argv[1])))
+client.get("/health")  # imports and templates loaded before measuring
+tracemalloc.start()
+response = client.get(sys.argv[2])
+body = response.get_data()
+print(json.dumps({"status": response.status_code, "size": len(body),
+                  "peak": tracemalloc.get_traced_memory()[1],
+                  "truncated": b"Truncated" in body or b"only its start" in body}))
+"""
+
+
+def measure(redis_url: str, path: str) -> dict:
+    """GET ``path`` in a fresh web process: status, page size and peak memory (tracemalloc)."""
+    done = subprocess.run([sys.executable, "-c", MEASURE, redis_url, path], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120, check=True)
+    return json.loads(done.stdout)
+
+
+def zip_bomb(megabytes: int) -> str:
+    """A compressed backtrace (base64(zlib(JSON list))) inflating to ``megabytes`` MB."""
+    pack = zlib.compressobj(9)
+    chunk = b"x" * (1024 * 1024)
+    parts = [pack.compress(b'["app.py:1 in perform", "')]
+    parts += [pack.compress(chunk) for _ in range(megabytes)]
+    parts += [pack.compress(b'"]'), pack.flush()]
+    return base64.b64encode(b"".join(parts)).decode()
+
+
+def test_a_backtrace_that_inflates_to_200_mb_is_cut(web: WebClient, r: redis.Redis,
+                                                    redis_url: str) -> None:
+    add(r, "retry", failed(args=["bomb"], error_backtrace=zip_bomb(200)))
+    (ident,) = entry_ids(text(web.get("/retries")), "retries")
+
+    seen = measure(redis_url, f"/retries/{ident}")
+
+    assert seen["status"] == 200 and seen["truncated"]
+    assert seen["size"] < 2 * 1024 * 1024
+    assert seen["peak"] < 40 * 1024 * 1024, seen
+
+
+def test_20_mb_of_args_are_shown_once_and_cut_with_a_download(web: WebClient, r: redis.Redis,
+                                                              redis_url: str) -> None:
+    big = "A" * (20 * 1024 * 1024)
+    stored = add(r, "retry", failed(args=[big, "tail"]))
+    (ident,) = entry_ids(text(web.get("/retries")), "retries")
+
+    seen = measure(redis_url, f"/retries/{ident}")
+    page = text(web.get(f"/retries/{ident}"))
+    raw = web.get(f"/retries/{ident}/raw")
+
+    assert seen["status"] == 200 and seen["truncated"]
+    assert seen["size"] < 300 * 1024  # 64 KiB of args, once, and the rest of the page
+    assert seen["peak"] < 150 * 1024 * 1024, seen  # the 20 MB job, decoded and encoded once
+    assert len(re.findall("A{1000,}", page)) == 1  # printed once (not again in All fields)
+    assert re.search(r"Truncated, [0-9,]+ more characters not shown", page)
+    assert raw.status_code == 200 and raw.get_data() == stored
+    assert raw.headers["Content-Disposition"].startswith("attachment;")
+
+
+@pytest.mark.parametrize("path", ["/retries", "/queues/default",
+                                  "/keys/view?key=queue%3Adefault", "/keys/view?key=retry"])
+def test_lists_show_a_few_hundred_characters_of_huge_args(web: WebClient, r: redis.Redis,
+                                                          path: str) -> None:
+    big = ["B" * (5 * 1024 * 1024), list(range(100_000)), {"k": "C" * 1_000_000}]
+    add(r, "retry", failed(args=big))
+    push(r, failed(args=big))
+
+    response = web.get(path)
+
+    assert response.status_code == 200
+    assert len(response.get_data()) < 200 * 1024

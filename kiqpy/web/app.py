@@ -39,6 +39,7 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", f"/{SETS}", views_sets.listing),
     ("POST", f"/{SETS}", views_sets.bulk_action),
     ("GET", f"/{SETS}/(?P<entry_id>[^/]+)", views_sets.entry),
+    ("GET", f"/{SETS}/(?P<entry_id>[^/]+)/raw", views_sets.raw),
     ("POST", f"/{SETS}/(?P<entry_id>[^/]+)", views_sets.entry_action),
     ("GET", "/keys", views_keys.listing),
     ("GET", "/keys/view", views_keys.view),

@@ -12,9 +12,12 @@ import math
 import re
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 from kiqpy.api import DeadSet, JobSet, Page, RetrySet, ScheduledSet, Search, SortedEntry
+from kiqpy.api.jobs import BACKTRACE_LIMIT
 from kiqpy.errors import PayloadError
+from kiqpy.payload import serializer_of
 from kiqpy.web.context import PAGE_SIZE, Context, back, digest, require_page
 from kiqpy.web.http import HTTPError, Response
 
@@ -104,8 +107,30 @@ def listing(ctx: Context, kind: str) -> Response:
 def entry(ctx: Context, kind: str, entry_id: str) -> Response:
     _, title, when, ops = KINDS[kind]
     found = find_entry(job_set(ctx, kind), title, entry_id)
+    # Shown above "All fields" already, so not again in it: a big value is printed once.
+    shown = {"args": "(under Arguments, above)"}
+    if found.error_message:
+        shown["error_message"] = "(under Message, above)"
+    if found.error_backtrace:
+        shown["error_backtrace"] = "(under Backtrace, above)"
+    fields = {**found.item, **{k: v for k, v in shown.items() if k in found.item}}
+    raw = ctx.url(f"/{kind}/{_segment(entry_id)}/raw")
     return ctx.render("entry.html", kind=kind, title=title, when=when, ops=ops, labels=LABELS,
-                      entry=found, ident=entry_id)
+                      entry=found, ident=entry_id, fields=fields, raw=raw,
+                      backtrace_limit=BACKTRACE_LIMIT)
+
+
+def raw(ctx: Context, kind: str, entry_id: str) -> Response:
+    """The entry's stored bytes, as a download (msgpack or JSON, as stored)."""
+    found = find_entry(job_set(ctx, kind), KINDS[kind][1], entry_id)
+    suffix = "json" if serializer_of(found.value) == "json" else "msgpack"
+    name = f"{kind}-{found.jid if found.jid and JID.match(found.jid) else digest(found.value)}"
+    return Response(found.value, 200, "application/octet-stream", [
+        ("Content-Disposition", f'attachment; filename="{name}.{suffix}"')])
+
+
+def _segment(value: str) -> str:
+    return quote(value, safe="")
 
 
 def _apply(op: str, entry: SortedEntry) -> bool:
