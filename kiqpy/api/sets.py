@@ -204,7 +204,7 @@ class JobSet(ApiObject):
           by rank, O(log n + k) for k entries) and never matches anything: the match runs
           here, in Python, so a long needle or a huge entry costs Redis nothing but the bytes
           it returns.
-        - Each ZRANGE asks for k entries, k adapting like TCP's slow start: 4 at first, then
+        - Each ZRANGE asks for k entries, k adapting like TCP's slow start: 1 at first, then
           doubled while the biggest entry seen so far keeps k entries under
           ``SEARCH_BATCH_BYTES`` (512 KiB), and cut to ``SEARCH_BATCH_BYTES // biggest`` (at
           least 1) once big entries appear; never more than ``SEARCH_MAX_BATCH`` (256). One
@@ -229,7 +229,7 @@ class JobSet(ApiObject):
             with self.io():  # the rank of the first entry at `score`
                 start = int(self.redis.zcount(self.key, "-inf", "(" + repr(float(score))))
         result = Search(start=start, next_start=start)
-        rank, batch, biggest = start, 4, 0
+        rank, batch, biggest = start, 1, 0
         while result.scanned < max_entries and result.scanned_bytes < max_bytes:
             count = min(batch, max_entries - result.scanned)
             with self.io():
