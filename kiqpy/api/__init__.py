@@ -19,10 +19,10 @@ module per concern:
 
     base       ApiObject (config, redis, keys), Page
     jobs       JobRecord
-    queues     Queue
+    queues     Queue, QueueListing, QueueRow
     sets       SortedEntry, JobSet, ScheduledSet, RetrySet, DeadSet, Search
     processes  Process, ProcessSet, Work, WorkSet
-    stats      Stats, History
+    stats      Stats, History, Problem
 
 ``decompress_backtrace`` unpacks a job's ``error_backtrace`` into its lines.
 """
@@ -30,9 +30,9 @@ module per concern:
 from kiqpy.api.base import ApiObject, Page
 from kiqpy.api.jobs import JobRecord
 from kiqpy.api.processes import Process, ProcessSet, Work, WorkSet
-from kiqpy.api.queues import Queue
+from kiqpy.api.queues import Queue, QueueListing, QueueRow
 from kiqpy.api.sets import DeadSet, JobSet, RetrySet, ScheduledSet, Search, SortedEntry
-from kiqpy.api.stats import History, Stats
+from kiqpy.api.stats import History, Problem, Stats
 from kiqpy.failures import decompress_backtrace
 
 __all__ = [
@@ -42,9 +42,12 @@ __all__ = [
     "JobRecord",
     "JobSet",
     "Page",
+    "Problem",
     "Process",
     "ProcessSet",
     "Queue",
+    "QueueListing",
+    "QueueRow",
     "RetrySet",
     "ScheduledSet",
     "Search",

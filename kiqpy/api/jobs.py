@@ -5,6 +5,7 @@ fields as attributes, read tolerantly (a payload that is not a job is a record w
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import time
 from typing import Any, Protocol
 
@@ -177,6 +178,6 @@ def enqueued_seconds(item: Job) -> float | None:
     moved to its queue keeps it), else ``created_at``."""
     for field in ("enqueued_at", "at", "created_at"):
         seconds = epoch_seconds(item.get(field))
-        if seconds is not None:
+        if seconds is not None and math.isfinite(seconds):  # -inf is no time: skip it
             return seconds
     return None

@@ -10,13 +10,42 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import redis
 
 from kiqpy.api.base import ApiObject, Page, check_page, text
 from kiqpy.api.jobs import JobRecord
 from kiqpy.config import Config
+
+# Up to this many known queues, a listing reads every name and sorts them; beyond it, names
+# come a page at a time in Redis's order (SSCAN), so a page costs the same with 100k queues.
+SORTED_QUEUES = 10_000
+
+
+class QueueRow(NamedTuple):
+    """One queue of a listing: its size and latency, or the ``problem`` that kept them from
+    being read (its key is not a list)."""
+
+    queue: Queue
+    size: int
+    latency: float
+    problem: str | None
+
+
+@dataclass
+class QueueListing:
+    """A page of :meth:`Queue.listing`: ``rows``, the number of known queues (``total``), and
+    either page ``number`` of ``pages`` (names sorted) or, beyond :data:`SORTED_QUEUES`
+    names, the SSCAN ``next_cursor`` (0 at the end; names in Redis's order)."""
+
+    rows: list[QueueRow]
+    total: int
+    sorted: bool
+    number: int = 1
+    pages: int = 1
+    next_cursor: int = 0
 
 
 class Queue(ApiObject):
@@ -38,6 +67,47 @@ class Queue(ApiObject):
         with probe.io():
             names = sorted(text(n) for n in probe.redis.smembers(probe.keys.queues))
         return [cls(name, probe.config, probe.redis) for name in names if name]
+
+    @classmethod
+    def listing(cls, number: int = 1, size: int = 100, cursor: int = 0,
+                config: Config | None = None, redis_client: redis.Redis | None = None
+                ) -> QueueListing:
+        """One page of the known queues with their sizes and latencies, read in work
+        proportional to the page: up to :data:`SORTED_QUEUES` names, page ``number`` of the
+        names sorted; beyond, ``size`` names or so from SSCAN ``cursor``. A queue whose key
+        is not a list is a row with a ``problem``, never an error."""
+        check_page(number, size)
+        probe = ApiObject(config, redis_client)
+        with probe.io():
+            total = int(probe.redis.scard(probe.keys.queues))
+            if total <= SORTED_QUEUES:
+                names = sorted(text(n) for n in probe.redis.smembers(probe.keys.queues))
+                shown = names[(number - 1) * size: number * size]
+                rows = cls._rows(shown, probe)
+                return QueueListing(rows, total, True, number, max(1, -(-total // size)))
+            reply: Any = probe.redis.sscan(probe.keys.queues, cursor, count=size)
+        next_cursor, batch = int(reply[0]), sorted(text(n) for n in reply[1])
+        return QueueListing(cls._rows(batch, probe), total, False, next_cursor=next_cursor)
+
+    @classmethod
+    def _rows(cls, names: list[str], probe: ApiObject) -> list[QueueRow]:
+        pipe = probe.redis.pipeline(transaction=False)
+        for name in names:
+            pipe.llen(probe.keys.queue(name))
+            pipe.lindex(probe.keys.queue(name), -1)
+        with probe.io():
+            replies = pipe.execute(raise_on_error=False)
+        rows = []
+        for name, size, oldest in zip(names, replies[0::2], replies[1::2], strict=True):
+            queue = cls(name, probe.config, probe.redis) if name else None
+            if queue is None:
+                continue
+            if isinstance(size, redis.ResponseError):
+                rows.append(QueueRow(queue, 0, 0.0, f"{queue.key} is not a list"))
+                continue
+            latency = queue._record(oldest).latency if oldest else 0.0
+            rows.append(QueueRow(queue, int(size), latency, None))
+        return rows
 
     def __repr__(self) -> str:
         return f"<Queue {self.name!r}>"
@@ -154,5 +224,5 @@ class Queue(ApiObject):
         pipe.unlink(self.key)
         pipe.srem(self.keys.queues, self.name)
         with self.io():
-            count, _, _ = pipe.execute()
-        return int(count)
+            count, _, _ = pipe.execute(raise_on_error=False)
+        return count if isinstance(count, int) else 0  # a key that was not a list: 0 jobs

@@ -43,6 +43,7 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", f"/{SETS}/(?P<entry_id>[^/]+)", views_sets.entry_action),
     ("GET", "/keys", views_keys.listing),
     ("GET", "/keys/view", views_keys.view),
+    ("POST", "/keys/view", views_keys.action),
     ("GET", "/static/(?P<name>[a-z0-9-]+\\.(?:js|css|svg))", views.static),
 ]
 

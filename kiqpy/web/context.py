@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, quote_from_bytes, urlencode
 
 import redis
 
@@ -37,6 +37,7 @@ NOTICES = {
     "retry": "Queued {n} job(s) to run now.",
     "enqueue": "Queued {n} job(s) to run now.",
     "kill": "Moved {n} job(s) to the dead set.",
+    "unlink": "Deleted {n} key(s).",
 }
 
 
@@ -79,12 +80,18 @@ class Context:
         pairs = [(k, v) for k, v in query.items() if v is not None and v != ""]
         return self.base + path + (("?" + urlencode(pairs, doseq=True)) if pairs else "")
 
+    def key_url(self, key: str | bytes) -> str:
+        """The key browser's page of ``key`` (where an odd value can be seen and deleted)."""
+        raw = key.encode() if isinstance(key, str) else key
+        return f"{self.url('/keys/view')}?key={quote_from_bytes(raw, safe='')}"
+
     def render(self, template: str, code: int = 200, **values: Any) -> Response:
         if "summary" not in values:
             values["summary"] = Stats(self.config, self.redis)
         page = self.app.templates.get_template(template).render(
             notice=notice(self.request),
-            url=self.url, quote=_quote, csrf=self.csrf, csrf_field=security.CSRF_FIELD,
+            url=self.url, key_url=self.key_url, quote=_quote, csrf=self.csrf,
+            csrf_field=security.CSRF_FIELD,
             version=__version__, redis_url=safe_url(self.config.redis_url),
             namespace=self.config.namespace, path=self.request.path, **values)
         return Response(page, code)

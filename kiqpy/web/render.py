@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import time
 from typing import Any
 
@@ -35,6 +36,8 @@ def ago(moment: _dt.datetime | float | None, now: float | None = None) -> str:
     if moment is None:
         return "-"
     epoch = moment.timestamp() if isinstance(moment, _dt.datetime) else float(moment)
+    if not math.isfinite(epoch):
+        return f"{epoch!r} (not a time)"  # a score of inf or -inf: shown as stored
     delta = epoch - (time.time() if now is None else now)
     text = duration(abs(delta))
     return f"in {text}" if delta > 0.5 else f"{text} ago"
@@ -42,6 +45,8 @@ def ago(moment: _dt.datetime | float | None, now: float | None = None) -> str:
 
 def duration(seconds: float) -> str:
     """``12s``, ``5m 3s``, ``2h 10m``, ``3d 4h``."""
+    if not math.isfinite(seconds):
+        return f"{seconds!r}"
     whole = int(seconds)
     for unit, size, sub, sub_size in (("d", 86400, "h", 3600), ("h", 3600, "m", 60),
                                       ("m", 60, "s", 1)):

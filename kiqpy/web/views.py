@@ -13,10 +13,11 @@ from importlib import resources
 from typing import Any
 from urllib.parse import quote
 
-from kiqpy.api import History, ProcessSet, Queue, Stats, WorkSet
+from kiqpy.api import History, JobRecord, Page, ProcessSet, Queue, Stats, WorkSet
+from kiqpy.api.queues import SORTED_QUEUES
 from kiqpy.connection import REDIS_DOWN, translate_errors
 from kiqpy.web.context import PAGE_SIZE, Context, back, digest, require_page
-from kiqpy.web.http import HTTPError, Response, json_response
+from kiqpy.web.http import MAX_CURSOR, HTTPError, Response, json_response
 
 HISTORY_DAYS = (1, 7, 30, 90, 180)
 STATIC_TYPES = {"js": "text/javascript; charset=utf-8", "css": "text/css; charset=utf-8",
@@ -52,7 +53,8 @@ def dashboard(ctx: Context) -> Response:
     chart = {"dates": labels, "processed": processed, "failed": failed}
     rows = list(zip(labels, processed, failed, strict=True))[::-1]
     return ctx.render("dashboard.html", days=days, day_choices=HISTORY_DAYS, history=rows,
-                      chart=json.dumps(chart), redis=redis_info(ctx))
+                      chart=json.dumps(chart), redis=redis_info(ctx),
+                      problems=history.problems)
 
 
 def stats_data(ctx: Context) -> dict[str, Any]:
@@ -120,31 +122,49 @@ def busy_action(ctx: Context) -> Response:
 
 
 # -- queues --------------------------------------------------------------------------------------
+QUEUES_PER_PAGE = 100
+
+
 def queues(ctx: Context) -> Response:
-    rows = [(q, q.size, q.latency) for q in Queue.all(ctx.config, ctx.redis)]
-    return ctx.render("queues.html", queues=rows)
+    """The known queues, a page at a time (sorted by name, or in Redis's order beyond
+    ``SORTED_QUEUES`` names): a page costs the same with 10 queues or 100,000."""
+    number = ctx.request.int_arg("page", 1)
+    cursor = ctx.request.int_arg("cursor", 0, low=0, high=MAX_CURSOR)
+    listing = Queue.listing(number, QUEUES_PER_PAGE, cursor, ctx.config, ctx.redis)
+    if listing.sorted and number > listing.pages:
+        raise HTTPError(404, f"page {number} does not exist: there are {listing.pages} pages")
+    return ctx.render("queues.html", listing=listing, cursor=cursor,
+                      sorted_limit=SORTED_QUEUES)
 
 
-def known_queue(ctx: Context, name: str) -> Queue:
+def known_queue(ctx: Context, name: str) -> tuple[Queue, str]:
+    """The queue and its key's type ("list", or "none" for an empty one); a 404 for a name
+    that is neither known nor holds jobs."""
     queue = Queue(name, ctx.config, ctx.redis)
     with translate_errors(ctx.redis):
         known = ctx.redis.sismember(ctx.keys.queues, name)
-    if not known and queue.size == 0:
+        kind = _text(ctx.redis.type(queue.key))
+    if not known and kind == "none":
         raise HTTPError(404, f"there is no queue named {name[:200]!r}")
-    return queue
+    return queue, kind
 
 
 def queue(ctx: Context, name: str) -> Response:
-    found = known_queue(ctx, name)
+    found, kind = known_queue(ctx, name)
     number = ctx.request.int_arg("page", 1)
-    page = found.page(number, PAGE_SIZE, newest_first=ctx.request.arg("order") == "newest")
+    order = ctx.request.arg("order") or "oldest"
+    if kind not in ("list", "none"):  # an odd value: say so, and offer to clear it
+        page: Page[JobRecord] = Page([], 0, 1, PAGE_SIZE)
+        return ctx.render("queue.html", queue=found, page=page, digest=digest, order=order,
+                          problem=f"{found.key} is a {kind}, not a list")
+    page = found.page(number, PAGE_SIZE, newest_first=order == "newest")
     require_page(page)
-    return ctx.render("queue.html", queue=found, page=page, digest=digest,
-                      order=ctx.request.arg("order") or "oldest")
+    return ctx.render("queue.html", queue=found, page=page, digest=digest, order=order,
+                      problem=None)
 
 
 def queue_action(ctx: Context, name: str) -> Response:
-    found = known_queue(ctx, name)
+    found, _ = known_queue(ctx, name)
     op = ctx.request.field("op")
     if op == "clear":
         return back(ctx, "/queues", "clear", found.clear())
@@ -157,6 +177,10 @@ def queue_action(ctx: Context, name: str) -> Response:
             return back(ctx, f"/queues/{_segment(name)}", "delete", 1,
                         page=ctx.request.field("page") or None)
     raise HTTPError(404, "that job is no longer in the queue (it may have run already)")
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _segment(value: str) -> str:

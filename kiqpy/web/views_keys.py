@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import re
 from typing import Any, NamedTuple
-from urllib.parse import quote_from_bytes
 
 from kiqpy.api import JobRecord
 from kiqpy.connection import translate_errors
-from kiqpy.web.context import Context
-from kiqpy.web.http import HTTPError, Response
+from kiqpy.web.context import Context, back
+from kiqpy.web.http import MAX_CURSOR, HTTPError, Response
 
 KEYS_PER_PAGE = 50
 SCAN_COUNT = 100  # keys SCAN examines per call
@@ -38,7 +37,6 @@ VALUE_LIMIT = 4000  # characters of one value shown
 HEAD_BYTES = 4 * VALUE_LIMIT + 4  # bytes of an element kept to show VALUE_LIMIT characters
 PAGE_BYTES = 8 * 1024 * 1024  # bytes of elements one page reads at most (plus one element)
 BATCH_BYTES = 512 * 1024  # bytes one read aims at (Budget)
-MAX_CURSOR = 2**64 - 1
 STREAM_ID = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}$")
 SIZE_COMMANDS = {"list": "LLEN", "set": "SCARD", "zset": "ZCARD", "hash": "HLEN",
                  "string": "STRLEN", "stream": "XLEN"}
@@ -46,7 +44,7 @@ SIZE_COMMANDS = {"list": "LLEN", "set": "SCARD", "zset": "ZCARD", "hash": "HLEN"
 
 def key_link(ctx: Context, key: bytes, **query: Any) -> str:
     extra = "".join(f"&{name}={value}" for name, value in query.items())
-    return f"{ctx.url('/keys/view')}?key={quote_from_bytes(key, safe='')}{extra}"
+    return ctx.key_url(key) + extra
 
 
 class Peek(NamedTuple):
@@ -142,6 +140,20 @@ def view(ctx: Context) -> Response:
         content = _content(ctx, name, kind)
     return ctx.render("key.html", name=name, label=_label(name), kind=kind, ttl=ttl,
                       show=show, link=lambda **q: key_link(ctx, name, **q), **content)
+
+
+def action(ctx: Context) -> Response:
+    """POST ``op=delete``: delete the key (an odd value found through a page's notice, or
+    anything else of the namespace)."""
+    name = ctx.request.arg_bytes("key")
+    if not name or not ctx.keys.owns(name):
+        raise HTTPError(404, "which key of this namespace? (?key=<name>)")
+    op = ctx.request.field("op")
+    if op != "delete":
+        raise HTTPError(400, f"unknown action {op[:40]!r}: use delete")
+    with translate_errors(ctx.redis):
+        deleted = int(ctx.redis.unlink(name))
+    return back(ctx, "/keys", "unlink", deleted)
 
 
 def _content(ctx: Context, name: bytes, kind: str) -> dict[str, Any]:
