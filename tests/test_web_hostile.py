@@ -73,6 +73,7 @@ def test_the_filter_makes_no_slow_command_on_huge_entries(
     # nearly matches everywhere (the worst case for a glob matcher in Redis)
     big_failures(r, 40, 2 * 1024 * 1024)
     needle = "a" * 199 + "b"
+    r.slowlog_reset()  # only the request's commands count
 
     # When the filter runs
     response = web.get(f"/retries?filter={needle}")
@@ -113,6 +114,7 @@ def test_a_jid_link_finds_its_entry_without_a_slow_command(
     add(r, "retry", wanted, time.time() + 100)
     big_failures(r, 20, 2 * 1024 * 1024, at=150)
     add(r, "retry", lost, time.time() + 200)
+    r.slowlog_reset()
 
     response = web.get(f"/retries/{wanted['jid']}")
     beyond = web.get(f"/retries/{lost['jid']}")
@@ -229,6 +231,7 @@ def test_the_key_browser_reads_heads_of_big_elements(
         slow_commands: Callable[[], list[str]]) -> None:
     # Given a key of 12 elements of 5 MB each (60 MB)
     fill(r, kind, 12)
+    r.slowlog_reset()
 
     # When its page is shown by a fresh web process
     seen = measure(redis_url, "/keys/view?key=big")
@@ -243,3 +246,62 @@ def test_the_key_browser_reads_heads_of_big_elements(
     assert re.search(r"\(5,242,88\d bytes in all\)", page)  # a stream's adds "payload="
     assert slow_commands() == []
     assert "Read on from item" in page or 'rel="next">More' in page
+
+
+# -- 5. work proportional to what is asked -------------------------------------------------------
+def redis_work(r: redis.Redis) -> tuple[int, int]:
+    """(commands, µs) Redis spent since the last CONFIG RESETSTAT, on its own clock."""
+    stats = r.info("commandstats")
+    return (sum(s["calls"] for s in stats.values()), sum(s["usec"] for s in stats.values()))
+
+
+def test_bulk_actions_on_100_of_100k_entries_touch_about_100(web: WebClient,
+                                                             r: redis.Redis) -> None:
+    # Given 100,000 retries, and 100 of them ticked (by entry id) plus 5 named by jid
+    members = {json.dumps(failed(args=[n])).encode(): 1_000_000.0 + n for n in range(100_000)}
+    for chunk in range(0, 100_000, 10_000):
+        r.zadd("retry", dict(list(members.items())[chunk:chunk + 10_000]))
+    page = text(web.get("/retries?page=40"))
+    ticked = entry_ids(page, "retries")
+    jids = [json.loads(value)["jid"] for value in list(members)[:5]]
+    r.config_resetstat()
+
+    # When they are deleted in one POST
+    response = web.post("/retries", {"op": "delete", "ids": ticked + jids})
+
+    # Then those 30 went, with a few commands each and little Redis time
+    assert response.status_code == 303
+    assert r.zcard("retry") == 100_000 - len(ticked) - 5
+    calls, usec = redis_work(r)
+    assert calls < 20 * (len(ticked) + 5), calls
+    assert usec < 200_000, usec
+
+
+def test_the_queues_page_is_paginated_and_costs_the_same_with_100k_queues(
+        web: WebClient, r: redis.Redis) -> None:
+    names = [f"q{n:06d}" for n in range(100_000)]
+    for chunk in range(0, len(names), 10_000):
+        r.sadd("queues", *names[chunk:chunk + 10_000])
+    r.config_resetstat()
+
+    page = text(web.get("/queues"))
+
+    calls, usec = redis_work(r)
+    assert len(re.findall(r'href="/queues/q\d{6}"', page)) <= 150
+    more = re.search(r'href="(/queues\?cursor=\d+)"', page)
+    assert more is not None and web.get(more.group(1)).status_code == 200
+    assert calls < 12_000 and usec < 100_000, (calls, usec)  # the summary sizes 10,000 at most
+    assert 'title="in the first 10,000 queues"' in page
+
+
+def test_a_few_queues_are_listed_by_name_a_hundred_a_page(web: WebClient,
+                                                          r: redis.Redis) -> None:
+    r.sadd("queues", *[f"q{n:03d}" for n in range(150)])
+
+    first, second = text(web.get("/queues")), text(web.get("/queues?page=2"))
+
+    assert re.findall(r'href="/queues/(q\d{3})"', first)[:2] == ["q000", "q001"]
+    assert len(re.findall(r'href="/queues/q\d{3}"', first)) == 100
+    assert len(re.findall(r'href="/queues/q\d{3}"', second)) == 50
+    assert "Page 2 of 2" in second
+    assert web.get("/queues?page=3").status_code == 404

@@ -57,11 +57,17 @@ class Stats(ApiObject):
     ``problems``: values that are not what kiqpy writes (a counter that is not a number, a
     queue that is not a list), counted as 0 and listed as :class:`Problem` so they can be shown
     and deleted; one odd value never fails the read.
+
+    ``queue_limit`` bounds the work when there are very many queues (a dashboard reads this on
+    every page): beyond that many names, only ``queue_limit`` of them (SSCAN order) are sized,
+    ``queues`` and ``enqueued`` cover those, and ``queues_complete`` is False.
     """
 
     def __init__(self, config: Config | None = None,
-                 redis_client: redis.Redis | None = None) -> None:
+                 redis_client: redis.Redis | None = None,
+                 queue_limit: int | None = None) -> None:
         super().__init__(config, redis_client)
+        self.queue_limit = queue_limit
         self.refresh()
 
     def refresh(self) -> None:
@@ -73,7 +79,10 @@ class Stats(ApiObject):
         for key in (keys.schedule, keys.retry, keys.dead):
             pipe.zcard(key)
         pipe.smembers(keys.processes)
-        pipe.smembers(keys.queues)
+        if self.queue_limit is None:
+            pipe.smembers(keys.queues)
+        else:
+            pipe.scard(keys.queues)
         pipe.lindex(keys.queue("default"), -1)
         with self.io():
             replies = pipe.execute(raise_on_error=False)
@@ -85,8 +94,26 @@ class Stats(ApiObject):
         self.scheduled_size, self.retry_size, self.dead_size = (
             int(size or 0) for size in (scheduled, retries, dead))
         self.default_queue_latency = 0.0 if not oldest else JobRecord(oldest).latency
+        self.queues_complete = True
+        if isinstance(queues, int):
+            queues = self._queue_names(queues)
         self._read_sizes(sorted(text(q) for q in queues or ()),
                          [text(p) for p in processes or ()])
+
+    def _queue_names(self, total: int) -> list[Any]:
+        """All queue names, or ``queue_limit`` of them when there are more."""
+        limit = self.queue_limit or total
+        with self.io():
+            if total <= limit:
+                return list(self.redis.smembers(self.keys.queues))
+            self.queues_complete = False
+            names: set[Any] = set()
+            cursor = 0
+            while True:
+                cursor, batch = self.redis.sscan(self.keys.queues, cursor, count=1000)
+                names.update(batch)
+                if cursor == 0 or len(names) >= limit:
+                    return sorted(names)[:limit]
 
     def _count(self, key: str, raw: Any, what: str) -> int:
         number = count(raw)

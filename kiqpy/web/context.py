@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("kiqpy.web")
 
 PAGE_SIZE = 25
+# Queues whose sizes the summary (on every page) and /stats add up, at most: with more, the
+# Enqueued count covers these and says so, and a page still costs the same.
+SUMMARY_QUEUES = 10_000
 # After a change the browser is sent back with ?done=<what>&n=<count>; the text is ours.
 NOTICES = {
     "quiet": "Asked {n} process(es) to stop fetching jobs.",
@@ -87,7 +90,7 @@ class Context:
 
     def render(self, template: str, code: int = 200, **values: Any) -> Response:
         if "summary" not in values:
-            values["summary"] = Stats(self.config, self.redis)
+            values["summary"] = Stats(self.config, self.redis, queue_limit=SUMMARY_QUEUES)
         page = self.app.templates.get_template(template).render(
             notice=notice(self.request),
             url=self.url, key_url=self.key_url, quote=_quote, csrf=self.csrf,

@@ -16,7 +16,7 @@ from urllib.parse import quote
 from kiqpy.api import History, JobRecord, Page, ProcessSet, Queue, Stats, WorkSet
 from kiqpy.api.queues import SORTED_QUEUES
 from kiqpy.connection import REDIS_DOWN, translate_errors
-from kiqpy.web.context import PAGE_SIZE, Context, back, digest, require_page
+from kiqpy.web.context import PAGE_SIZE, SUMMARY_QUEUES, Context, back, digest, require_page
 from kiqpy.web.http import MAX_CURSOR, HTTPError, Response, json_response
 
 HISTORY_DAYS = (1, 7, 30, 90, 180)
@@ -58,8 +58,10 @@ def dashboard(ctx: Context) -> Response:
 
 
 def stats_data(ctx: Context) -> dict[str, Any]:
-    stats = Stats(ctx.config, ctx.redis)
+    stats = Stats(ctx.config, ctx.redis, queue_limit=SUMMARY_QUEUES)
     return {
+        "problems": [{"key": p.key, "problem": p.message} for p in stats.problems],
+        "enqueued_complete": stats.queues_complete,
         "kiqpy": {"processed": stats.processed, "failed": stats.failed,
                   "busy": stats.workers_size, "processes": stats.processes_size,
                   "enqueued": stats.enqueued, "scheduled": stats.scheduled_size,
@@ -71,13 +73,16 @@ def stats_data(ctx: Context) -> dict[str, Any]:
 
 
 def stats(ctx: Context) -> Response:
-    """Like Sidekiq's ``/stats``: counters under ``kiqpy``, Redis facts under ``redis``."""
+    """Like Sidekiq's ``/stats``: counters under ``kiqpy``, Redis facts under ``redis``, odd
+    values under ``problems``. ``enqueued`` sums the first ``SUMMARY_QUEUES`` queues when
+    there are more (the top-level ``enqueued_complete`` is then false)."""
     return json_response(stats_data(ctx))
 
 
 def stats_queues(ctx: Context) -> Response:
-    """Queue name -> size, biggest first (Sidekiq's ``/stats/queues``)."""
-    return json_response(Stats(ctx.config, ctx.redis).queues)
+    """Queue name -> size, biggest first (Sidekiq's ``/stats/queues``); of the first
+    ``SUMMARY_QUEUES`` queues when there are more."""
+    return json_response(Stats(ctx.config, ctx.redis, queue_limit=SUMMARY_QUEUES).queues)
 
 
 def health(ctx: Context) -> Response:
