@@ -153,3 +153,25 @@ def test_a_malformed_member_of_a_queue_can_still_be_deleted(web: WebClient,
     assert len(digests) == 2
     assert web.post("/queues/default", {"op": "delete", "job": digests[0]}).status_code == 303
     assert r.llen("queue:default") == 1
+
+
+# -- 6. a GET changes nothing --------------------------------------------------------------------
+GETS = ["/", "/stats", "/stats/queues", "/health", "/busy", "/queues", "/queues/default",
+        "/retries", "/retries?filter=x", "/scheduled", "/dead", "/keys", "/keys/view?key=retry"]
+
+
+def test_no_get_writes_to_redis_not_even_to_prune_dead_processes(web: WebClient,
+                                                                 r: redis.Redis) -> None:
+    # Given data everywhere and a dead process (in `processes`, its heartbeat hash expired)
+    push(r, job())
+    add(r, "retry", failed())
+    r.sadd("processes", "host:2:dead")
+    dirty = r.info("persistence")["rdb_changes_since_last_save"]
+
+    for path in GETS:
+        assert web.get(path).status_code == 200, path
+
+    # Then Redis counted no change (its own count of writes), and the member is still there
+    assert r.info("persistence")["rdb_changes_since_last_save"] == dirty
+    assert r.sismember("processes", "host:2:dead")
+    assert "host:2:dead" not in text(web.get("/busy"))

@@ -99,8 +99,9 @@ def health(ctx: Context) -> Response:
 # -- busy ----------------------------------------------------------------------------------------
 def busy(ctx: Context) -> Response:
     # One transaction for both, as the heartbeat writes them: the busy counts and the list of
-    # running jobs on the page always come from the same beat.
-    processes = ProcessSet(ctx.config, ctx.redis, with_work=True)
+    # running jobs on the page always come from the same beat. A GET changes nothing, so dead
+    # members of `processes` are left out, not removed (orphan recovery removes them).
+    processes = ProcessSet(ctx.config, ctx.redis, prune=False, with_work=True)
     work = WorkSet.of(processes)
     now = time.time()
     running = [(identity, thread, w,
@@ -113,7 +114,7 @@ def busy_action(ctx: Context) -> Response:
     op = ctx.request.field("op")
     if op not in ("quiet", "stop"):
         raise HTTPError(400, f"unknown action {op[:40]!r}: use quiet or stop")
-    processes = ProcessSet(ctx.config, ctx.redis)
+    processes = ProcessSet(ctx.config, ctx.redis, prune=False)
     if ctx.request.field("all"):
         count = processes.quiet_all() if op == "quiet" else processes.stop_all()
         return back(ctx, "/busy", op, count)
