@@ -9,7 +9,10 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
+import os
 import re
+import subprocess
+import sys
 import time
 
 import pytest
@@ -18,7 +21,10 @@ import redis
 from kiqpy.config import Config
 from kiqpy.keys import Keys
 from kiqpy.payload import encode
+from tests.conftest import wait_for
+from tests.redis_server import free_port
 from tests.web_helpers import WebClient, add, client_for, entry_ids, failed, job, push, text
+from tests.workers import ROOT, http_get
 
 PAGES = ["/", "/busy", "/queues", "/queues/default", "/queues/odd", "/retries", "/scheduled",
          "/dead",
@@ -175,3 +181,61 @@ def test_no_get_writes_to_redis_not_even_to_prune_dead_processes(web: WebClient,
     assert r.info("persistence")["rdb_changes_since_last_save"] == dirty
     assert r.sismember("processes", "host:2:dead")
     assert "host:2:dead" not in text(web.get("/busy"))
+
+
+# -- 7. the small security fixes -----------------------------------------------------------------
+@pytest.mark.parametrize("token", ["x" * 8, "a" * 42, "a" * 44, "a" * 42 + "!", "é" * 43])
+def test_a_post_needs_a_token_of_the_issued_form(web: WebClient, r: redis.Redis,
+                                                 token: str) -> None:
+    push(r, job())
+    web.client.set_cookie("kiqpy_csrf", token)
+
+    response = web.post("/queues/default", {"op": "clear"}, token=token)
+
+    assert response.status_code == 403
+    assert r.llen("queue:default") == 1
+
+
+@pytest.mark.parametrize(("trust", "proto", "secure"), [
+    (False, "https", False), (True, "https", True), (True, "http", False),
+    (True, "https, http", True), (True, None, False)])
+def test_the_cookie_is_secure_behind_a_trusted_tls_proxy(config: Config, trust: bool,
+                                                         proto: str | None,
+                                                         secure: bool) -> None:
+    web = client_for(config, trust_proxy=trust)
+    headers = {"X-Forwarded-Proto": proto} if proto else {}
+
+    cookie = web.get("/health", headers=headers).headers["Set-Cookie"]
+
+    assert ("; Secure" in cookie) is secure
+
+
+def test_health_without_redis_does_not_say_where_redis_is(closed_url: str) -> None:
+    away = client_for(Config(redis_url=closed_url, socket_timeout=0.5))
+
+    response = away.get("/health")
+
+    assert response.status_code == 503
+    body = response.get_data(as_text=True)
+    port = closed_url.rsplit(":", 1)[1].split("/")[0]
+    assert "127.0.0.1" not in body and port not in body
+    assert response.get_json()["status"] == "unavailable"
+
+
+@pytest.mark.slow
+def test_kiqpy_web_on_an_ipv4_mapped_loopback_address(redis_url: str) -> None:
+    port = free_port()
+    env = {**os.environ, "REDIS_URL": redis_url}
+    server = subprocess.Popen([sys.executable, "-m", "kiqpy.cli", "web", "--host",
+                               "::ffff:127.0.0.1", "--port", str(port)], cwd=ROOT, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        answered = wait_for(lambda: server.poll() is not None or
+                            http_get(f"http://127.0.0.1:{port}/health")[0] == 200,
+                            message="kiqpy web to answer or exit")
+        assert answered and server.poll() is None
+    finally:
+        server.terminate()
+        output = server.communicate(timeout=10)[0].decode()
+    assert "warning" not in output and "Traceback" not in output, output
+    assert f"http://127.0.0.1:{port}/" in output

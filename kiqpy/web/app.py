@@ -52,12 +52,14 @@ class Dashboard:
     """The dashboard as a WSGI callable; build it with :func:`kiqpy.web.create_app`."""
 
     def __init__(self, config: Config | None = None, prefix: str = "",
-                 basic_auth: str | tuple[str, str] | None = None) -> None:
+                 basic_auth: str | tuple[str, str] | None = None,
+                 trust_proxy: bool = False) -> None:
         self.config = config if config is not None else default_config()
         self.redis = ApiObject(self.config).redis
         self.keys = Keys(self.config.namespace)
         self.prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
         self.auth = security.parse_basic_auth(basic_auth)
+        self.trust_proxy = trust_proxy
         self.templates = render.environment()
         self.routes = [(m, re.compile(f"^{p}$"), h) for m, p, h in ROUTES]
 
@@ -80,7 +82,7 @@ class Dashboard:
         token, new = security.csrf_token(request)
         response = self._dispatch(Context(self, request, base, token))
         if new:
-            secure = environ.get("wsgi.url_scheme") == "https"
+            secure = security.is_https(request, self.trust_proxy)
             response.headers.append(("Set-Cookie", security.csrf_cookie(token, base, secure)))
         return response
 
