@@ -28,6 +28,7 @@ from tests.workers import ROOT
 # A command slower than this (µs) is recorded; the fixed dashboard's commands take well under
 # a millisecond, the old ZSCAN MATCH took seconds on the same data.
 SLOW_US = 100_000
+FIVE_MB = 5 * 1024 * 1024
 
 
 @pytest.fixture
@@ -205,10 +206,32 @@ def test_lists_show_a_few_hundred_characters_of_huge_args(web: WebClient, r: red
     assert len(response.get_data()) < 200 * 1024
 
 
+@pytest.mark.parametrize("path", ["/retries", "/scheduled", "/queues/default"])
+def test_a_page_of_25_huge_jobs_is_read_a_few_at_a_time(
+        web: WebClient, r: redis.Redis, redis_url: str, path: str,
+        slow_commands: Callable[[], list[str]]) -> None:
+    # Given 25 jobs of 5 MB each in each place a listing shows (125 MB a page)
+    for n in range(25):
+        big = failed(args=["D" * FIVE_MB])
+        add(r, "retry", big, time.time() + n)
+        add(r, "schedule", big, time.time() + n)
+        push(r, big)
+    r.slowlog_reset()
+
+    seen = measure(redis_url, path)
+
+    # Then the page is whole, the web process held about one job at a time, Redis ran nothing
+    # slow
+    assert seen["status"] == 200 and seen["size"] < 200 * 1024
+    assert seen["peak"] < 40 * 1024 * 1024, seen
+    assert slow_commands() == []
+    page = text(web.get(path))
+    rows = re.findall(r'name="job" value=', page) if "queues" in path else \
+        entry_ids(page, path.strip("/"))
+    assert len(rows) == 25
+
+
 # -- 3. the key browser reads bounded pieces of big elements -------------------------------------
-FIVE_MB = 5 * 1024 * 1024
-
-
 def fill(r: redis.Redis, kind: str, count: int) -> None:
     """Key ``big`` of ``kind`` with ``count`` elements of 5 MB each."""
     blobs = [bytes([65 + n]) * FIVE_MB for n in range(count)]

@@ -9,16 +9,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import redis
 
-from kiqpy.api.base import ApiObject, Page, check_page, text
+from kiqpy.api.base import ApiObject, Page, check_page, read_gradually, text
 from kiqpy.api.jobs import JobRecord
 from kiqpy.config import Config
 
+T = TypeVar("T")
 # Up to this many known queues, a listing reads every name and sorts them; beyond it, names
 # come a page at a time in Redis's order (SSCAN), so a page costs the same with 100k queues.
 SORTED_QUEUES = 10_000
@@ -198,6 +199,26 @@ class Queue(ApiObject):
             values, total = pipe.execute()
         ordered = values if newest_first else values[::-1]
         return Page([self._record(v) for v in ordered], int(total), number, size)
+
+    def page_of(self, keep: Callable[[JobRecord], T], number: int = 1, size: int = 25,
+                newest_first: bool = False) -> Page[T]:
+        """Like :meth:`page`, but the jobs are read a few at a time and each turned into what
+        you keep (``keep(record)``) as it arrives, so a page of huge jobs is never all in
+        memory (:func:`~kiqpy.api.base.read_gradually`). Not one snapshot: jobs taken or
+        pushed meanwhile may shift the page by a few."""
+        check_page(number, size)
+        with self.io():
+            total = int(self.redis.llen(self.key))
+
+            def read(start: int, stop: int) -> list[bytes]:
+                if newest_first:
+                    values: list[Any] = self.redis.lrange(self.key, start, stop)
+                    return values
+                return self._read_right(start, stop + 1)
+
+            kept = read_gradually(read, (number - 1) * size, size, len,
+                                  lambda value: keep(self._record(value)))
+        return Page(kept, total, number, size)
 
     def find_job(self, jid: str) -> JobRecord | None:
         """The job with this jid, or None. Reads the whole queue in the worst case."""

@@ -18,11 +18,19 @@ import itertools
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import redis
 
-from kiqpy.api.base import ApiObject, Page, check_page, glob_escape, to_datetime, to_epoch
+from kiqpy.api.base import (
+    ApiObject,
+    Page,
+    check_page,
+    glob_escape,
+    read_gradually,
+    to_datetime,
+    to_epoch,
+)
 from kiqpy.api.jobs import JobRecord
 from kiqpy.config import Config
 from kiqpy.errors import PayloadError
@@ -30,6 +38,7 @@ from kiqpy.failures import malformed_job
 from kiqpy.payload import encode, queued_copy
 
 _BATCH = 100
+T = TypeVar("T")
 # The bounds of one search (JobSet.search): entries and bytes read per call at most, and the
 # adaptive size of each ZRANGE (see the docstring for the arithmetic).
 SEARCH_ENTRIES = 5000
@@ -178,6 +187,25 @@ class JobSet(ApiObject):
         with self.io():
             rows, total = pipe.execute()
         return Page([self._entry(v, s) for v, s in rows], int(total), number, size)
+
+    def page_of(self, keep: Callable[[SortedEntry], T], number: int = 1, size: int = 25,
+                newest_first: bool = True) -> Page[T]:
+        """Like :meth:`page`, but each entry is read a few at a time and turned into what you
+        keep (``keep(entry)``, say a summary without the bytes) as it arrives, so a page of
+        huge entries is never all in memory at once (:func:`~kiqpy.api.base.read_gradually`).
+        Not one snapshot: entries moved meanwhile may shift the page by a few."""
+        check_page(number, size)
+        with self.io():
+            total = int(self.redis.zcard(self.key))
+
+            def read(start: int, stop: int) -> list[Any]:
+                rows: list[Any] = self.redis.zrange(self.key, start, stop,
+                                                    desc=newest_first, withscores=True)
+                return rows
+
+            kept = read_gradually(read, (number - 1) * size, size, lambda row: len(row[0]),
+                                  lambda row: keep(self._entry(row[0], row[1])))
+        return Page(kept, total, number, size)
 
     def scan(self, substring: str, count: int = 1000) -> Iterator[SortedEntry]:
         """Entries whose stored bytes contain ``substring`` (ZSCAN MATCH, server side): a jid,

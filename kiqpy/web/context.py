@@ -14,13 +14,15 @@ from urllib.parse import quote, quote_from_bytes, urlencode
 
 import redis
 
-from kiqpy.api import Page, Stats
+from kiqpy.api import JobRecord, Page, Stats
+from kiqpy.api.base import to_datetime
 from kiqpy.config import Config
 from kiqpy.connection import safe_url
 from kiqpy.keys import Keys
 from kiqpy.version import __version__
 from kiqpy.web import security
 from kiqpy.web.http import HTTPError, Request, Response, redirect
+from kiqpy.web.render import ARGS_LIMIT, shrink
 
 if TYPE_CHECKING:
     from kiqpy.web.app import Dashboard
@@ -59,6 +61,30 @@ def back(ctx: Context, path: str, done: str, count: int, **query: Any) -> Respon
 def digest(value: bytes) -> str:
     """A short, stable name for a stored payload (payloads need not have a jid)."""
     return hashlib.sha1(value).hexdigest()[:20]
+
+
+class JobRow:
+    """What a listing shows of one job, without its bytes: built as each job is read, so a
+    page of 25 jobs of 20 MB each never holds them all. ``digest`` names it in forms."""
+
+    def __init__(self, record: JobRecord, score: float | None = None) -> None:
+        self.digest = digest(record.value)
+        self.size = len(record.value)
+        self.jid = record.jid
+        self.display_class = record.display_class[:TEXT_LIMIT]
+        self.error = record.error[:TEXT_LIMIT] if record.error else None
+        self.display_args = shrink(record.display_args, ARGS_LIMIT)
+        self.queue = record.queue[:TEXT_LIMIT] if record.queue else None
+        self.error_class = record.error_class[:TEXT_LIMIT] if record.error_class else None
+        self.error_message = record.error_message[:TEXT_LIMIT] if record.error_message \
+            else None
+        self.retry_count = record.retry_count
+        self.enqueued_at = record.enqueued_at
+        self.score = score
+        self.at = None if score is None else to_datetime(score)
+
+
+TEXT_LIMIT = 1000  # characters of a name or message a listing keeps
 
 
 def require_page(page: Page[Any]) -> None:

@@ -14,10 +14,10 @@ from importlib import resources
 from typing import Any
 from urllib.parse import quote
 
-from kiqpy.api import History, JobRecord, Page, ProcessSet, Queue, Stats, WorkSet
+from kiqpy.api import History, Page, ProcessSet, Queue, Stats, WorkSet
 from kiqpy.api.queues import SORTED_QUEUES
 from kiqpy.connection import REDIS_DOWN, translate_errors
-from kiqpy.web.context import PAGE_SIZE, SUMMARY_QUEUES, Context, back, digest, require_page
+from kiqpy.web.context import PAGE_SIZE, SUMMARY_QUEUES, Context, JobRow, back, digest, require_page
 from kiqpy.web.http import MAX_CURSOR, HTTPError, Response, json_response
 
 log = logging.getLogger("kiqpy.web")
@@ -165,10 +165,10 @@ def queue(ctx: Context, name: str) -> Response:
     number = ctx.request.int_arg("page", 1)
     order = ctx.request.arg("order") or "oldest"
     if kind not in ("list", "none"):  # an odd value: say so, and offer to clear it
-        page: Page[JobRecord] = Page([], 0, 1, PAGE_SIZE)
+        page: Page[JobRow] = Page([], 0, 1, PAGE_SIZE)
         return ctx.render("queue.html", queue=found, page=page, digest=digest, order=order,
                           problem=f"{found.key} is a {kind}, not a list")
-    page = found.page(number, PAGE_SIZE, newest_first=order == "newest")
+    page = found.page_of(JobRow, number, PAGE_SIZE, newest_first=order == "newest")
     require_page(page)
     return ctx.render("queue.html", queue=found, page=page, digest=digest, order=order,
                       problem=None)

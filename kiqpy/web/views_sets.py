@@ -18,7 +18,7 @@ from kiqpy.api import DeadSet, JobSet, Page, RetrySet, ScheduledSet, Search, Sor
 from kiqpy.api.jobs import BACKTRACE_LIMIT
 from kiqpy.errors import PayloadError
 from kiqpy.payload import serializer_of
-from kiqpy.web.context import PAGE_SIZE, Context, back, digest, require_page
+from kiqpy.web.context import PAGE_SIZE, Context, JobRow, back, digest, require_page
 from kiqpy.web.http import HTTPError, Response
 
 # kind -> (class, title, what the score means, the changes offered)
@@ -36,8 +36,9 @@ MAX_NEEDLE = 200
 JID = re.compile(r"^[0-9a-f]{24}$")
 
 
-def entry_id(entry: SortedEntry) -> str:
-    return f"{entry.score!r}-{digest(entry.value)}"
+def entry_id(entry: SortedEntry | JobRow) -> str:
+    named = entry.digest if isinstance(entry, JobRow) else digest(entry.value)
+    return f"{entry.score!r}-{named}"
 
 
 def job_set(ctx: Context, kind: str) -> JobSet:
@@ -92,9 +93,11 @@ def listing(ctx: Context, kind: str) -> Response:
     if needle:
         start = ctx.request.int_arg("from", 0, low=0)
         search = jobs.search(needle, start, newest_first=descending, limit=PAGE_SIZE)
-        page = Page(search.entries, len(search.entries), 1, PAGE_SIZE)
+        rows = [JobRow(e, e.score) for e in search.entries]
+        page: Page[JobRow] = Page(rows, len(rows), 1, PAGE_SIZE)
     else:
-        page = jobs.page(ctx.request.int_arg("page", 1), PAGE_SIZE, newest_first=descending)
+        page = jobs.page_of(lambda e: JobRow(e, e.score), ctx.request.int_arg("page", 1),
+                            PAGE_SIZE, newest_first=descending)
         require_page(page)
     _, title, when, ops = KINDS[kind]
     query = {key: value for key, value in (("filter", needle), ("direction", direction))
