@@ -22,7 +22,7 @@ import pytest
 import redis
 
 from kiqpy.config import Config
-from tests.web_helpers import WebClient, add, client_for, entry_ids, failed, push, text
+from tests.web_helpers import WebClient, add, client_for, entry_ids, failed, job, push, text
 from tests.workers import ROOT
 
 # A command slower than this (µs) is recorded; the fixed dashboard's commands take well under
@@ -315,6 +315,35 @@ def test_the_queues_page_is_paginated_and_costs_the_same_with_100k_queues(
     assert more is not None and web.get(more.group(1)).status_code == 200
     assert calls < 12_000 and usec < 100_000, (calls, usec)  # the summary sizes 10,000 at most
     assert 'title="in the first 10,000 queues"' in page
+
+
+def test_deleting_one_job_of_a_100k_queue_reads_about_a_page(web: WebClient,
+                                                              r: redis.Redis) -> None:
+    values = [json.dumps(job(args=[n])).encode() for n in range(100_000)]
+    for chunk in range(0, len(values), 10_000):
+        r.lpush("queue:default", *values[chunk:chunk + 10_000])
+    r.sadd("queues", "default")
+    wanted = re.findall(r'name="job" value="([0-9a-f]+)"', text(web.get("/queues/default?page=3")))
+    r.config_resetstat()
+
+    response = web.post("/queues/default", {"op": "delete", "job": wanted[4], "page": "3"})
+
+    assert response.status_code == 303 and r.llen("queue:default") == 99_999
+    calls, _ = redis_work(r)
+    assert calls < 40, calls  # a few reads around page 3, not 100,000 jobs
+
+
+def test_the_queues_page_reads_big_oldest_jobs_a_few_at_a_time(
+        r: redis.Redis, redis_url: str, slow_commands: Callable[[], list[str]]) -> None:
+    for n in range(20):
+        push(r, job(args=["E" * FIVE_MB]), queue=f"q{n:02d}")
+    r.slowlog_reset()
+
+    seen = measure(redis_url, "/queues")
+
+    assert seen["status"] == 200
+    assert seen["peak"] < 40 * 1024 * 1024, seen  # not 100 MB of oldest jobs at once
+    assert slow_commands() == []
 
 
 def test_a_few_queues_are_listed_by_name_a_hundred_a_page(web: WebClient,

@@ -92,22 +92,30 @@ class Queue(ApiObject):
 
     @classmethod
     def _rows(cls, names: list[str], probe: ApiObject) -> list[QueueRow]:
+        """Sizes in one pipeline; the oldest jobs (for latencies) a few queues at a time, as
+        :func:`~kiqpy.api.base.read_gradually` reads, since each may be big."""
+        queues = [cls(name, probe.config, probe.redis) for name in names if name]
         pipe = probe.redis.pipeline(transaction=False)
-        for name in names:
-            pipe.llen(probe.keys.queue(name))
-            pipe.lindex(probe.keys.queue(name), -1)
+        for queue in queues:
+            pipe.llen(queue.key)
         with probe.io():
-            replies = pipe.execute(raise_on_error=False)
+            sizes = pipe.execute(raise_on_error=False)
+
+            def oldest(start: int, stop: int) -> list[Any]:
+                pipe = probe.redis.pipeline(transaction=False)
+                for queue in queues[start:stop + 1]:
+                    pipe.lindex(queue.key, -1)
+                return list(pipe.execute(raise_on_error=False))
+
+            latencies = read_gradually(
+                oldest, 0, len(queues), lambda v: len(v) if isinstance(v, bytes) else 0,
+                lambda v: JobRecord(v).latency if isinstance(v, bytes) and v else 0.0)
         rows = []
-        for name, size, oldest in zip(names, replies[0::2], replies[1::2], strict=True):
-            queue = cls(name, probe.config, probe.redis) if name else None
-            if queue is None:
-                continue
+        for queue, size, latency in zip(queues, sizes, latencies, strict=True):
             if isinstance(size, redis.ResponseError):
                 rows.append(QueueRow(queue, 0, 0.0, f"{queue.key} is not a list"))
-                continue
-            latency = queue._record(oldest).latency if oldest else 0.0
-            rows.append(QueueRow(queue, int(size), latency, None))
+            else:
+                rows.append(QueueRow(queue, int(size), latency, None))
         return rows
 
     def __repr__(self) -> str:
@@ -219,6 +227,29 @@ class Queue(ApiObject):
             kept = read_gradually(read, (number - 1) * size, size, len,
                                   lambda value: keep(self._record(value)))
         return Page(kept, total, number, size)
+
+    def find_near(self, wanted: Callable[[bytes], bool], number: int, size: int = 25,
+                  newest_first: bool = False) -> JobRecord | None:
+        """The first job for which ``wanted(bytes)`` is true on page ``number`` (of ``size``,
+        as :meth:`page` counts) or the pages either side (jobs taken or pushed since the page
+        was shown shift it), read as :meth:`page_of` reads; None if it is not there. Bounded:
+        three pages at most, whatever the queue's length."""
+        check_page(number, size)
+        found: list[bytes] = []
+
+        def read(start: int, stop: int) -> list[bytes]:
+            if newest_first:
+                values: list[Any] = self.redis.lrange(self.key, start, stop)
+                return values
+            return self._read_right(start, stop + 1)
+
+        def keep(value: bytes) -> None:
+            if not found and wanted(value):
+                found.append(value)
+
+        with self.io():
+            read_gradually(read, max(0, (number - 2) * size), 3 * size, len, keep)
+        return self._record(found[0]) if found else None
 
     def find_job(self, jid: str) -> JobRecord | None:
         """The job with this jid, or None. Reads the whole queue in the worst case."""

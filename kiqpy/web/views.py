@@ -182,12 +182,16 @@ def queue_action(ctx: Context, name: str) -> Response:
     if op != "delete":
         raise HTTPError(400, f"unknown action {op[:40]!r}: use clear or delete")
     wanted = ctx.request.field("job")
-    for record in found.each():
-        if digest(record.value) == wanted:
-            record.delete()
-            return back(ctx, f"/queues/{_segment(name)}", "delete", 1,
-                        page=ctx.request.field("page") or None)
-    raise HTTPError(404, "that job is no longer in the queue (it may have run already)")
+    page = ctx.request.field("page")
+    number = int(page) if page.isascii() and page.isdigit() and 0 < len(page) < 10 else 1
+    newest = ctx.request.field("order") == "newest"
+    record = found.find_near(lambda value: digest(value) == wanted, max(1, number),
+                             PAGE_SIZE, newest_first=newest)
+    if record is not None and record.delete():
+        return back(ctx, f"/queues/{_segment(name)}", "delete", 1, page=page or None,
+                    order="newest" if newest else None)
+    raise HTTPError(404, "that job is no longer in the queue where the page showed it (it may "
+                         "have run already): reload the page")
 
 
 def _text(value: bytes | str) -> str:
