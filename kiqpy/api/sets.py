@@ -209,7 +209,11 @@ class JobSet(ApiObject):
 
     def scan(self, substring: str, count: int = 1000) -> Iterator[SortedEntry]:
         """Entries whose stored bytes contain ``substring`` (ZSCAN MATCH, server side): a jid,
-        a class name, an error message, an argument's text. Unordered; each entry once."""
+        a class name, an error message, an argument's text. Unordered; each entry once.
+
+        Redis runs the match, so one ZSCAN call costs ``count`` entries times their size:
+        over big entries it can block Redis for long. Where that matters (a dashboard), use
+        :meth:`search`, which bounds each call."""
         seen: set[bytes] = set()
         pattern = f"*{glob_escape(substring)}*"
         with self.io():

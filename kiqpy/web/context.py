@@ -7,8 +7,10 @@ Handlers (``views*.py``) take a :class:`Context` and the route's parameters and 
 
 from __future__ import annotations
 
+import datetime as _dt
 import hashlib
 import logging
+import math
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, quote_from_bytes, urlencode
 
@@ -19,6 +21,7 @@ from kiqpy.api.base import to_datetime
 from kiqpy.config import Config
 from kiqpy.connection import safe_url
 from kiqpy.keys import Keys
+from kiqpy.payload import epoch_seconds
 from kiqpy.version import __version__
 from kiqpy.web import security
 from kiqpy.web.http import HTTPError, Request, Response, redirect
@@ -79,7 +82,10 @@ class JobRow:
         self.error_message = record.error_message[:TEXT_LIMIT] if record.error_message \
             else None
         self.retry_count = record.retry_count
-        self.enqueued_at = record.enqueued_at
+        # A time that is no time (-inf) is shown as stored, not as "-".
+        stored = epoch_seconds(record.get("enqueued_at"))
+        odd = stored if stored is not None and not math.isfinite(stored) else None
+        self.enqueued_at: _dt.datetime | float | None = record.enqueued_at or odd
         self.score = score
         self.at = None if score is None else to_datetime(score)
 
