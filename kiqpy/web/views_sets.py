@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -182,23 +182,22 @@ def bulk_action(ctx: Context, kind: str) -> Response:
     return back(ctx, f"/{kind}", op, count)
 
 
-def _selected(jobs: JobSet, title: str, idents: list[str]) -> list[SortedEntry]:
-    """The entries named by ``idents`` that are still there. Entry ids are found one by one in
-    O(log n) each (their score); jids, from links or scripts, all in one bounded search."""
+def _selected(jobs: JobSet, title: str, idents: list[str]) -> Iterator[SortedEntry]:
+    """The entries named by ``idents`` that are still there, one at a time (so a hundred big
+    ones are never all in memory). Entry ids are found one by one in O(log n) each (by their
+    score); jids, from links or scripts, all together in one bounded search."""
     jids = {ident for ident in idents if JID.match(ident)}
-    found: list[SortedEntry] = []
     for ident in idents:
         if ident not in jids:
             try:
-                found.append(find_entry(jobs, title, ident))
+                yield find_entry(jobs, title, ident)
             except HTTPError:
                 continue  # gone meanwhile
     if jids:
         pattern = re.compile(b"|".join(re.escape(j.encode()) for j in sorted(jids)))
         search = jobs.search(lambda value: pattern.search(value) is not None,
                              newest_first=False, limit=10 * len(jids))
-        found.extend(e for e in search.entries if e.jid in jids)
-    return found
+        yield from (e for e in search.entries if e.jid in jids)
 
 
 def _all(jobs: JobSet, op: str) -> int:
