@@ -129,14 +129,15 @@ def test_a_jid_link_finds_its_entry_without_a_slow_command(
 # -- 2. what a job's page decompresses and renders -----------------------------------------------
 MEASURE = """
 import json, sys, tracemalloc
-from werkzeug.test import Client
 from kiqpy.config import Config
 from kiqpy.web import create_app
+from tests.web_helpers import WebClient
 
-client = Client(create_app(Config(redis_url=sys.argv[1])))
-client.get("/health")  # imports and templates loaded before measuring
+client = WebClient(create_app(Config(redis_url=sys.argv[1])))
+client.token()  # imports, templates and the CSRF cookie before measuring
 tracemalloc.start()
-response = client.get(sys.argv[2])
+form = json.loads(sys.argv[3]) if len(sys.argv) > 3 else None
+response = client.get(sys.argv[2]) if form is None else client.post(sys.argv[2], form)
 body = response.get_data()
 print(json.dumps({"status": response.status_code, "size": len(body),
                   "peak": tracemalloc.get_traced_memory()[1],
@@ -144,9 +145,11 @@ print(json.dumps({"status": response.status_code, "size": len(body),
 """
 
 
-def measure(redis_url: str, path: str) -> dict:
-    """GET ``path`` in a fresh web process: status, page size and peak memory (tracemalloc)."""
-    done = subprocess.run([sys.executable, "-c", MEASURE, redis_url, path], cwd=ROOT,
+def measure(redis_url: str, path: str, form: dict | None = None) -> dict:
+    """GET ``path`` (POST ``form`` when given) in a fresh web process: status, page size and
+    peak memory (tracemalloc)."""
+    extra = [] if form is None else [json.dumps(form)]
+    done = subprocess.run([sys.executable, "-c", MEASURE, redis_url, path, *extra], cwd=ROOT,
                           capture_output=True, text=True, timeout=120, check=True)
     return json.loads(done.stdout)
 
@@ -298,6 +301,19 @@ def test_bulk_actions_on_100_of_100k_entries_touch_about_100(web: WebClient,
     calls, usec = redis_work(r)
     assert calls < 20 * (len(ticked) + 5), calls
     assert usec < 200_000, usec
+
+
+def test_retry_all_moves_big_jobs_a_few_at_a_time(
+        r: redis.Redis, redis_url: str, slow_commands: Callable[[], list[str]]) -> None:
+    big_failures(r, 16, FIVE_MB)
+    r.slowlog_reset()
+
+    seen = measure(redis_url, "/retries", {"op": "retry", "all": "1"})
+
+    assert seen["status"] == 303
+    assert (r.zcard("retry"), r.llen("queue:default")) == (0, 16)
+    assert seen["peak"] < 60 * 1024 * 1024, seen  # not 80 MB read at once, then 160 MB moved
+    assert slow_commands() == []
 
 
 def test_the_queues_page_is_paginated_and_costs_the_same_with_100k_queues(

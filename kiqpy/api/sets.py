@@ -14,7 +14,6 @@ job, or the scheduler moves it at the same moment, it lands in exactly one place
 from __future__ import annotations
 
 import datetime as _dt
-import itertools
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from typing import Any, NamedTuple, TypeVar
 import redis
 
 from kiqpy.api.base import (
+    GRADUAL_BYTES,
     ApiObject,
     Page,
     check_page,
@@ -154,19 +154,24 @@ class JobSet(ApiObject):
 
     def each(self, newest_first: bool = True, chunk: int = _BATCH) -> Iterator[SortedEntry]:
         """Every entry, highest score first (or lowest with ``newest_first=False``), read
-        ``chunk`` at a time. Each read resumes from the last score seen, not from a position,
-        so entries moved out meanwhile (the scheduler, another user, the caller) shift
-        nothing; entries sharing that score are told apart by their bytes."""
+        up to ``chunk`` at a time. Each read resumes from the last score seen, not from a
+        position, so entries moved out meanwhile (the scheduler, another user, the caller)
+        shift nothing; entries sharing that score are told apart by their bytes. Reads grow
+        from one entry as :func:`~kiqpy.api.base.read_gradually` does, so big entries are
+        read one at a time."""
         bound, end = ("+inf", "-inf") if newest_first else ("-inf", "+inf")
         at_bound: set[bytes] = set()  # entries already yielded whose score is `bound`
+        batch, biggest = 1, 0
         while True:
             with self.io():
                 rows: list[Any] = self.redis.zrange(
                     self.key, bound, end, desc=newest_first, byscore=True, offset=0,
-                    num=chunk + len(at_bound), withscores=True)
+                    num=batch + len(at_bound), withscores=True)
             fresh = [(v, s) for v, s in rows if v not in at_bound]
             if not fresh:
                 return
+            biggest = max([biggest, *(len(v) for v, _ in fresh)])
+            batch = max(1, min(chunk, batch * 2, GRADUAL_BYTES // max(1, biggest)))
             for value, score in fresh:
                 yield self._entry(value, score)
             last = fresh[-1][1]
@@ -385,9 +390,19 @@ def _same(bound: str, score: float) -> bool:
     return bound not in ("+inf", "-inf") and float(bound) == score
 
 
-def _batches(items: Iterable[Move], size: int) -> Iterator[list[Move]]:
-    iterator = iter(items)
-    while batch := list(itertools.islice(iterator, size)):
+def _batches(items: Iterable[Move], size: int, max_bytes: int = 8 * GRADUAL_BYTES
+             ) -> Iterator[list[Move]]:
+    """Moves in pipelines of ``size``, or fewer once they carry ``max_bytes`` (4 MiB) of
+    payloads: a hundred moves of 5 MB jobs are not one 1 GB pipeline."""
+    batch: list[Move] = []
+    held = 0
+    for item in items:
+        batch.append(item)
+        held += sum(len(arg) for arg in item.args if isinstance(arg, bytes))
+        if len(batch) >= size or held >= max_bytes:
+            yield batch
+            batch, held = [], 0
+    if batch:
         yield batch
 
 
