@@ -373,3 +373,14 @@ def test_a_few_queues_are_listed_by_name_a_hundred_a_page(web: WebClient,
     assert len(re.findall(r'href="/queues/q\d{3}"', second)) == 50
     assert "Page 2 of 2" in second
     assert web.get("/queues?page=3").status_code == 404
+
+
+def test_a_50_mb_string_key_is_read_by_its_first_bytes(web: WebClient, r: redis.Redis) -> None:
+    r.set("huge", b"F" * (10 * FIVE_MB))
+    r.config_resetstat()
+
+    page = text(web.get("/keys/view?key=huge"))
+
+    assert f"({10 * FIVE_MB:,} bytes in all)" in page
+    assert r.info("commandstats")["cmdstat_getrange"]["calls"] == 1
+    assert "cmdstat_get" not in r.info("commandstats")

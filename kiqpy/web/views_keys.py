@@ -180,8 +180,8 @@ def _paged(ctx: Context, total: int) -> tuple[int, int, int]:
 
 def _string(ctx: Context, name: bytes) -> dict[str, Any]:
     total = int(ctx.redis.strlen(name))
-    value = ctx.redis.getrange(name, 0, STRING_LIMIT - 1)
-    return {"rows": [(None, value)], "total": total}
+    value: Any = ctx.redis.getrange(name, 0, min(STRING_LIMIT, HEAD_BYTES) - 1)
+    return {"rows": [(None, Peek(value, total))], "total": total}
 
 
 class Budget:
