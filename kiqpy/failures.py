@@ -51,8 +51,61 @@ def compress_backtrace(exc: BaseException, lines: bool | int) -> str:
 
 
 def decompress_backtrace(data: str) -> list[str]:
-    """The inverse of :func:`compress_backtrace`."""
+    """The inverse of :func:`compress_backtrace`. Unbounded: for a backtrace stored by anyone,
+    use :func:`read_backtrace`, which stops at a size."""
     return json.loads(zlib.decompress(base64.b64decode(data)))
+
+
+# base64 characters decoded at a time by read_backtrace (a multiple of 4).
+_B64_CHUNK = 64 * 1024
+
+
+def read_backtrace(data: str, max_bytes: int) -> tuple[list[str], bool]:
+    """The lines of a compressed backtrace, inflating at most ``max_bytes`` bytes of it, and
+    whether it was cut there. Memory stays near ``max_bytes`` however far the stored bytes
+    would inflate (a zip bomb of 200 MB stops at the limit): base64 is decoded a chunk at a
+    time and zlib's ``max_length`` caps each step. A cut list keeps its complete lines (or,
+    when even the first is longer than the limit, that line's start). Raises ValueError
+    (binascii.Error, zlib.error) for bytes that are not a compressed backtrace."""
+    inflate = zlib.decompressobj()
+    out: list[bytes] = []
+    size, cut = 0, False
+    for at in range(0, len(data), _B64_CHUNK):
+        pending = base64.b64decode(data[at:at + _B64_CHUNK])
+        while pending:
+            piece = inflate.decompress(pending, max_bytes + 1 - size)
+            out.append(piece)
+            size += len(piece)
+            pending = inflate.unconsumed_tail
+            if size > max_bytes:
+                cut = True
+                break
+        if cut:
+            break
+    raw = b"".join(out)
+    if not cut:
+        raw += inflate.flush()
+        lines = json.loads(raw)
+        if not isinstance(lines, list):
+            raise ValueError("a backtrace is a JSON list")
+        return [str(line) for line in lines], False
+    return _complete_lines(raw[:max_bytes].decode("utf-8", "replace")), True
+
+
+def _complete_lines(text: str) -> list[str]:
+    """The whole JSON strings at the start of a cut JSON list (``["a", "b", "c`` -> a, b)."""
+    decoder = json.JSONDecoder()
+    lines: list[str] = []
+    at = text.find("[") + 1
+    while at < len(text):
+        while at < len(text) and text[at] in " ,\n\t\r":
+            at += 1
+        try:
+            value, at = decoder.raw_decode(text, at)
+        except ValueError:
+            break
+        lines.append(str(value))
+    return lines or [text[text.find("[") + 1:]]
 
 
 def add_dead(pipe: Any, keys: Keys, config: Config, data: bytes) -> None:

@@ -339,3 +339,59 @@ def test_an_unreachable_redis_is_a_clear_error(config, closed_url):
         Stats(Config(redis_url=closed_url))
     with pytest.raises(RedisUnavailableError):
         Queue("default", Config(redis_url=closed_url)).size  # noqa: B018
+
+
+# -- odd values and bounded reads ----------------------------------------------------------------
+def test_stats_and_history_count_odd_values_as_0_and_list_them(config, r):
+    r.set("stat:processed", "abc")
+    r.sadd("queues", "odd", "fine")
+    r.set("queue:odd", "not a list")
+    r.rpush("queue:fine", job(queue="fine"))
+    today = _dt.datetime.now(_dt.timezone.utc).date()
+    r.set(f"stat:failed:{today.isoformat()}", "lots")
+
+    stats, history = Stats(), History(1)
+
+    assert (stats.processed, stats.enqueued, stats.queues) == (0, 1, {"fine": 1, "odd": 0})
+    assert [p.key for p in stats.problems] == ["stat:processed", "queue:odd"]
+    assert "'abc'" in stats.problems[0].message
+    assert history.failed == {today: 0}
+    assert [p.key for p in history.problems] == [f"stat:failed:{today.isoformat()}"]
+
+
+def test_stats_with_a_queue_limit_sizes_that_many_queues(config, r):
+    r.sadd("queues", *[f"q{n}" for n in range(30)])
+
+    stats = Stats(queue_limit=10)
+
+    assert len(stats.queues) == 10 and not stats.queues_complete
+    assert Stats().queues_complete and len(Stats().queues) == 30
+
+
+def test_queue_listing_pages_sorted_names_and_reports_odd_keys(config, r):
+    r.sadd("queues", *[f"q{n:02d}" for n in range(12)])
+    r.set("queue:q03", "not a list")
+
+    listing = Queue.listing(2, 5)
+
+    assert [row.queue.name for row in listing.rows] == ["q05", "q06", "q07", "q08", "q09"]
+    assert (listing.total, listing.pages, listing.sorted) == (12, 3, True)
+    (odd,) = [row for row in Queue.listing(1, 5).rows if row.problem]
+    assert odd.queue.name == "q03" and odd.problem == "queue:q03 is not a list"
+
+
+def test_a_zip_bomb_backtrace_is_cut_at_the_limit(config):
+    import base64
+    import zlib
+
+    from kiqpy.api.jobs import BACKTRACE_LIMIT
+
+    lines = [f"line {n} " + "x" * 1000 for n in range(3000)]  # 3 MB inflated
+    packed = base64.b64encode(zlib.compress(json.dumps(lines).encode())).decode()
+    record = JobRecord(encode({"class": "X", "args": [], "queue": "q", "jid": new_jid(),
+                               "error_backtrace": packed}))
+
+    assert record.backtrace_truncated
+    assert 0 < len(record.error_backtrace or []) < len(lines)
+    assert sum(len(line) for line in record.error_backtrace or []) <= BACKTRACE_LIMIT
+    assert (record.error_backtrace or [""])[0].startswith("line 0 ")

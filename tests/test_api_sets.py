@@ -342,3 +342,37 @@ def test_namespaced_sets_use_their_own_keys(config, r, redis_url):
     r.zadd("app:retry", {failed_job(): 1.0})
     assert RetrySet(ns).kill_all() == 1 and r.zcard("app:dead") == 1
     client.close()
+
+
+# -- bounded reads (JobSet.search, JobSet.page_of) -----------------------------------------------
+def test_search_stops_at_its_budget_and_continues_where_it_stopped(config, r):
+    for n in range(30):
+        r.zadd("retry", {job(tag=f"{'needle' if n % 3 == 0 else 'hay'}-{n}"): 1000 + n})
+    retries = RetrySet()
+
+    first = retries.search("needle", newest_first=False, max_entries=12)
+    rest = retries.search("needle", first.next_start, newest_first=False)
+
+    assert (first.scanned, first.next_start, len(first.entries)) == (12, 12, 4)
+    assert rest.exhausted and len(rest.entries) == 6
+    assert [e.score for e in first.entries + rest.entries] == [1000.0 + n for n in range(0, 30, 3)]
+
+
+def test_search_at_a_score_reads_only_that_score_even_inf(config, r):
+    r.zadd("retry", {job(): 5, job(): 7, job(): 7, job(): float("inf")})
+    retries = RetrySet()
+
+    at_seven = retries.search(lambda value: True, score=7, limit=10)
+    at_inf = retries.search(lambda value: True, score=float("inf"), limit=10)
+
+    assert [e.score for e in at_seven.entries] == [7.0, 7.0] and at_seven.exhausted
+    assert [e.score for e in at_inf.entries] == [float("inf")]
+
+
+def test_page_of_keeps_what_the_caller_keeps(config, r):
+    for n in range(7):
+        r.zadd("dead", {job(): n})
+
+    page = DeadSet().page_of(lambda entry: entry.score, 2, 3)
+
+    assert (page.entries, page.total, page.pages) == ([3.0, 2.0, 1.0], 7, 3)

@@ -294,7 +294,7 @@ def test_a_bad_basic_auth_setting_is_refused_when_the_app_is_built(bad: str) -> 
     ("/retries/123.0-abc", 404, "that job is no longer in Retries"),
     ("/retries/not-a-score", 404, "does not name an entry of Retries"),
     ("/retries/nan-abc", 404, "does not name an entry of Retries"),
-    ("/dead/inf-abc", 404, "does not name an entry of Dead"),
+    ("/dead/inf-abc", 404, "no longer in Dead"),  # inf is a score Redis holds
     ("/retries?page=99999999999999999999", 400, "page must be a whole number from 1 to"),
     ("/queues/default?page=1000000001", 400, "page must be a whole number from 1 to"),
     ("/scheduled/%00", 404, "does not name an entry"),

@@ -19,12 +19,12 @@ module per concern:
 
     base       ApiObject (config, redis, keys), Page
     jobs       JobRecord
-    queues     Queue
-    sets       SortedEntry, JobSet, ScheduledSet, RetrySet, DeadSet
+    queues     Queue, QueueListing, QueueRow
+    sets       SortedEntry, JobSet, ScheduledSet, RetrySet, DeadSet, Search
     processes  Process, ProcessSet, Work, WorkSet
     periodic   PeriodicSet, PeriodicEntry (periodic jobs: schedule, last tick, pause)
     metrics    Metrics, ClassMetrics, mark_deploy (execution metrics per class and minute)
-    stats      Stats, History
+    stats      Stats, History, Problem
 
 ``decompress_backtrace`` unpacks a job's ``error_backtrace`` into its lines.
 """
@@ -34,9 +34,9 @@ from kiqpy.api.jobs import JobRecord
 from kiqpy.api.metrics import ClassMetrics, DeployMark, Metrics, mark_deploy
 from kiqpy.api.periodic import PeriodicEntry, PeriodicSet
 from kiqpy.api.processes import Process, ProcessSet, Work, WorkSet
-from kiqpy.api.queues import Queue
-from kiqpy.api.sets import DeadSet, JobSet, RetrySet, ScheduledSet, SortedEntry
-from kiqpy.api.stats import History, Stats
+from kiqpy.api.queues import Queue, QueueListing, QueueRow
+from kiqpy.api.sets import DeadSet, JobSet, RetrySet, ScheduledSet, Search, SortedEntry
+from kiqpy.api.stats import History, Problem, Stats
 from kiqpy.failures import decompress_backtrace
 
 __all__ = [
@@ -51,11 +51,15 @@ __all__ = [
     "Page",
     "PeriodicEntry",
     "PeriodicSet",
+    "Problem",
     "Process",
     "ProcessSet",
     "Queue",
+    "QueueListing",
+    "QueueRow",
     "RetrySet",
     "ScheduledSet",
+    "Search",
     "SortedEntry",
     "Stats",
     "Work",

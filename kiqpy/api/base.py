@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -24,6 +24,9 @@ from kiqpy.keys import Keys
 from kiqpy.scripts import Scripts
 
 T = TypeVar("T")
+R = TypeVar("R")
+# What one read of read_gradually aims at: entries enough for about this many bytes.
+GRADUAL_BYTES = 512 * 1024
 
 
 class ApiObject:
@@ -131,3 +134,29 @@ def to_epoch(at: float | int | _dt.datetime | _dt.timedelta) -> float:
 def glob_escape(substring: str) -> str:
     """``substring`` with Redis glob specials escaped, for SCAN/ZSCAN ``MATCH``."""
     return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in substring)
+
+
+def read_gradually(read: Callable[[int, int], list[R]], first: int, count: int,
+                   size_of: Callable[[R], int], keep: Callable[[R], T]) -> list[T]:
+    """Rows ``first`` to ``first + count - 1`` through ``read(start, stop)`` (inclusive), a
+    few at a time, each turned into what the caller keeps (``keep``) as it arrives.
+
+    One at first, then doubled while the biggest row seen keeps a read under
+    :data:`GRADUAL_BYTES` (512 KiB), one at a time once rows are bigger: so one Redis command
+    copies about 512 KiB or one row, and the caller holds about that much raw data at once (a
+    page of 25 jobs of 20 MB each is never 500 MB in memory). The reads are not one snapshot:
+    rows moved meanwhile may shift the page by a few.
+    """
+    kept: list[T] = []
+    at, end, batch, biggest = first, first + count, 1, 0
+    while at < end:
+        wanted = min(batch, end - at)
+        rows = read(at, at + wanted - 1)
+        for row in rows:
+            biggest = max(biggest, size_of(row))
+            kept.append(keep(row))
+        at += len(rows)
+        if len(rows) < wanted:
+            break
+        batch = max(1, min(count, batch * 2, GRADUAL_BYTES // max(1, biggest)))
+    return kept

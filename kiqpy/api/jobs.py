@@ -5,14 +5,18 @@ fields as attributes, read tolerantly (a payload that is not a job is a record w
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import time
 from typing import Any, Protocol
 
 from kiqpy.api.base import to_datetime
 from kiqpy.errors import KiqpyError, PayloadError
-from kiqpy.failures import MALFORMED_CLASS, decompress_backtrace
+from kiqpy.failures import MALFORMED_CLASS, read_backtrace
 from kiqpy.payload import Job, decode, epoch_seconds
 
+# The most of a compressed backtrace inflated when reading a job: far more than any real
+# traceback, far less than a zip bomb.
+BACKTRACE_LIMIT = 1024 * 1024
 # ActiveJob-style wrappers (Sidekiq's JobWrapper) name the real class in `wrapped`.
 _WRAPPED_KEY = "wrapped"
 
@@ -36,6 +40,7 @@ class JobRecord:
             self.item, self.error = {}, str(exc)
         self._queue_name = queue_name
         self._source = source
+        self._backtrace_read: tuple[list[str] | None, bool] | None = None
 
     def __repr__(self) -> str:
         if self.error is not None:
@@ -126,17 +131,30 @@ class JobRecord:
 
     @property
     def error_backtrace(self) -> list[str] | None:
-        """The stored backtrace lines (Sidekiq's compressed form or a plain list), if any."""
+        """The stored backtrace lines (Sidekiq's compressed form or a plain list), if any; a
+        compressed one is inflated to :data:`BACKTRACE_LIMIT` bytes at most
+        (:attr:`backtrace_truncated` then says so)."""
+        return self._backtrace()[0]
+
+    @property
+    def backtrace_truncated(self) -> bool:
+        """True when :attr:`error_backtrace` was cut at :data:`BACKTRACE_LIMIT` bytes."""
+        return self._backtrace()[1]
+
+    def _backtrace(self) -> tuple[list[str] | None, bool]:
+        if self._backtrace_read is not None:
+            return self._backtrace_read
         stored = self.item.get("error_backtrace")
+        read: tuple[list[str] | None, bool] = (None, False)
         if isinstance(stored, list):
-            return [str(line) for line in stored]
-        if isinstance(stored, str) and stored:
+            read = ([str(line) for line in stored], False)
+        elif isinstance(stored, str) and stored:
             try:
-                lines = decompress_backtrace(stored)
+                read = read_backtrace(stored, BACKTRACE_LIMIT)
             except Exception:  # anything stored by anyone: show nothing rather than fail
-                return None
-            return [str(line) for line in lines] if isinstance(lines, list) else None
-        return None
+                read = (None, False)
+        self._backtrace_read = read
+        return read
 
     @property
     def retry_count(self) -> int | None:
@@ -160,6 +178,6 @@ def enqueued_seconds(item: Job) -> float | None:
     moved to its queue keeps it), else ``created_at``."""
     for field in ("enqueued_at", "at", "created_at"):
         seconds = epoch_seconds(item.get(field))
-        if seconds is not None:
+        if seconds is not None and math.isfinite(seconds):  # -inf is no time: skip it
             return seconds
     return None

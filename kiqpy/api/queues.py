@@ -9,14 +9,44 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, NamedTuple, TypeVar
 
 import redis
 
-from kiqpy.api.base import ApiObject, Page, check_page, text
+from kiqpy.api.base import ApiObject, Page, check_page, read_gradually, text
 from kiqpy.api.jobs import JobRecord
 from kiqpy.config import Config
+
+T = TypeVar("T")
+# Up to this many known queues, a listing reads every name and sorts them; beyond it, names
+# come a page at a time in Redis's order (SSCAN), so a page costs the same with 100k queues.
+SORTED_QUEUES = 10_000
+
+
+class QueueRow(NamedTuple):
+    """One queue of a listing: its size and latency, or the ``problem`` that kept them from
+    being read (its key is not a list)."""
+
+    queue: Queue
+    size: int
+    latency: float
+    problem: str | None
+
+
+@dataclass
+class QueueListing:
+    """A page of :meth:`Queue.listing`: ``rows``, the number of known queues (``total``), and
+    either page ``number`` of ``pages`` (names sorted) or, beyond :data:`SORTED_QUEUES`
+    names, the SSCAN ``next_cursor`` (0 at the end; names in Redis's order)."""
+
+    rows: list[QueueRow]
+    total: int
+    sorted: bool
+    number: int = 1
+    pages: int = 1
+    next_cursor: int = 0
 
 
 class Queue(ApiObject):
@@ -38,6 +68,55 @@ class Queue(ApiObject):
         with probe.io():
             names = sorted(text(n) for n in probe.redis.smembers(probe.keys.queues))
         return [cls(name, probe.config, probe.redis) for name in names if name]
+
+    @classmethod
+    def listing(cls, number: int = 1, size: int = 100, cursor: int = 0,
+                config: Config | None = None, redis_client: redis.Redis | None = None
+                ) -> QueueListing:
+        """One page of the known queues with their sizes and latencies, read in work
+        proportional to the page: up to :data:`SORTED_QUEUES` names, page ``number`` of the
+        names sorted; beyond, ``size`` names or so from SSCAN ``cursor``. A queue whose key
+        is not a list is a row with a ``problem``, never an error."""
+        check_page(number, size)
+        probe = ApiObject(config, redis_client)
+        with probe.io():
+            total = int(probe.redis.scard(probe.keys.queues))
+            if total <= SORTED_QUEUES:
+                names = sorted(text(n) for n in probe.redis.smembers(probe.keys.queues))
+                shown = names[(number - 1) * size: number * size]
+                rows = cls._rows(shown, probe)
+                return QueueListing(rows, total, True, number, max(1, -(-total // size)))
+            reply: Any = probe.redis.sscan(probe.keys.queues, cursor, count=size)
+        next_cursor, batch = int(reply[0]), sorted(text(n) for n in reply[1])
+        return QueueListing(cls._rows(batch, probe), total, False, next_cursor=next_cursor)
+
+    @classmethod
+    def _rows(cls, names: list[str], probe: ApiObject) -> list[QueueRow]:
+        """Sizes in one pipeline; the oldest jobs (for latencies) a few queues at a time, as
+        :func:`~kiqpy.api.base.read_gradually` reads, since each may be big."""
+        queues = [cls(name, probe.config, probe.redis) for name in names if name]
+        pipe = probe.redis.pipeline(transaction=False)
+        for queue in queues:
+            pipe.llen(queue.key)
+        with probe.io():
+            sizes = pipe.execute(raise_on_error=False)
+
+            def oldest(start: int, stop: int) -> list[Any]:
+                pipe = probe.redis.pipeline(transaction=False)
+                for queue in queues[start:stop + 1]:
+                    pipe.lindex(queue.key, -1)
+                return list(pipe.execute(raise_on_error=False))
+
+            latencies = read_gradually(
+                oldest, 0, len(queues), lambda v: len(v) if isinstance(v, bytes) else 0,
+                lambda v: JobRecord(v).latency if isinstance(v, bytes) and v else 0.0)
+        rows = []
+        for queue, size, latency in zip(queues, sizes, latencies, strict=True):
+            if isinstance(size, redis.ResponseError):
+                rows.append(QueueRow(queue, 0, 0.0, f"{queue.key} is not a list"))
+            else:
+                rows.append(QueueRow(queue, int(size), latency, None))
+        return rows
 
     def __repr__(self) -> str:
         return f"<Queue {self.name!r}>"
@@ -129,6 +208,49 @@ class Queue(ApiObject):
         ordered = values if newest_first else values[::-1]
         return Page([self._record(v) for v in ordered], int(total), number, size)
 
+    def page_of(self, keep: Callable[[JobRecord], T], number: int = 1, size: int = 25,
+                newest_first: bool = False) -> Page[T]:
+        """Like :meth:`page`, but the jobs are read a few at a time and each turned into what
+        you keep (``keep(record)``) as it arrives, so a page of huge jobs is never all in
+        memory (:func:`~kiqpy.api.base.read_gradually`). Not one snapshot: jobs taken or
+        pushed meanwhile may shift the page by a few."""
+        check_page(number, size)
+        with self.io():
+            total = int(self.redis.llen(self.key))
+
+            def read(start: int, stop: int) -> list[bytes]:
+                if newest_first:
+                    values: list[Any] = self.redis.lrange(self.key, start, stop)
+                    return values
+                return self._read_right(start, stop + 1)
+
+            kept = read_gradually(read, (number - 1) * size, size, len,
+                                  lambda value: keep(self._record(value)))
+        return Page(kept, total, number, size)
+
+    def find_near(self, wanted: Callable[[bytes], bool], number: int, size: int = 25,
+                  newest_first: bool = False) -> JobRecord | None:
+        """The first job for which ``wanted(bytes)`` is true on page ``number`` (of ``size``,
+        as :meth:`page` counts) or the pages either side (jobs taken or pushed since the page
+        was shown shift it), read as :meth:`page_of` reads; None if it is not there. Bounded:
+        three pages at most, whatever the queue's length."""
+        check_page(number, size)
+        found: list[bytes] = []
+
+        def read(start: int, stop: int) -> list[bytes]:
+            if newest_first:
+                values: list[Any] = self.redis.lrange(self.key, start, stop)
+                return values
+            return self._read_right(start, stop + 1)
+
+        def keep(value: bytes) -> None:
+            if not found and wanted(value):
+                found.append(value)
+
+        with self.io():
+            read_gradually(read, max(0, (number - 2) * size), 3 * size, len, keep)
+        return self._record(found[0]) if found else None
+
     def find_job(self, jid: str) -> JobRecord | None:
         """The job with this jid, or None. Reads the whole queue in the worst case."""
         needle = jid.encode()
@@ -154,5 +276,5 @@ class Queue(ApiObject):
         pipe.unlink(self.key)
         pipe.srem(self.keys.queues, self.name)
         with self.io():
-            count, _, _ = pipe.execute()
-        return int(count)
+            count, _, _ = pipe.execute(raise_on_error=False)
+        return count if isinstance(count, int) else 0  # a key that was not a list: 0 jobs

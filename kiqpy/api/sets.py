@@ -14,14 +14,23 @@ job, or the scheduler moves it at the same moment, it lands in exactly one place
 from __future__ import annotations
 
 import datetime as _dt
-import itertools
 import time
-from collections.abc import Iterable, Iterator
-from typing import Any, NamedTuple
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, TypeVar
 
 import redis
 
-from kiqpy.api.base import ApiObject, Page, check_page, glob_escape, to_datetime, to_epoch
+from kiqpy.api.base import (
+    GRADUAL_BYTES,
+    ApiObject,
+    Page,
+    check_page,
+    glob_escape,
+    read_gradually,
+    to_datetime,
+    to_epoch,
+)
 from kiqpy.api.jobs import JobRecord
 from kiqpy.config import Config
 from kiqpy.errors import PayloadError
@@ -29,6 +38,13 @@ from kiqpy.failures import malformed_job
 from kiqpy.payload import encode, queued_copy
 
 _BATCH = 100
+T = TypeVar("T")
+# The bounds of one search (JobSet.search): entries and bytes read per call at most, and the
+# adaptive size of each ZRANGE (see the docstring for the arithmetic).
+SEARCH_ENTRIES = 5000
+SEARCH_BYTES = 16 * 1024 * 1024
+SEARCH_BATCH_BYTES = 512 * 1024
+SEARCH_MAX_BATCH = 256
 
 
 class Move(NamedTuple):
@@ -88,6 +104,25 @@ class SortedEntry(JobRecord):
         return True
 
 
+@dataclass
+class Search:
+    """What one bounded :meth:`JobSet.search` found: the matching ``entries`` (in the order
+    read), the rank the search started at (``start``) and where to continue (``next_start``,
+    None once the end of the set, or of the score asked for, was reached), and how much was
+    read (``scanned`` entries, ``scanned_bytes``)."""
+
+    entries: list[SortedEntry] = field(default_factory=list)
+    start: int = 0
+    next_start: int | None = None
+    scanned: int = 0
+    scanned_bytes: int = 0
+
+    @property
+    def exhausted(self) -> bool:
+        """True when nothing is left to search."""
+        return self.next_start is None
+
+
 class JobSet(ApiObject):
     """What the three sets share. ``name`` is the set's key without namespace."""
 
@@ -119,19 +154,24 @@ class JobSet(ApiObject):
 
     def each(self, newest_first: bool = True, chunk: int = _BATCH) -> Iterator[SortedEntry]:
         """Every entry, highest score first (or lowest with ``newest_first=False``), read
-        ``chunk`` at a time. Each read resumes from the last score seen, not from a position,
-        so entries moved out meanwhile (the scheduler, another user, the caller) shift
-        nothing; entries sharing that score are told apart by their bytes."""
+        up to ``chunk`` at a time. Each read resumes from the last score seen, not from a
+        position, so entries moved out meanwhile (the scheduler, another user, the caller)
+        shift nothing; entries sharing that score are told apart by their bytes. Reads grow
+        from one entry as :func:`~kiqpy.api.base.read_gradually` does, so big entries are
+        read one at a time."""
         bound, end = ("+inf", "-inf") if newest_first else ("-inf", "+inf")
         at_bound: set[bytes] = set()  # entries already yielded whose score is `bound`
+        batch, biggest = 1, 0
         while True:
             with self.io():
                 rows: list[Any] = self.redis.zrange(
                     self.key, bound, end, desc=newest_first, byscore=True, offset=0,
-                    num=chunk + len(at_bound), withscores=True)
+                    num=batch + len(at_bound), withscores=True)
             fresh = [(v, s) for v, s in rows if v not in at_bound]
             if not fresh:
                 return
+            biggest = max([biggest, *(len(v) for v, _ in fresh)])
+            batch = max(1, min(chunk, batch * 2, GRADUAL_BYTES // max(1, biggest)))
             for value, score in fresh:
                 yield self._entry(value, score)
             last = fresh[-1][1]
@@ -153,9 +193,32 @@ class JobSet(ApiObject):
             rows, total = pipe.execute()
         return Page([self._entry(v, s) for v, s in rows], int(total), number, size)
 
+    def page_of(self, keep: Callable[[SortedEntry], T], number: int = 1, size: int = 25,
+                newest_first: bool = True) -> Page[T]:
+        """Like :meth:`page`, but each entry is read a few at a time and turned into what you
+        keep (``keep(entry)``, say a summary without the bytes) as it arrives, so a page of
+        huge entries is never all in memory at once (:func:`~kiqpy.api.base.read_gradually`).
+        Not one snapshot: entries moved meanwhile may shift the page by a few."""
+        check_page(number, size)
+        with self.io():
+            total = int(self.redis.zcard(self.key))
+
+            def read(start: int, stop: int) -> list[Any]:
+                rows: list[Any] = self.redis.zrange(self.key, start, stop,
+                                                    desc=newest_first, withscores=True)
+                return rows
+
+            kept = read_gradually(read, (number - 1) * size, size, lambda row: len(row[0]),
+                                  lambda row: keep(self._entry(row[0], row[1])))
+        return Page(kept, total, number, size)
+
     def scan(self, substring: str, count: int = 1000) -> Iterator[SortedEntry]:
         """Entries whose stored bytes contain ``substring`` (ZSCAN MATCH, server side): a jid,
-        a class name, an error message, an argument's text. Unordered; each entry once."""
+        a class name, an error message, an argument's text. Unordered; each entry once.
+
+        Redis runs the match, so one ZSCAN call costs ``count`` entries times their size:
+        over big entries it can block Redis for long. Where that matters (a dashboard), use
+        :meth:`search`, which bounds each call."""
         seen: set[bytes] = set()
         pattern = f"*{glob_escape(substring)}*"
         with self.io():
@@ -163,6 +226,73 @@ class JobSet(ApiObject):
                 if value not in seen:
                     seen.add(value)
                     yield self._entry(value, score)
+
+    def search(self, match: bytes | str | Callable[[bytes], bool], start: int = 0,
+               newest_first: bool = True, limit: int = 25, score: float | None = None,
+               max_entries: int = SEARCH_ENTRIES, max_bytes: int = SEARCH_BYTES) -> Search:
+        """Up to ``limit`` entries whose stored bytes contain ``match`` (or for which the
+        callable ``match`` is true), reading the set in listing order from rank ``start``;
+        with ``score``, only the entries at exactly that score (found in O(log n)). Continue
+        with ``start=result.next_start``.
+
+        The work one call makes Redis do is bounded, whatever the set holds; this is how:
+
+        - Redis only serves ranges by rank (ZCOUNT to find a score's first rank, then ZRANGE
+          by rank, O(log n + k) for k entries) and never matches anything: the match runs
+          here, in Python, so a long needle or a huge entry costs Redis nothing but the bytes
+          it returns.
+        - Each ZRANGE asks for k entries, k adapting like TCP's slow start: 1 at first, then
+          doubled while the biggest entry seen so far keeps k entries under
+          ``SEARCH_BATCH_BYTES`` (512 KiB), and cut to ``SEARCH_BATCH_BYTES // biggest`` (at
+          least 1) once big entries appear; never more than ``SEARCH_MAX_BATCH`` (256). One
+          command therefore copies about 512 KiB, or one entry when entries are bigger
+          (Redis cannot tell an entry's size without reading it).
+        - The call stops after ``max_entries`` entries or ``max_bytes`` bytes read (5,000 and
+          16 MiB by default), so one request's total is bounded too; ``next_start`` says
+          where the next call resumes ("search further").
+
+        Ranks shift when entries leave or join the set between calls, so a continued search
+        may see an entry twice or miss one that moved; each call on its own is exact.
+        """
+        if isinstance(match, str):
+            match = match.encode()
+        if isinstance(match, bytes):
+            needle = match
+            test: Callable[[bytes], bool] = lambda value: needle in value  # noqa: E731
+        else:
+            test = match
+        if score is not None:
+            newest_first = False
+            with self.io():  # the rank of the first entry at `score`
+                start = int(self.redis.zcount(self.key, "-inf", "(" + repr(float(score))))
+        result = Search(start=start, next_start=start)
+        rank, batch, biggest = start, 1, 0
+        while result.scanned < max_entries and result.scanned_bytes < max_bytes:
+            count = min(batch, max_entries - result.scanned)
+            with self.io():
+                rows: list[Any] = self.redis.zrange(self.key, rank, rank + count - 1,
+                                                    desc=newest_first, withscores=True)
+            for value, entry_score in rows:
+                if score is not None and float(entry_score) != score:
+                    result.next_start = None
+                    return result
+                rank += 1
+                result.scanned += 1
+                result.scanned_bytes += len(value)
+                biggest = max(biggest, len(value))
+                if test(value):
+                    result.entries.append(self._entry(value, entry_score))
+                    if len(result.entries) >= limit:
+                        break
+            result.next_start = rank
+            if len(result.entries) >= limit:
+                break
+            if len(rows) < count:
+                result.next_start = None
+                break
+            batch = max(1, min(SEARCH_MAX_BATCH, batch * 2,
+                               SEARCH_BATCH_BYTES // max(1, biggest)))
+        return result
 
     def find_job(self, jid: str) -> SortedEntry | None:
         """The entry with this jid, or None."""
@@ -260,9 +390,19 @@ def _same(bound: str, score: float) -> bool:
     return bound not in ("+inf", "-inf") and float(bound) == score
 
 
-def _batches(items: Iterable[Move], size: int) -> Iterator[list[Move]]:
-    iterator = iter(items)
-    while batch := list(itertools.islice(iterator, size)):
+def _batches(items: Iterable[Move], size: int, max_bytes: int = 8 * GRADUAL_BYTES
+             ) -> Iterator[list[Move]]:
+    """Moves in pipelines of ``size``, or fewer once they carry ``max_bytes`` (4 MiB) of
+    payloads: a hundred moves of 5 MB jobs are not one 1 GB pipeline."""
+    batch: list[Move] = []
+    held = 0
+    for item in items:
+        batch.append(item)
+        held += sum(len(arg) for arg in item.args if isinstance(arg, bytes))
+        if len(batch) >= size or held >= max_bytes:
+            yield batch
+            batch, held = [], 0
+    if batch:
         yield batch
 
 

@@ -37,7 +37,8 @@ Security: every change is a POST carrying a per-session token (cookie plus form 
 refused when the browser says it comes from another site; pages send a strict
 Content-Security-Policy and may not be framed. There is no login of its own beyond optional
 HTTP basic auth (``basic_auth="user:pass"``): when mounted, protect it the way the host app
-protects its admin pages. ``GET /health`` answers without auth (for load balancers).
+protects its admin pages. ``GET /health`` answers without auth (for load balancers), and says
+no more than whether Redis answers.
 """
 
 from __future__ import annotations
@@ -54,13 +55,16 @@ __all__ = ["create_app"]
 
 
 def create_app(config: Config | None = None, *, prefix: str = "",
-               basic_auth: str | tuple[str, str] | None = None) -> Dashboard:
+               basic_auth: str | tuple[str, str] | None = None,
+               trust_proxy: bool = False) -> Dashboard:
     """The dashboard as a WSGI application.
 
     ``config``: the :class:`kiqpy.Config` whose Redis and namespace to show (default:
     :func:`kiqpy.default_config`). ``prefix``: the path the app answers under when the server
     passes full paths (not needed when a dispatcher sets SCRIPT_NAME). ``basic_auth``:
-    ``"user:pass"`` or a pair, to require HTTP basic auth.
+    ``"user:pass"`` or a pair, to require HTTP basic auth. ``trust_proxy``: believe
+    ``X-Forwarded-Proto: https`` from a TLS-terminating proxy in front (the session cookie
+    then gets ``Secure``); leave it off when clients can reach the app directly.
 
     Example: ``create_app(kiqpy.Config(redis_url="redis://10.0.0.5/0"), prefix="/kiqpy")``.
     """
@@ -70,4 +74,4 @@ def create_app(config: Config | None = None, *, prefix: str = "",
         if exc.name not in ("jinja2", "markupsafe"):
             raise
         raise ConfigurationError("the dashboard needs Jinja2: pip install 'kiqpy[web]'") from exc
-    return Dashboard(config, prefix, basic_auth)
+    return Dashboard(config, prefix, basic_auth, trust_proxy)

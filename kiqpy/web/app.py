@@ -47,6 +47,7 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", f"/{SETS}", views_sets.listing),
     ("POST", f"/{SETS}", views_sets.bulk_action),
     ("GET", f"/{SETS}/(?P<entry_id>[^/]+)", views_sets.entry),
+    ("GET", f"/{SETS}/(?P<entry_id>[^/]+)/raw", views_sets.raw),
     ("POST", f"/{SETS}/(?P<entry_id>[^/]+)", views_sets.entry_action),
     ("GET", "/metrics", views_metrics.listing),
     ("GET", "/metrics/(?P<name>.+)", views_metrics.job_class),
@@ -54,6 +55,7 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", "/periodic", views_periodic.action),
     ("GET", "/keys", views_keys.listing),
     ("GET", "/keys/view", views_keys.view),
+    ("POST", "/keys/view", views_keys.action),
     ("GET", "/static/(?P<name>[a-z0-9-]+\\.(?:js|css|svg))", views.static),
 ]
 
@@ -62,12 +64,14 @@ class Dashboard:
     """The dashboard as a WSGI callable; build it with :func:`kiqpy.web.create_app`."""
 
     def __init__(self, config: Config | None = None, prefix: str = "",
-                 basic_auth: str | tuple[str, str] | None = None) -> None:
+                 basic_auth: str | tuple[str, str] | None = None,
+                 trust_proxy: bool = False) -> None:
         self.config = config if config is not None else default_config()
         self.redis = ApiObject(self.config).redis
         self.keys = Keys(self.config.namespace)
         self.prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
         self.auth = security.parse_basic_auth(basic_auth)
+        self.trust_proxy = trust_proxy
         self.templates = render.environment()
         self.routes = [(m, re.compile(f"^{p}$"), h) for m, p, h in ROUTES]
 
@@ -90,7 +94,7 @@ class Dashboard:
         token, new = security.csrf_token(request)
         response = self._dispatch(Context(self, request, base, token))
         if new:
-            secure = environ.get("wsgi.url_scheme") == "https"
+            secure = security.is_https(request, self.trust_proxy)
             response.headers.append(("Set-Cookie", security.csrf_cookie(token, base, secure)))
         return response
 

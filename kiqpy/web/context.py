@@ -7,21 +7,26 @@ Handlers (``views*.py``) take a :class:`Context` and the route's parameters and 
 
 from __future__ import annotations
 
+import datetime as _dt
 import hashlib
 import logging
+import math
 from typing import Any, Protocol
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, quote_from_bytes, urlencode
 
 import jinja2
 import redis
 
-from kiqpy.api import Page, Stats
+from kiqpy.api import JobRecord, Page, Stats
+from kiqpy.api.base import to_datetime
 from kiqpy.config import Config
 from kiqpy.connection import safe_url
 from kiqpy.keys import Keys
+from kiqpy.payload import epoch_seconds
 from kiqpy.version import __version__
 from kiqpy.web import security
 from kiqpy.web.http import HTTPError, Request, Response, redirect
+from kiqpy.web.render import ARGS_LIMIT, shrink
 
 
 class Site(Protocol):
@@ -35,6 +40,9 @@ class Site(Protocol):
 log = logging.getLogger("kiqpy.web")
 
 PAGE_SIZE = 25
+# Queues whose sizes the summary (on every page) and /stats add up, at most: with more, the
+# Enqueued count covers these and says so, and a page still costs the same.
+SUMMARY_QUEUES = 10_000
 # After a change the browser is sent back with ?done=<what>&n=<count>; the text is ours.
 NOTICES = {
     "quiet": "Asked {n} process(es) to stop fetching jobs.",
@@ -47,6 +55,7 @@ NOTICES = {
     "periodic-pause": "Paused {n} periodic entry: its ticks are skipped until unpaused.",
     "periodic-unpause": "Unpaused {n} periodic entry.",
     "periodic-run": "Enqueued {n} periodic job now.",
+    "unlink": "Deleted {n} key(s).",
 }
 
 
@@ -65,6 +74,33 @@ def back(ctx: Context, path: str, done: str, count: int, **query: Any) -> Respon
 def digest(value: bytes) -> str:
     """A short, stable name for a stored payload (payloads need not have a jid)."""
     return hashlib.sha1(value).hexdigest()[:20]
+
+
+class JobRow:
+    """What a listing shows of one job, without its bytes: built as each job is read, so a
+    page of 25 jobs of 20 MB each never holds them all. ``digest`` names it in forms."""
+
+    def __init__(self, record: JobRecord, score: float | None = None) -> None:
+        self.digest = digest(record.value)
+        self.size = len(record.value)
+        self.jid = record.jid
+        self.display_class = record.display_class[:TEXT_LIMIT]
+        self.error = record.error[:TEXT_LIMIT] if record.error else None
+        self.display_args = shrink(record.display_args, ARGS_LIMIT)
+        self.queue = record.queue[:TEXT_LIMIT] if record.queue else None
+        self.error_class = record.error_class[:TEXT_LIMIT] if record.error_class else None
+        self.error_message = record.error_message[:TEXT_LIMIT] if record.error_message \
+            else None
+        self.retry_count = record.retry_count
+        # A time that is no time (-inf) is shown as stored, not as "-".
+        stored = epoch_seconds(record.get("enqueued_at"))
+        odd = stored if stored is not None and not math.isfinite(stored) else None
+        self.enqueued_at: _dt.datetime | float | None = record.enqueued_at or odd
+        self.score = score
+        self.at = None if score is None else to_datetime(score)
+
+
+TEXT_LIMIT = 1000  # characters of a name or message a listing keeps
 
 
 def require_page(page: Page[Any]) -> None:
@@ -89,12 +125,18 @@ class Context:
         pairs = [(k, v) for k, v in query.items() if v is not None and v != ""]
         return self.base + path + (("?" + urlencode(pairs, doseq=True)) if pairs else "")
 
+    def key_url(self, key: str | bytes) -> str:
+        """The key browser's page of ``key`` (where an odd value can be seen and deleted)."""
+        raw = key.encode() if isinstance(key, str) else key
+        return f"{self.url('/keys/view')}?key={quote_from_bytes(raw, safe='')}"
+
     def render(self, template: str, code: int = 200, **values: Any) -> Response:
         if "summary" not in values:
-            values["summary"] = Stats(self.config, self.redis)
+            values["summary"] = Stats(self.config, self.redis, queue_limit=SUMMARY_QUEUES)
         page = self.app.templates.get_template(template).render(
             notice=notice(self.request),
-            url=self.url, quote=_quote, csrf=self.csrf, csrf_field=security.CSRF_FIELD,
+            url=self.url, key_url=self.key_url, quote=_quote, csrf=self.csrf,
+            csrf_field=security.CSRF_FIELD,
             version=__version__, redis_url=safe_url(self.config.redis_url),
             namespace=self.config.namespace, path=self.request.path, **values)
         return Response(page, code)

@@ -9,6 +9,7 @@ Redis key, which may be any bytes (:meth:`Request.arg_bytes`).
 from __future__ import annotations
 
 import json
+import math
 from http import HTTPStatus
 from http.cookies import CookieError, SimpleCookie
 from typing import Any
@@ -17,6 +18,7 @@ from urllib.parse import parse_qs, parse_qsl, unquote_to_bytes
 # Forms here hold a few hundred checkbox values at most; anything bigger is not ours.
 MAX_BODY = 1024 * 1024
 MAX_NUMBER = 1_000_000_000
+MAX_CURSOR = 2**64 - 1  # SCAN-family cursors are unsigned 64-bit
 
 
 class HTTPError(Exception):
@@ -131,7 +133,20 @@ class Response:
 
 
 def json_response(data: Any, status: int = 200) -> Response:
-    return Response(json.dumps(data, sort_keys=True), status, "application/json")
+    """``data`` as JSON; a float that JSON cannot hold (inf, nan: an odd value in Redis) is
+    sent as null, never as the ``Infinity`` that JSON parsers refuse."""
+    return Response(json.dumps(_finite(data), sort_keys=True, allow_nan=False), status,
+                    "application/json")
+
+
+def _finite(data: Any) -> Any:
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {key: _finite(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_finite(value) for value in data]
+    return data
 
 
 def redirect(location: str) -> Response:

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import time
 from typing import Any
 
 import jinja2
 
-ARGS_LIMIT = 400  # characters of args shown in a table cell; the job's page shows them all
+ARGS_LIMIT = 400  # characters of args shown in a table cell
+# Characters of one value (arguments, a message, all fields) shown on a job's page; the rest
+# is downloadable as the raw stored job.
+VALUE_LIMIT = 64 * 1024
 
 
 def environment() -> jinja2.Environment:
@@ -22,7 +26,8 @@ def environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters.update(ago=ago, number=number, args=show_args, mb=megabytes, iso=iso,
-                       duration=duration, pretty=pretty, text=as_text)
+                       duration=duration, pretty=pretty, text=as_text, clip=clip,
+                       clip_json=clip_json)
     env.globals["inf"] = float("inf")
     return env
 
@@ -32,6 +37,8 @@ def ago(moment: _dt.datetime | float | None, now: float | None = None) -> str:
     if moment is None:
         return "-"
     epoch = moment.timestamp() if isinstance(moment, _dt.datetime) else float(moment)
+    if not math.isfinite(epoch):
+        return f"{epoch!r} (not a time)"  # a score of inf or -inf: shown as stored
     delta = epoch - (time.time() if now is None else now)
     text = duration(abs(delta))
     return f"in {text}" if delta > 0.5 else f"{text} ago"
@@ -39,6 +46,8 @@ def ago(moment: _dt.datetime | float | None, now: float | None = None) -> str:
 
 def duration(seconds: float) -> str:
     """``12s``, ``5m 3s``, ``2h 10m``, ``3d 4h``."""
+    if not math.isfinite(seconds):
+        return f"{seconds!r}"
     whole = int(seconds)
     for unit, size, sub, sub_size in (("d", 86400, "h", 3600), ("h", 3600, "m", 60),
                                       ("m", 60, "s", 1)):
@@ -68,24 +77,86 @@ def megabytes(kib: int) -> str:
 
 
 def pretty(value: Any) -> str:
-    """A value as indented JSON (reprs for what JSON cannot hold)."""
+    """A value as indented JSON (reprs for what JSON cannot hold). Unbounded: for values
+    from Redis use :func:`clip_json`."""
     return json.dumps(value, indent=2, ensure_ascii=False, default=repr, sort_keys=True)
 
 
+def clip_json(value: Any, limit: int = VALUE_LIMIT) -> tuple[str, int]:
+    """(``value`` as JSON cut to ``limit`` characters, how many characters were cut). Small
+    values are indented; a big one is encoded once, compactly (C speed), and cut, so a job
+    with 20 MB of args costs one encoding, not a 20 MB page."""
+    compact = json.dumps(value, ensure_ascii=False, default=repr, sort_keys=True)
+    if len(compact) <= limit:
+        indented = pretty(value)
+        if len(indented) <= limit:
+            return indented, 0
+    return compact[:limit], max(0, len(compact) - limit)
+
+
+def clip(value: bytes | str | None, limit: int = VALUE_LIMIT) -> tuple[str, int]:
+    """(``value`` as text cut to ``limit`` characters, how many were cut)."""
+    if value is None:
+        return "", 0
+    text = as_text(value, limit)
+    return (text, 0) if len(text) <= limit else (text[:limit], max(1, len(value) - limit))
+
+
 def show_args(args: Any, limit: int = ARGS_LIMIT) -> str:
-    """Job args as one line of JSON, cut at ``limit`` characters."""
+    """Job args as one line of JSON, cut at ``limit`` characters. Only about ``limit``
+    characters of them are ever encoded, however big they are."""
+    args = shrink(args, limit)
     text = ", ".join(json.dumps(a, ensure_ascii=False, default=repr) for a in args) \
         if isinstance(args, list) else json.dumps(args, ensure_ascii=False, default=repr)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def shrink(value: Any, budget: int) -> Any:
+    """A copy of ``value`` holding about ``budget`` characters at most: long strings cut,
+    lists and maps cut after the items that fit (work proportional to ``budget``)."""
+    left = [budget]
+
+    def walk(item: Any, depth: int) -> Any:
+        if left[0] <= 0 or depth > 20:
+            return "…"
+        if isinstance(item, str):
+            cut = item[: left[0] + 1]
+            left[0] -= len(cut) + 2
+            return cut
+        if isinstance(item, list):
+            out = []
+            for element in item:
+                if left[0] <= 0:
+                    out.append("…")
+                    break
+                out.append(walk(element, depth + 1))
+            return out
+        if isinstance(item, dict):
+            mapping = {}
+            for key, element in item.items():
+                if left[0] <= 0:
+                    mapping["…"] = "…"
+                    break
+                left[0] -= len(str(key)[:budget]) + 4
+                mapping[str(key)[:budget]] = walk(element, depth + 1)
+            return mapping
+        left[0] -= 8
+        return item
+
+    return walk(value, 0)
+
+
 def as_text(value: bytes | str, limit: int = 4000) -> str:
-    """Bytes as UTF-8 text, or with escapes (``\\x81``) where they are not UTF-8."""
+    """Bytes as UTF-8 text, or with escapes (``\\x81``) where they are not UTF-8; cut at
+    ``limit`` characters (only about that much of ``value`` is decoded)."""
     if isinstance(value, str):
-        text = value
+        text = value[: limit + 1]
     else:
+        head = value[: 4 * limit + 4]
         try:
-            text = value.decode("utf-8")
-        except UnicodeDecodeError:
-            text = repr(value)[2:-1]
+            text = head.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            # Cut inside a character at the end: the text before it; else not UTF-8 at all.
+            cut = len(head) < len(value) and exc.start >= len(head) - 3
+            text = head[: exc.start].decode("utf-8") if cut else repr(head)[2:-1]
     return text if len(text) <= limit else text[:limit] + "…"

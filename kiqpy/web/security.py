@@ -5,7 +5,12 @@
   (double submit: another site can make a browser send the cookie, but cannot read it to put it
   in the form), and (2) no sign of coming from another site: ``Sec-Fetch-Site``, when sent, is
   ``same-origin``, and ``Origin``, when sent, names this host. Behind a proxy that rewrites
-  ``Host``, the proxy must pass ``X-Forwarded-Host``.
+  ``Host``, the proxy must pass ``X-Forwarded-Host``. Only tokens of the form this module
+  issues are accepted.
+- **The cookie** is ``HttpOnly; SameSite=Strict``, and ``Secure`` when the request came over
+  HTTPS: the server says so (``wsgi.url_scheme``), or, with ``trust_proxy``, a TLS-terminating
+  proxy in front does (``X-Forwarded-Proto: https``). Trust it only behind such a proxy: a
+  client reaching the app directly could send the header.
 - **Basic auth**, optional: ``user:pass``, compared in constant time.
 - **Headers** on every response: a strict Content-Security-Policy (scripts and styles only from
   this app, no inline script, nothing from any other host), no framing, no sniffing, no caching
@@ -17,6 +22,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import re
 import secrets
 from urllib.parse import urlsplit
 
@@ -25,6 +31,9 @@ from kiqpy.web.http import HTTPError, Request, Response
 
 CSRF_COOKIE = "kiqpy_csrf"
 CSRF_FIELD = "csrf"
+# What csrf_token issues: secrets.token_urlsafe(32), 43 URL-safe base64 characters. A POST
+# whose token has any other form was not issued by us, whatever the form field repeats.
+CSRF_TOKEN = re.compile(r"^[A-Za-z0-9_-]{43}$")
 
 CSP = "; ".join([
     "default-src 'none'",
@@ -86,8 +95,7 @@ def unauthorized() -> Response:
 def csrf_token(request: Request) -> tuple[str, bool]:
     """The session's token from its cookie, or a new one; True when it is new (to be set)."""
     token = request.cookies.get(CSRF_COOKIE, "")
-    if 32 <= len(token) <= 128 and token.isascii() and \
-            token.replace("-", "").replace("_", "").isalnum():
+    if CSRF_TOKEN.match(token):
         return token, False
     return secrets.token_urlsafe(32), True
 
@@ -96,6 +104,15 @@ def csrf_cookie(token: str, path: str, secure: bool) -> str:
     """The Set-Cookie value: readable by no script, sent on no cross-site request."""
     flags = "; Secure" if secure else ""
     return f"{CSRF_COOKIE}={token}; Path={path or '/'}; HttpOnly; SameSite=Strict{flags}"
+
+
+def is_https(request: Request, trust_proxy: bool) -> bool:
+    """Whether the browser's request was HTTPS: the WSGI scheme, or (``trust_proxy``) the
+    first ``X-Forwarded-Proto`` value, set by the proxy nearest the browser."""
+    if request.environ.get("wsgi.url_scheme") == "https":
+        return True
+    forwarded = request.header("X-Forwarded-Proto") or ""
+    return trust_proxy and forwarded.split(",")[0].strip().lower() == "https"
 
 
 def check_post(request: Request) -> None:
@@ -109,7 +126,8 @@ def check_post(request: Request) -> None:
         raise HTTPError(403, f"refused a change requested from another origin ({origin[:80]})")
     cookie = request.cookies.get(CSRF_COOKIE, "")
     sent = request.field(CSRF_FIELD)
-    if not cookie or not sent or not hmac.compare_digest(cookie.encode(), sent.encode()):
+    issued = CSRF_TOKEN.match(cookie) is not None
+    if not issued or not sent or not hmac.compare_digest(cookie.encode(), sent.encode()):
         raise HTTPError(403, "the form's security token is missing or stale: "
                              "reload the page and try again")
 

@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import logging
 import time
 from importlib import resources
 from typing import Any
 from urllib.parse import quote
 
-from kiqpy.api import History, PeriodicSet, ProcessSet, Queue, Stats, WorkSet
+from kiqpy.api import History, Page, PeriodicSet, ProcessSet, Queue, Stats, WorkSet
+from kiqpy.api.queues import SORTED_QUEUES
 from kiqpy.connection import REDIS_DOWN, translate_errors
-from kiqpy.web.context import PAGE_SIZE, Context, back, digest, require_page
-from kiqpy.web.http import HTTPError, Response, json_response
+from kiqpy.web.context import PAGE_SIZE, SUMMARY_QUEUES, Context, JobRow, back, digest, require_page
+from kiqpy.web.http import MAX_CURSOR, HTTPError, Response, json_response
+
+log = logging.getLogger("kiqpy.web")
 
 HISTORY_DAYS = (1, 7, 30, 90, 180)
 STATIC_TYPES = {"js": "text/javascript; charset=utf-8", "css": "text/css; charset=utf-8",
@@ -52,12 +56,15 @@ def dashboard(ctx: Context) -> Response:
     chart = {"dates": labels, "processed": processed, "failed": failed}
     rows = list(zip(labels, processed, failed, strict=True))[::-1]
     return ctx.render("dashboard.html", days=days, day_choices=HISTORY_DAYS, history=rows,
-                      chart=json.dumps(chart), redis=redis_info(ctx))
+                      chart=json.dumps(chart), redis=redis_info(ctx),
+                      problems=history.problems)
 
 
 def stats_data(ctx: Context) -> dict[str, Any]:
-    stats = Stats(ctx.config, ctx.redis)
+    stats = Stats(ctx.config, ctx.redis, queue_limit=SUMMARY_QUEUES)
     return {
+        "problems": [{"key": p.key, "problem": p.message} for p in stats.problems],
+        "enqueued_complete": stats.queues_complete,
         "kiqpy": {"processed": stats.processed, "failed": stats.failed,
                   "busy": stats.workers_size, "processes": stats.processes_size,
                   "enqueued": stats.enqueued, "scheduled": stats.scheduled_size,
@@ -69,22 +76,27 @@ def stats_data(ctx: Context) -> dict[str, Any]:
 
 
 def stats(ctx: Context) -> Response:
-    """Like Sidekiq's ``/stats``: counters under ``kiqpy``, Redis facts under ``redis``."""
+    """Like Sidekiq's ``/stats``: counters under ``kiqpy``, Redis facts under ``redis``, odd
+    values under ``problems``. ``enqueued`` sums the first ``SUMMARY_QUEUES`` queues when
+    there are more (the top-level ``enqueued_complete`` is then false)."""
     return json_response(stats_data(ctx))
 
 
 def stats_queues(ctx: Context) -> Response:
-    """Queue name -> size, biggest first (Sidekiq's ``/stats/queues``)."""
-    return json_response(Stats(ctx.config, ctx.redis).queues)
+    """Queue name -> size, biggest first (Sidekiq's ``/stats/queues``); of the first
+    ``SUMMARY_QUEUES`` queues when there are more."""
+    return json_response(Stats(ctx.config, ctx.redis, queue_limit=SUMMARY_QUEUES).queues)
 
 
 def health(ctx: Context) -> Response:
-    """One PING: 200 when Redis answers, 503 when it does not. Needs no login."""
+    """One PING: 200 when Redis answers, 503 when it does not. Needs no login, so it says no
+    more than that: Redis's error names its address and port, which goes to the log only."""
     started = time.perf_counter()
     try:
         ctx.redis.ping()
     except REDIS_DOWN as exc:
-        return json_response({"status": "unavailable", "error": str(exc)[:200]}, 503)
+        log.warning("kiqpy.web: /health: Redis does not answer: %s", exc)
+        return json_response({"status": "unavailable", "error": "Redis does not answer"}, 503)
     elapsed_ms = round((time.perf_counter() - started) * 1000, 2)
     return json_response({"status": "ok", "redis_ms": elapsed_ms})
 
@@ -92,8 +104,9 @@ def health(ctx: Context) -> Response:
 # -- busy ----------------------------------------------------------------------------------------
 def busy(ctx: Context) -> Response:
     # One transaction for both, as the heartbeat writes them: the busy counts and the list of
-    # running jobs on the page always come from the same beat.
-    processes = ProcessSet(ctx.config, ctx.redis, with_work=True)
+    # running jobs on the page always come from the same beat. A GET changes nothing, so dead
+    # members of `processes` are left out, not removed (orphan recovery removes them).
+    processes = ProcessSet(ctx.config, ctx.redis, prune=False, with_work=True)
     work = WorkSet.of(processes)
     now = time.time()
     running = [(identity, thread, w,
@@ -107,7 +120,7 @@ def busy_action(ctx: Context) -> Response:
     op = ctx.request.field("op")
     if op not in ("quiet", "stop"):
         raise HTTPError(400, f"unknown action {op[:40]!r}: use quiet or stop")
-    processes = ProcessSet(ctx.config, ctx.redis)
+    processes = ProcessSet(ctx.config, ctx.redis, prune=False)
     if ctx.request.field("all"):
         count = processes.quiet_all() if op == "quiet" else processes.stop_all()
         return back(ctx, "/busy", op, count)
@@ -121,43 +134,69 @@ def busy_action(ctx: Context) -> Response:
 
 
 # -- queues --------------------------------------------------------------------------------------
+QUEUES_PER_PAGE = 100
+
+
 def queues(ctx: Context) -> Response:
-    rows = [(q, q.size, q.latency) for q in Queue.all(ctx.config, ctx.redis)]
-    return ctx.render("queues.html", queues=rows)
+    """The known queues, a page at a time (sorted by name, or in Redis's order beyond
+    ``SORTED_QUEUES`` names): a page costs the same with 10 queues or 100,000."""
+    number = ctx.request.int_arg("page", 1)
+    cursor = ctx.request.int_arg("cursor", 0, low=0, high=MAX_CURSOR)
+    listing = Queue.listing(number, QUEUES_PER_PAGE, cursor, ctx.config, ctx.redis)
+    if listing.sorted and number > listing.pages:
+        raise HTTPError(404, f"page {number} does not exist: there are {listing.pages} pages")
+    return ctx.render("queues.html", listing=listing, cursor=cursor,
+                      sorted_limit=SORTED_QUEUES)
 
 
-def known_queue(ctx: Context, name: str) -> Queue:
+def known_queue(ctx: Context, name: str) -> tuple[Queue, str]:
+    """The queue and its key's type ("list", or "none" for an empty one); a 404 for a name
+    that is neither known nor holds jobs."""
     queue = Queue(name, ctx.config, ctx.redis)
     with translate_errors(ctx.redis):
         known = ctx.redis.sismember(ctx.keys.queues, name)
-    if not known and queue.size == 0:
+        kind = _text(ctx.redis.type(queue.key))
+    if not known and kind == "none":
         raise HTTPError(404, f"there is no queue named {name[:200]!r}")
-    return queue
+    return queue, kind
 
 
 def queue(ctx: Context, name: str) -> Response:
-    found = known_queue(ctx, name)
+    found, kind = known_queue(ctx, name)
     number = ctx.request.int_arg("page", 1)
-    page = found.page(number, PAGE_SIZE, newest_first=ctx.request.arg("order") == "newest")
+    order = ctx.request.arg("order") or "oldest"
+    if kind not in ("list", "none"):  # an odd value: say so, and offer to clear it
+        page: Page[JobRow] = Page([], 0, 1, PAGE_SIZE)
+        return ctx.render("queue.html", queue=found, page=page, digest=digest, order=order,
+                          problem=f"{found.key} is a {kind}, not a list")
+    page = found.page_of(JobRow, number, PAGE_SIZE, newest_first=order == "newest")
     require_page(page)
-    return ctx.render("queue.html", queue=found, page=page, digest=digest,
-                      order=ctx.request.arg("order") or "oldest")
+    return ctx.render("queue.html", queue=found, page=page, digest=digest, order=order,
+                      problem=None)
 
 
 def queue_action(ctx: Context, name: str) -> Response:
-    found = known_queue(ctx, name)
+    found, _ = known_queue(ctx, name)
     op = ctx.request.field("op")
     if op == "clear":
         return back(ctx, "/queues", "clear", found.clear())
     if op != "delete":
         raise HTTPError(400, f"unknown action {op[:40]!r}: use clear or delete")
     wanted = ctx.request.field("job")
-    for record in found.each():
-        if digest(record.value) == wanted:
-            record.delete()
-            return back(ctx, f"/queues/{_segment(name)}", "delete", 1,
-                        page=ctx.request.field("page") or None)
-    raise HTTPError(404, "that job is no longer in the queue (it may have run already)")
+    page = ctx.request.field("page")
+    number = int(page) if page.isascii() and page.isdigit() and 0 < len(page) < 10 else 1
+    newest = ctx.request.field("order") == "newest"
+    record = found.find_near(lambda value: digest(value) == wanted, max(1, number),
+                             PAGE_SIZE, newest_first=newest)
+    if record is not None and record.delete():
+        return back(ctx, f"/queues/{_segment(name)}", "delete", 1, page=page or None,
+                    order="newest" if newest else None)
+    raise HTTPError(404, "that job is no longer in the queue where the page showed it (it may "
+                         "have run already): reload the page")
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _segment(value: str) -> str:

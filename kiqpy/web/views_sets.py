@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import quote
 
-from kiqpy.api import DeadSet, JobSet, Page, RetrySet, ScheduledSet, SortedEntry
+from kiqpy.api import DeadSet, JobSet, Page, RetrySet, ScheduledSet, Search, SortedEntry
+from kiqpy.api.jobs import BACKTRACE_LIMIT
 from kiqpy.errors import PayloadError
-from kiqpy.web.context import PAGE_SIZE, Context, back, digest, require_page
+from kiqpy.payload import serializer_of
+from kiqpy.web.context import PAGE_SIZE, Context, JobRow, back, digest, require_page
 from kiqpy.web.http import HTTPError, Response
 
 # kind -> (class, title, what the score means, the changes offered)
@@ -28,78 +31,109 @@ KINDS: dict[str, tuple[type[JobSet], str, str, tuple[str, ...]]] = {
 # dead newest first; ?direction=asc|desc flips it.
 DEFAULT_DIRECTION = {"retries": "asc", "scheduled": "asc", "dead": "desc"}
 LABELS = {"retry": "Retry now", "enqueue": "Add to queue", "delete": "Delete", "kill": "Kill"}
-FILTER_LIMIT = 5000
-JID = re.compile(r"^[0-9a-f]{24}$")  # matching entries read for one filtered listing
+# A filter longer than any class name, jid or error text a person types is not a search.
+MAX_NEEDLE = 200
+JID = re.compile(r"^[0-9a-f]{24}$")
 
 
-def entry_id(entry: SortedEntry) -> str:
-    return f"{entry.score!r}-{digest(entry.value)}"
+def entry_id(entry: SortedEntry | JobRow) -> str:
+    named = entry.digest if isinstance(entry, JobRow) else digest(entry.value)
+    return f"{entry.score!r}-{named}"
 
 
 def job_set(ctx: Context, kind: str) -> JobSet:
     return KINDS[kind][0](ctx.config, ctx.redis)
 
 
-def find_entry(jobs: JobSet, title: str, ident: str) -> SortedEntry:
-    """The entry named ``ident`` (or, for links from logs, by its jid), or a 404 that says it
-    has left (or never was)."""
-    if JID.match(ident):
-        found = jobs.find_job(ident)
-        if found is None:
-            raise HTTPError(404, f"there is no job with jid {ident} in {title}")
-        return found
+def parse_id(ident: str) -> tuple[float, str] | None:
+    """``<score>-<digest>`` -> (score, digest); None when ``ident`` is not of that form.
+    Scores may be ``inf``/``-inf``: such an entry must still be reachable, to delete it."""
     score_text, _, wanted = ident.rpartition("-")
     try:
         score = float(score_text)
     except ValueError:
-        score = math.nan
-    if not math.isfinite(score):
+        return None
+    return None if math.isnan(score) or not wanted else (score, wanted)
+
+
+def find_entry(jobs: JobSet, title: str, ident: str) -> SortedEntry:
+    """The entry named ``ident`` (or, for links from logs, by its jid), or a 404 that says it
+    has left (or never was). By id: O(log n) plus the entries sharing its score; by jid: one
+    bounded search (:meth:`JobSet.search`), which may give up on a very big set."""
+    if JID.match(ident):
+        search = jobs.search(ident, limit=1_000, newest_first=False)
+        found = next((e for e in search.entries if e.jid == ident), None)
+        if found is not None:
+            return found
+        where = "" if search.exhausted else \
+            f" among the first {search.scanned:,} entries (filter by it to search further)"
+        raise HTTPError(404, f"there is no job with jid {ident} in {title}{where}")
+    parsed = parse_id(ident)
+    if parsed is None:
         raise HTTPError(404, f"{ident[:80]!r} does not name an entry of {title}")
-    for entry in jobs.fetch(score):
-        if digest(entry.value) == wanted:
-            return entry
+    score, wanted = parsed
+    search = jobs.search(lambda value: digest(value) == wanted, score=score, limit=1)
+    if search.entries:
+        return search.entries[0]
     raise HTTPError(404, f"that job is no longer in {title} "
                          f"(it may have been retried, moved or deleted)")
 
 
 def listing(ctx: Context, kind: str) -> Response:
     jobs = job_set(ctx, kind)
-    number = ctx.request.int_arg("page", 1)
     needle = ctx.request.arg("filter").strip()
+    if len(needle) > MAX_NEEDLE:
+        raise HTTPError(400, f"the filter is at most {MAX_NEEDLE} characters long; this one "
+                             f"has {len(needle):,}")
     direction = ctx.request.arg("direction") or DEFAULT_DIRECTION[kind]
     if direction not in ("asc", "desc"):
         direction = DEFAULT_DIRECTION[kind]
     descending = direction == "desc"
-    page = (filtered(jobs, needle, number, descending) if needle
-            else jobs.page(number, PAGE_SIZE, newest_first=descending))
-    require_page(page)
+    search: Search | None = None
+    if needle:
+        start = ctx.request.int_arg("from", 0, low=0)
+        search = jobs.search(needle, start, newest_first=descending, limit=PAGE_SIZE)
+        rows = [JobRow(e, e.score) for e in search.entries]
+        page: Page[JobRow] = Page(rows, len(rows), 1, PAGE_SIZE)
+    else:
+        page = jobs.page_of(lambda e: JobRow(e, e.score), ctx.request.int_arg("page", 1),
+                            PAGE_SIZE, newest_first=descending)
+        require_page(page)
     _, title, when, ops = KINDS[kind]
     query = {key: value for key, value in (("filter", needle), ("direction", direction))
              if value and (key != "direction" or value != DEFAULT_DIRECTION[kind])}
     return ctx.render("set.html", kind=kind, title=title, when=when, ops=ops, labels=LABELS,
                       page=page, needle=needle, entry_id=entry_id, direction=direction,
-                      query=query)
-
-
-def filtered(jobs: JobSet, needle: str, number: int, descending: bool = True
-             ) -> Page[SortedEntry]:
-    """Entries whose bytes contain ``needle``, latest first unless not ``descending``, as one
-    page."""
-    found: list[SortedEntry] = []
-    for entry in jobs.scan(needle):
-        found.append(entry)
-        if len(found) >= FILTER_LIMIT:
-            break
-    found.sort(key=lambda e: e.score, reverse=descending)
-    start = (number - 1) * PAGE_SIZE
-    return Page(found[start:start + PAGE_SIZE], len(found), number, PAGE_SIZE)
+                      query=query, search=search)
 
 
 def entry(ctx: Context, kind: str, entry_id: str) -> Response:
     _, title, when, ops = KINDS[kind]
     found = find_entry(job_set(ctx, kind), title, entry_id)
+    # Shown above "All fields" already, so not again in it: a big value is printed once.
+    shown = {"args": "(under Arguments, above)"}
+    if found.error_message:
+        shown["error_message"] = "(under Message, above)"
+    if found.error_backtrace:
+        shown["error_backtrace"] = "(under Backtrace, above)"
+    fields = {**found.item, **{k: v for k, v in shown.items() if k in found.item}}
+    raw = ctx.url(f"/{kind}/{_segment(entry_id)}/raw")
     return ctx.render("entry.html", kind=kind, title=title, when=when, ops=ops, labels=LABELS,
-                      entry=found, ident=entry_id)
+                      entry=found, ident=entry_id, fields=fields, raw=raw,
+                      backtrace_limit=BACKTRACE_LIMIT)
+
+
+def raw(ctx: Context, kind: str, entry_id: str) -> Response:
+    """The entry's stored bytes, as a download (msgpack or JSON, as stored)."""
+    found = find_entry(job_set(ctx, kind), KINDS[kind][1], entry_id)
+    suffix = "json" if serializer_of(found.value) == "json" else "msgpack"
+    name = f"{kind}-{found.jid if found.jid and JID.match(found.jid) else digest(found.value)}"
+    return Response(found.value, 200, "application/octet-stream", [
+        ("Content-Disposition", f'attachment; filename="{name}.{suffix}"')])
+
+
+def _segment(value: str) -> str:
+    return quote(value, safe="")
 
 
 def _apply(op: str, entry: SortedEntry) -> bool:
@@ -136,16 +170,34 @@ def bulk_action(ctx: Context, kind: str) -> Response:
     jobs = job_set(ctx, kind)
     if ctx.request.field("all"):
         return back(ctx, f"/{kind}", op, _all(jobs, op))
-    idents = ctx.request.form.get("ids", [])
+    idents = list(dict.fromkeys(ctx.request.form.get("ids", [])))
     if not idents:
         raise HTTPError(400, "no jobs were selected: tick the rows to change first")
     count = 0
-    for ident in idents:
+    for found in _selected(jobs, KINDS[kind][1], idents):
         try:
-            count += _apply(op, find_entry(jobs, KINDS[kind][1], ident))
-        except (HTTPError, PayloadError):
-            continue  # gone meanwhile, or not a job (only Delete applies to those)
+            count += _apply(op, found)
+        except PayloadError:
+            continue  # not a job (only Delete applies to those)
     return back(ctx, f"/{kind}", op, count)
+
+
+def _selected(jobs: JobSet, title: str, idents: list[str]) -> Iterator[SortedEntry]:
+    """The entries named by ``idents`` that are still there, one at a time (so a hundred big
+    ones are never all in memory). Entry ids are found one by one in O(log n) each (by their
+    score); jids, from links or scripts, all together in one bounded search."""
+    jids = {ident for ident in idents if JID.match(ident)}
+    for ident in idents:
+        if ident not in jids:
+            try:
+                yield find_entry(jobs, title, ident)
+            except HTTPError:
+                continue  # gone meanwhile
+    if jids:
+        pattern = re.compile(b"|".join(re.escape(j.encode()) for j in sorted(jids)))
+        search = jobs.search(lambda value: pattern.search(value) is not None,
+                             newest_first=False, limit=10 * len(jids))
+        yield from (e for e in search.entries if e.jid in jids)
 
 
 def _all(jobs: JobSet, op: str) -> int:
