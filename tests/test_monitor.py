@@ -140,3 +140,17 @@ def test_table_pads_columns_and_right_aligns_numbers():
 def test_ago(seconds, text):
     assert ago(1000.0, now=1000.0 + seconds) == text
     assert ago(None) == "-"
+
+
+def test_a_queue_key_that_is_not_a_list_is_reported_not_fatal(config, r, redis_url):
+    # Given a known queue whose key something else made a string
+    kiqpy.enqueue("Job", 1, queue="fine")
+    r.sadd("queues", "odd")
+    r.set("queue:odd", "not a list")
+    env = {**os.environ, "REDIS_URL": redis_url}
+    for args in (["stats", "queues"], ["stats", "queues", "--json"]):
+        done = subprocess.run([sys.executable, "-m", "kiqpy.cli", *args], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=30)
+        # Then the command still shows every queue, and says what is wrong with that one
+        assert done.returncode == 0, done.stderr
+        assert "fine" in done.stdout and "queue:odd is not a list" in done.stdout

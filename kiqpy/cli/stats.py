@@ -40,11 +40,19 @@ def collect(config: Config, client: redis.Redis, section: str = "all") -> dict[s
     if section in ("processes", "all"):
         data["processes"] = [p.to_dict() for p in ProcessSet(config, client)]
     if section in ("queues", "all"):
-        queues = Queue.all(config, client)
-        data["queues"] = sorted(
-            ({"name": q.name, "size": q.size, "latency": round(q.latency, 3)} for q in queues),
-            key=lambda row: (-row["size"], row["name"]))
+        rows = [_queue_row(q) for q in Queue.all(config, client)]
+        data["queues"] = sorted(rows, key=lambda row: (-(row["size"] or 0), row["name"]))
     return data
+
+
+def _queue_row(queue: Any) -> dict[str, Any]:
+    """One queue's name, size and latency; a key that is not a list (written by something
+    else) is reported as a problem rather than ending the command."""
+    try:
+        return {"name": queue.name, "size": queue.size, "latency": round(queue.latency, 3)}
+    except redis.exceptions.ResponseError as exc:
+        return {"name": queue.name, "size": None, "latency": None,
+                "problem": f"{queue.key} is not a list ({exc})"}
 
 
 # -- text rendering ----------------------------------------------------------------------------
@@ -105,8 +113,9 @@ def render_queues(queues: list[dict[str, Any]]) -> list[str]:
     lines = [f"---- Queues ({len(queues)}) ----"]
     if not queues:
         return [*lines, "  (none)"]
-    rows = [(q["name"], q["size"], f"{q['latency']:.2f}") for q in queues]
-    return lines + table(("NAME", "SIZE", "LATENCY"), rows, right=("LATENCY",))
+    rows = [(q["name"], "?" if q["size"] is None else q["size"],
+             q.get("problem") or f"{q['latency']:.2f}") for q in queues]
+    return lines + table(("NAME", "SIZE", "LATENCY"), rows, right=("SIZE", "LATENCY"))
 
 
 def render(data: dict[str, Any], header: str) -> str:
