@@ -8,6 +8,10 @@ to a configuration's chains (the default configuration when None):
   Sidekiq Enterprise's; a duplicate push within the window returns None instead of a jid.
 - :mod:`kiqpy_middleware.expiry`: job expiry (option ``expires_in``), like Sidekiq Pro's; a
   job not started in time is skipped.
+- :mod:`kiqpy_middleware.opentelemetry`: a PRODUCER span per push and a CONSUMER span per run,
+  one trace across the push and the worker (extra ``kiqpy[opentelemetry]``).
+- :mod:`kiqpy_middleware.sentry`: every job failure reported to Sentry once, with the job's
+  class, jid, queue and retry count (extra ``kiqpy[sentry]``).
 
 Use them where jobs are pushed and in the worker, from a module it loads with ``-r``::
 
