@@ -24,9 +24,10 @@ if TYPE_CHECKING:
 Check = Callable[[], tuple[bool, str]]
 
 
-def make_server(host: str, port: int, check: Check, threading_server: bool = True
-                ) -> HTTPServer:
-    """An HTTP server answering ``/health`` (and ``/``) with ``check()``'s verdict."""
+def make_server(host: str, port: int, check: Check, threading_server: bool = True,
+                metrics: Callable[[], bytes] | None = None) -> HTTPServer:
+    """An HTTP server answering ``/health`` (and ``/``) with ``check()``'s verdict, and, given
+    ``metrics``, ``/metrics`` with the Prometheus text it returns."""
 
     class Handler(BaseHTTPRequestHandler):
         # A client that connects and sends nothing is dropped after this many seconds; under
@@ -34,7 +35,11 @@ def make_server(host: str, port: int, check: Check, threading_server: bool = Tru
         timeout = 1.0
 
         def do_GET(self) -> None:
-            if self.path.split("?")[0] not in ("/", "/health", "/healthz"):
+            path = self.path.split("?")[0]
+            if path == "/metrics" and metrics is not None:
+                self._metrics()
+                return
+            if path not in ("/", "/health", "/healthz"):
                 self.send_error(404)
                 return
             try:
@@ -48,6 +53,18 @@ def make_server(host: str, port: int, check: Check, threading_server: bool = Tru
             self.end_headers()
             self.wfile.write(body)
 
+        def _metrics(self) -> None:
+            assert metrics is not None
+            try:
+                body, code = metrics(), 200
+            except Exception as exc:  # a scrape must not take the health server down
+                body, code = f"metrics failed: {exc!r}\n".encode(), 503
+            self.send_response(code)
+            self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
         def log_message(self, format: str, *args: Any) -> None:
             pass  # probes every few seconds would drown the job log
 
@@ -55,12 +72,26 @@ def make_server(host: str, port: int, check: Check, threading_server: bool = Tru
     return server_class((host, port), Handler)
 
 
-def serve_in_thread(host: str, port: int, check: Check) -> HTTPServer:
-    """Serve health checks from a daemon thread (``kiqpy.cli.health``); returns the server."""
-    server = make_server(host, port, check)
+def serve_in_thread(host: str, port: int, check: Check,
+                    metrics: Callable[[], bytes] | None = None) -> HTTPServer:
+    """Serve health checks (and ``/metrics``, given ``metrics``) from a daemon thread
+    (``kiqpy.health``); returns the server."""
+    server = make_server(host, port, check, metrics=metrics)
     thread = threading.Thread(target=server.serve_forever, name="kiqpy.health", daemon=True)
     thread.start()
     return server
+
+
+def prometheus(config: Config) -> Callable[[], bytes] | None:
+    """The ``/metrics`` of a health port: the cluster's numbers and this process's (or, in
+    multiprocess mode, every child's) registry; None without prometheus_client."""
+    try:
+        import prometheus_client  # noqa: F401
+    except ImportError:
+        return None
+    from kiqpy.api.prometheus import exposition
+
+    return lambda: exposition(config)
 
 
 def live_processes(client: redis.Redis, keys: Keys, max_age: float | None = None

@@ -115,7 +115,7 @@ def run_worker(config: Config, options: ProcessOptions, max_jobs: int | None = N
         from kiqpy.cli import health
 
         server = health.serve_in_thread(options.health_host, options.health_port,
-                                        launcher.healthy)
+                                        launcher.healthy, health.prometheus(config))
     try:
         code = launcher.run()
     finally:
@@ -147,7 +147,8 @@ def run_supervisor(options: ProcessOptions, load_app: AppLoader) -> int:
 
         supervisor.health = health.make_server(
             options.health_host, options.health_port,
-            supervisor_check(config, supervisor.child_pids), threading_server=False)
+            supervisor_check(config, supervisor.child_pids), threading_server=False,
+            metrics=health.prometheus(config))
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGTSTP, signal.SIGTTIN,
                    signal.SIGUSR1):
         signal.signal(signum, lambda s, f: supervisor.signals.append(s))

@@ -56,7 +56,7 @@ __all__ = ["create_app"]
 
 def create_app(config: Config | None = None, *, prefix: str = "",
                basic_auth: str | tuple[str, str] | None = None,
-               trust_proxy: bool = False) -> Dashboard:
+               trust_proxy: bool = False, metrics: bool = False) -> Dashboard:
     """The dashboard as a WSGI application.
 
     ``config``: the :class:`kiqpy.Config` whose Redis and namespace to show (default:
@@ -65,6 +65,10 @@ def create_app(config: Config | None = None, *, prefix: str = "",
     ``"user:pass"`` or a pair, to require HTTP basic auth. ``trust_proxy``: believe
     ``X-Forwarded-Proto: https`` from a TLS-terminating proxy in front (the session cookie
     then gets ``Secure``); leave it off when clients can reach the app directly.
+    ``metrics``: also answer Prometheus scrapes at ``/metrics`` (the cluster's numbers from
+    Redis; needs ``kiqpy[prometheus]``): a request that does not ask for HTML gets the
+    exposition text, a browser still gets the Metrics page. Off by default: anyone who can
+    reach the app (and pass its basic auth) could read them.
 
     Example: ``create_app(kiqpy.Config(redis_url="redis://10.0.0.5/0"), prefix="/kiqpy")``.
     """
@@ -74,4 +78,4 @@ def create_app(config: Config | None = None, *, prefix: str = "",
         if exc.name not in ("jinja2", "markupsafe"):
             raise
         raise ConfigurationError("the dashboard needs Jinja2: pip install 'kiqpy[web]'") from exc
-    return Dashboard(config, prefix, basic_auth, trust_proxy)
+    return Dashboard(config, prefix, basic_auth, trust_proxy, metrics)

@@ -65,13 +65,14 @@ class Dashboard:
 
     def __init__(self, config: Config | None = None, prefix: str = "",
                  basic_auth: str | tuple[str, str] | None = None,
-                 trust_proxy: bool = False) -> None:
+                 trust_proxy: bool = False, metrics: bool = False) -> None:
         self.config = config if config is not None else default_config()
         self.redis = ApiObject(self.config).redis
         self.keys = Keys(self.config.namespace)
         self.prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
         self.auth = security.parse_basic_auth(basic_auth)
         self.trust_proxy = trust_proxy
+        self.prometheus = metrics
         self.templates = render.environment()
         self.routes = [(m, re.compile(f"^{p}$"), h) for m, p, h in ROUTES]
 

@@ -36,6 +36,7 @@ class Site(Protocol):
     redis: redis.Redis
     keys: Keys
     templates: jinja2.Environment
+    prometheus: bool
 
 log = logging.getLogger("kiqpy.web")
 

@@ -27,6 +27,9 @@ def _period(ctx: Context) -> tuple[str, int]:
 
 
 def listing(ctx: Context) -> Response:
+    if ctx.app.prometheus and "text/html" not in (
+            ctx.request.header("Accept") or ""):
+        return _prometheus(ctx)
     period, minutes = _period(ctx)
     sort = ctx.request.arg("sort") or "time"
     if sort not in SORTS:
@@ -34,6 +37,13 @@ def listing(ctx: Context) -> Response:
     rows = sorted(Metrics(ctx.config, ctx.redis).top(minutes), key=SORTS[sort])
     return ctx.render("metrics.html", rows=rows, period=period, periods=list(PERIODS),
                       sort=sort)
+
+
+def _prometheus(ctx: Context) -> Response:
+    """A Prometheus scrape (``create_app(metrics=True)``): the cluster's numbers from Redis."""
+    from kiqpy.api.prometheus import CONTENT_TYPE, exposition
+
+    return Response(exposition(ctx.config, process=False), 200, CONTENT_TYPE)
 
 
 def job_class(ctx: Context, name: str) -> Response:
