@@ -240,6 +240,10 @@ def main() -> None:
                          ">= 9k jobs/s")
         line("  as a share of the threaded redis-py ceiling", f"{off / top:.0%}",
              f">= 90% (of kiqpy.redis()'s: {off / top_kiqpy:.0%})")
+        no_metrics = processing(url, r, "NoopIncr", n, [*quiet, "--no-metrics"],
+                                "  the same, execution metrics off", "(for reference)")
+        line("  cost of the execution metrics", f"{1 - off / no_metrics:.0%}",
+             "<= 5% of the metrics-off rate")
         processing(url, r, "NoopIncrOwnClient", n, quiet,
                    "  the same, INCR on the app's own redis.Redis", "(for reference)")
         on = processing(url, r, "NoopIncr", n, ["-c", "10", "--log-level", "info"],

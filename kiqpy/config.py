@@ -65,7 +65,8 @@ class Config:
     push_replicas_timeout: float = 1.0
     # Periodic jobs: the leader's lease; another process takes over within 1.25 x this.
     periodic_lease: float = 20.0
-    # Execution metrics (per class and minute) are kept this long, in seconds.
+    # Execution metrics per class and minute (off: nothing counted), kept this long (s).
+    metrics: bool = True
     metrics_retention: float = 72 * 3600.0
     # -- worker ----------------------------------------------------------------------------
     concurrency: int = 10

@@ -144,3 +144,15 @@ def test_the_readmes_mark_deploy_command_records_the_git_commit(config, r, redis
     head = subprocess.run(["git", "log", "-1", "--format=%h %s"], cwd=ROOT,
                           capture_output=True, text=True).stdout.strip()
     assert mark.label == (head[:200] or "deploy")
+
+
+@pytest.mark.slow
+def test_no_metrics_counts_nothing(config, r, redis_url):
+    from tests import app_jobs
+
+    with WorkerProcess(redis_url, "--heartbeat-interval", "0.3", "--no-metrics") as worker:
+        app_jobs.Record.perform_async(1)
+        wait_for(lambda: r.llen("test:ran") == 1, message="the job")
+        worker.terminate()
+        assert worker.wait() == 0
+    assert Metrics(config, r).top(5) == [] and not r.keys("kiqpy:metrics:*")

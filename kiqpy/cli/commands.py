@@ -177,6 +177,8 @@ def _source_is_default(ctx: click.Context, name: str) -> bool:
 @click.option("--process-ttl", type=click.FloatRange(min=0.1), default=60.0,
               envvar="KIQPY_PROCESS_TTL",
               help="Seconds without a heartbeat after which a process counts as dead.")
+@click.option("--metrics/--no-metrics", default=True, envvar="KIQPY_METRICS",
+              help="Count executions per job class for the Metrics page.  [default: on]")
 @click.option("--log-format", type=click.Choice(["auto", "console", "json"], case_sensitive=False),
               default="auto",
               envvar="KIQPY_LOG_FORMAT", help="Console on a TTY, JSON otherwise.")

@@ -65,7 +65,7 @@ class Launcher:
         self.retrier = Retrier(config, self.redis, self.keys, self.outage, self.log,
                                self.hard_stop)
         self.manager = Manager(config.concurrency, self.fetcher, self.retrier,
-                               config.server_middleware, self.log)
+                               config.server_middleware, self.log, config.metrics)
         self.heartbeat = Heartbeat(config, self.redis, self.keys, self.identity, self.manager,
                                    self.fetcher, self.outage, self.log, self._remote,
                                    self.background_stop)

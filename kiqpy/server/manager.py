@@ -10,6 +10,7 @@ from typing import Any
 
 from kiqpy.chain import Chain
 from kiqpy.server.fetch import STOP, Fetcher
+from kiqpy.server.metrics import NoMetrics, Recorder
 from kiqpy.server.processor import Processor
 from kiqpy.server.retry import Retrier
 
@@ -19,13 +20,14 @@ class Manager:
     them to finish their current job and exit; :meth:`join` waits for them with a deadline."""
 
     def __init__(self, concurrency: int, fetcher: Fetcher, retrier: Retrier, chain: Chain,
-                 log: Any) -> None:
+                 log: Any, metrics: bool = True) -> None:
         self.fetcher = fetcher
         # thread name -> (queue, job map, start time); written only by that thread
         self.busy: dict[str, tuple[str, dict[str, Any], float]] = {}
         self.halt = threading.Event()
         self.processors = [
-            Processor(f"kiqpy.processor-{n}", fetcher, retrier, chain, self.busy, self.halt, log)
+            Processor(f"kiqpy.processor-{n}", fetcher, retrier, chain, self.busy, self.halt, log,
+                      Recorder() if metrics else NoMetrics())
             for n in range(1, concurrency + 1)
         ]
         self.threads: list[threading.Thread] = []

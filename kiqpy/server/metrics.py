@@ -56,6 +56,15 @@ class Recorder:
         return counts
 
 
+class NoMetrics(Recorder):
+    """A recorder that keeps nothing (``--no-metrics``)."""
+
+    __slots__ = ()
+
+    def record(self, job_class: str, seconds: float, failed: bool) -> None:
+        pass
+
+
 class MetricsWriter:
     """Merges the recorders' counts and writes them (called by the heartbeat thread after each
     beat). Counts that could not be written (Redis away) are kept for the next flush."""

@@ -32,12 +32,13 @@ class Processor:
 
     def __init__(self, name: str, fetcher: Fetcher, retrier: Retrier, chain: Chain,
                  busy: dict[str, tuple[str, dict[str, Any], float]], halt: threading.Event,
-                 log: Any) -> None:
+                 log: Any, metrics: Recorder | None = None) -> None:
         self.name, self.fetcher, self.retrier, self.chain = name, fetcher, retrier, chain
         self.busy, self.halt, self.log = busy, halt, log
         self.processed = 0
         self.failed = 0
-        self.metrics = Recorder()  # per class and minute; flushed by the heartbeat
+        # Per class and minute, flushed by the heartbeat (NoMetrics with --no-metrics).
+        self.metrics = metrics if metrics is not None else Recorder()
 
     def run(self) -> None:
         # The logger as configured now, bound once: each call on the lazy proxy get_logger()
