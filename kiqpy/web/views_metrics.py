@@ -17,6 +17,7 @@ SORTS = {"time": lambda r: -r.milliseconds, "processed": lambda r: -r.processed,
          "failed": lambda r: -r.failed, "avg": lambda r: -r.avg_seconds,
          "p95": lambda r: -(r.p95_seconds or 0.0), "class": lambda r: r.job_class}
 WIDTH, HEIGHT = 720, 160
+TOP_CHARTED = 5
 
 
 def _period(ctx: Context) -> tuple[str, int]:
@@ -34,9 +35,23 @@ def listing(ctx: Context) -> Response:
     sort = ctx.request.arg("sort") or "time"
     if sort not in SORTS:
         raise HTTPError(400, f"unknown sort {sort[:20]!r}: use {', '.join(SORTS)}")
-    rows = sorted(Metrics(ctx.config, ctx.redis).top(minutes), key=SORTS[sort])
+    metrics = Metrics(ctx.config, ctx.redis)
+    top = metrics.top(minutes)
+    rows = sorted(top, key=SORTS[sort])
+    # The chart: executions per minute of the classes with the most time, one line each.
+    names = [row.job_class for row in top[:TOP_CHARTED]]
+    table = metrics.table(names, minutes) if names else []
+    marks = metrics.deploys(minutes)
+    lines = [{"name": name, "n": n, **_chart([(t, by[name]) for t, by in table], marks,
+                                             lambda r: r.processed, top=_top(table))}
+             for n, name in enumerate(names)]
     return ctx.render("metrics.html", rows=rows, period=period, periods=list(PERIODS),
-                      sort=sort)
+                      sort=sort, lines=lines, width=WIDTH, height=HEIGHT)
+
+
+def _top(table: list[tuple[_dt.datetime, dict[str, ClassMetrics]]]) -> float:
+    """The largest value any charted class reaches, so every line shares one scale."""
+    return float(max((row.processed for _, by in table for row in by.values()), default=0))
 
 
 def _prometheus(ctx: Context) -> Response:
@@ -67,10 +82,11 @@ def job_class(ctx: Context, name: str) -> Response:
 
 
 def _chart(series: list[tuple[_dt.datetime, ClassMetrics]], marks: list[DeployMark],
-           value: Any) -> dict[str, Any]:
-    """Polyline points and deploy-mark x positions for one series."""
+           value: Any, top: float | None = None) -> dict[str, Any]:
+    """Polyline points and deploy-mark x positions for one series (scaled to ``top``, or to
+    its own largest value)."""
     values = [float(value(row)) for _, row in series]
-    top = max(values, default=0.0) or 1.0
+    top = top or max(values, default=0.0) or 1.0
     step = WIDTH / max(1, len(values) - 1)
     points = " ".join(f"{i * step:.1f},{HEIGHT - v / top * (HEIGHT - 10):.1f}"
                       for i, v in enumerate(values))
