@@ -28,6 +28,7 @@ from kiqpy.connection import thread_client as _thread_client
 from kiqpy.errors import (
     ArgumentError,
     ConfigurationError,
+    JobTimeout,
     KiqpyError,
     NoJobsError,
     NotReplicatedError,
@@ -100,6 +101,7 @@ __all__ = [
     "Client",
     "Config",
     "ConfigurationError",
+    "JobTimeout",
     "KiqpyError",
     "NoJobsError",
     "NotReplicatedError",

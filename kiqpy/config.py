@@ -65,6 +65,10 @@ class Config:
     push_replicas_timeout: float = 1.0
     # Periodic jobs: the leader's lease; another process takes over within 1.25 x this.
     periodic_lease: float = 20.0
+    # Jobs without a timeout option get this one (seconds; None: no timeout, as Sidekiq), and
+    # a job still running this long after its timeout gets its process replaced.
+    default_timeout: float | None = None
+    timeout_grace: float = 10.0
     # Execution metrics per class and minute (off: nothing counted), kept this long (s).
     metrics: bool = True
     metrics_retention: float = 72 * 3600.0
@@ -195,8 +199,10 @@ _INT_FIELDS = ("concurrency", "pool_size", "max_retries", "dead_max_jobs",
                "poison_pill_recoveries", "prefetch", "push_replicas")
 _NUMBER_FIELDS = ("socket_timeout", "timeout", "heartbeat_interval", "process_ttl",
                   "poll_interval_average", "dead_timeout", "poison_pill_window",
-                  "push_replicas_timeout", "periodic_lease", "metrics_retention")
-_OPTIONAL = frozenset({"socket_timeout", "poll_interval_average", "prefetch"})
+                  "push_replicas_timeout", "periodic_lease", "metrics_retention",
+                  "default_timeout", "timeout_grace")
+_OPTIONAL = frozenset({"socket_timeout", "poll_interval_average", "prefetch",
+                       "default_timeout"})
 
 
 class _Default:

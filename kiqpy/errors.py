@@ -11,6 +11,7 @@
      │                                     acknowledged in time (Config.push_replicas)
      ├── RedisRefusedError (redis.exceptions.ResponseError)  Redis answered "no" to a push:
      │                                     out of memory, READONLY replica, WRONGTYPE key
+     ├── JobTimeout                        a job ran longer than its ``timeout`` option
      ├── PoisonPill                        what death handlers get for a job whose workers
      │                                     died under it again and again (kiqpy.server.recovery)
      └── NoJobsError (LookupError)         testing: perform_one() on an empty fake queue
@@ -68,6 +69,11 @@ class RedisRefusedError(KiqpyError, redis.exceptions.ResponseError):
         except kiqpy.RedisRefusedError as exc:
             log.warning("job not enqueued", reason=str(exc))
     """
+
+
+class JobTimeout(KiqpyError):
+    """Raised inside a job that ran longer than its ``timeout`` option (or the worker's
+    ``--default-timeout``); it then fails and follows its retry rules like any error."""
 
 
 class PoisonPill(KiqpyError):

@@ -11,7 +11,8 @@ import kiqpy.testing
 
 # The intended public names. Adding one to kiqpy/__init__.py means adding it here, on purpose.
 INTENDED = {
-    "ArgumentError", "Chain", "Client", "Config", "ConfigurationError", "KiqpyError",
+    "ArgumentError", "Chain", "Client", "Config", "ConfigurationError", "JobTimeout",
+    "KiqpyError",
     "NoJobsError", "NotReplicatedError", "OptionsError", "PayloadError", "PoisonPill",
     "RedisRefusedError", "RedisUnavailableError", "UnknownJobError",
     "Worker", "__version__", "configure", "current_job", "declare_option", "default_client",

@@ -177,6 +177,9 @@ def _source_is_default(ctx: click.Context, name: str) -> bool:
 @click.option("--process-ttl", type=click.FloatRange(min=0.1), default=60.0,
               envvar="KIQPY_PROCESS_TTL",
               help="Seconds without a heartbeat after which a process counts as dead.")
+@click.option("--default-timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+              envvar="KIQPY_DEFAULT_TIMEOUT",
+              help="Seconds a job without a timeout option may run [default: no limit].")
 @click.option("--metrics/--no-metrics", default=True, envvar="KIQPY_METRICS",
               help="Count executions per job class for the Metrics page.  [default: on]")
 @click.option("--log-format", type=click.Choice(["auto", "console", "json"], case_sensitive=False),

@@ -71,6 +71,7 @@ _DECLARED: dict[str, tuple[Validator, str]] = {
     "dead": (_bool, "kiqpy"),
     "tags": (_tags, "kiqpy"),
     "name": (_queue, "kiqpy"),
+    "timeout": (seconds, "kiqpy"),
 }
 
 # Options of bundled middleware, known before they are imported so the error can say where

@@ -29,6 +29,7 @@ from kiqpy.server.outage import Outage
 from kiqpy.server.retry import Retrier
 from kiqpy.server.scheduler import Scheduler
 from kiqpy.server.ticker import Ticker
+from kiqpy.server.watchdog import Watchdog
 
 EXIT_RECYCLE = 75  # the exit code asking a supervisor for a replacement (--max-jobs)
 # The exit code of a supervised child stopped through Redis (dashboard "Stop", api
@@ -64,8 +65,11 @@ class Launcher:
         self.fetcher.budget = max_jobs
         self.retrier = Retrier(config, self.redis, self.keys, self.outage, self.log,
                                self.hard_stop)
+        self.watchdog = Watchdog(config.timeout_grace, self.log, self.background_stop,
+                                 self._stuck)
         self.manager = Manager(config.concurrency, self.fetcher, self.retrier,
-                               config.server_middleware, self.log, config.metrics)
+                               config.server_middleware, self.log, config.metrics,
+                               self.watchdog, config.default_timeout)
         self.heartbeat = Heartbeat(config, self.redis, self.keys, self.identity, self.manager,
                                    self.fetcher, self.outage, self.log, self._remote,
                                    self.background_stop)
@@ -122,9 +126,17 @@ class Launcher:
         self.fetcher.start(self.spawn)
         self._background.append(self.spawn("kiqpy.scheduler", self.scheduler.run))
         self._background.append(self.spawn("kiqpy.heartbeat", self.heartbeat.run))
+        self._background.append(self.spawn("kiqpy.watchdog", self.watchdog.run))
         if self.ticker is not None:
             self._background.append(self.spawn("kiqpy.periodic", self.ticker.run))
         self.started.set()
+
+    def _stuck(self) -> None:
+        """A job stuck past its timeout: stop as for a memory recycle (a -p supervisor starts
+        a replacement); the shutdown pushes the stuck job back to its queue after -t."""
+        if not self.stop_requested.is_set():
+            self.exit_code = EXIT_RECYCLE
+            self.stop()
 
     def _first_beat(self) -> bool:
         self.heartbeat.beat()

@@ -13,6 +13,7 @@ from kiqpy.server.fetch import STOP, Fetcher
 from kiqpy.server.metrics import NoMetrics, Recorder
 from kiqpy.server.processor import Processor
 from kiqpy.server.retry import Retrier
+from kiqpy.server.watchdog import Watchdog
 
 
 class Manager:
@@ -20,14 +21,15 @@ class Manager:
     them to finish their current job and exit; :meth:`join` waits for them with a deadline."""
 
     def __init__(self, concurrency: int, fetcher: Fetcher, retrier: Retrier, chain: Chain,
-                 log: Any, metrics: bool = True) -> None:
+                 log: Any, metrics: bool = True, watchdog: Watchdog | None = None,
+                 default_timeout: float | None = None) -> None:
         self.fetcher = fetcher
         # thread name -> (queue, job map, start time); written only by that thread
         self.busy: dict[str, tuple[str, dict[str, Any], float]] = {}
         self.halt = threading.Event()
         self.processors = [
             Processor(f"kiqpy.processor-{n}", fetcher, retrier, chain, self.busy, self.halt, log,
-                      Recorder() if metrics else NoMetrics())
+                      Recorder() if metrics else NoMetrics(), watchdog, default_timeout)
             for n in range(1, concurrency + 1)
         ]
         self.threads: list[threading.Thread] = []

@@ -14,11 +14,12 @@ import structlog
 from kiqpy.chain import Chain
 from kiqpy.client.execution import execute
 from kiqpy.client.registry import lookup
-from kiqpy.errors import PayloadError
+from kiqpy.errors import JobTimeout, PayloadError
 from kiqpy.payload import decode
 from kiqpy.server.fetch import STOP, Fetcher
 from kiqpy.server.metrics import Recorder
 from kiqpy.server.retry import Retrier
+from kiqpy.server.watchdog import Watchdog, settle
 
 _bind = structlog.contextvars.bind_contextvars
 _clear = structlog.contextvars.clear_contextvars
@@ -32,13 +33,15 @@ class Processor:
 
     def __init__(self, name: str, fetcher: Fetcher, retrier: Retrier, chain: Chain,
                  busy: dict[str, tuple[str, dict[str, Any], float]], halt: threading.Event,
-                 log: Any, metrics: Recorder | None = None) -> None:
+                 log: Any, metrics: Recorder | None = None, watchdog: Watchdog | None = None,
+                 default_timeout: float | None = None) -> None:
         self.name, self.fetcher, self.retrier, self.chain = name, fetcher, retrier, chain
         self.busy, self.halt, self.log = busy, halt, log
         self.processed = 0
         self.failed = 0
         # Per class and minute, flushed by the heartbeat (NoMetrics with --no-metrics).
         self.metrics = metrics if metrics is not None else Recorder()
+        self.watchdog, self.default_timeout = watchdog, default_timeout
 
     def run(self) -> None:
         # The logger as configured now, bound once: each call on the lazy proxy get_logger()
@@ -74,8 +77,17 @@ class Processor:
         outcome: str | None = "done"
         try:
             cls = lookup(job["class"])
-            execute(cls, job, self.chain)
+            # The push's timeout, else the class's here (a job pushed by name from elsewhere
+            # carries none), else the worker's --default-timeout.
+            timeout = job.get("timeout") or cls.kiqpy_options_resolved.get(
+                "timeout", self.default_timeout)
+            if type(timeout) in (int, float) and timeout > 0 and self.watchdog is not None:
+                self._run_with_timeout(cls, job, timeout)
+            else:
+                execute(cls, job, self.chain)
         except BaseException as exc:  # a job's SystemExit must not end the worker either
+            if isinstance(exc, JobTimeout) and not exc.args:  # sent by the watchdog
+                exc = JobTimeout(f"{job['class']} ran longer than its timeout of {timeout} s")
             elapsed = time.perf_counter() - started
             self.failed += 1
             self.metrics.record(job["class"], elapsed, True)
@@ -94,6 +106,16 @@ class Processor:
             self.fetcher.done(queue, payload, time.perf_counter() - started)
         else:
             self.fetcher.release(queue, payload)
+
+
+    def _run_with_timeout(self, cls: Any, job: dict[str, Any], timeout: Any) -> None:
+        assert self.watchdog is not None
+        try:
+            self.watchdog.arm(job["jid"], float(timeout))
+            execute(cls, job, self.chain)
+        finally:
+            self.watchdog.disarm()
+            settle()
 
 
 def _describe(exc: BaseException) -> str:
