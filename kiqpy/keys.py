@@ -14,6 +14,7 @@ class Keys:
     """Key names for one namespace. Cheap to build; attributes are precomputed strings."""
 
     __slots__ = (
+        "cancellations",
         "dead",
         "inflight_owners",
         "metrics_deploys",
@@ -43,6 +44,8 @@ class Keys:
         self.recovery_lock = f"{p}kiqpy:recovery-lock"
         # Periodic jobs: the definitions the ticker's leader publishes (name -> JSON), and the
         # leader's lease (its identity, with a TTL).
+        # Cancelled jobs of the last day: JSON {jid, class, queue, where} scored by the time.
+        self.cancellations = f"{p}kiqpy:cancellations"
         # Deploy marks for the metrics: a sorted set of JSON labels scored by their time.
         self.metrics_deploys = f"{p}kiqpy:metrics:deploys"
         self.periodic_entries = f"{p}kiqpy:periodic"
@@ -76,6 +79,11 @@ class Keys:
         """The state hash of one periodic entry: ``last`` tick enqueued (epoch seconds),
         ``jid`` of its job, ``signature`` of its schedule, ``paused``."""
         return f"{self.prefix}kiqpy:periodic:{name}"
+
+    def cancelled(self, jid: str) -> str:
+        """Set while a job is cancelled (a day): a running job sees it as ``self.cancelled``,
+        and the worker neither retries nor kills it when it stops."""
+        return f"{self.prefix}kiqpy:cancelled:{jid}"
 
     def metrics(self, minute: int) -> str:
         """The execution metrics of one minute (epoch seconds // 60): a hash of

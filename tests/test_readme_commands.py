@@ -77,6 +77,12 @@ RUN_HERE = {
 
 # command -> "path[::test_name] (why)": the test or script elsewhere that runs its equivalent
 COVERED_ELSEWHERE = {
+    "kiqpy cancel JID":
+        "tests/test_cancel.py::test_a_running_job_is_told_and_neither_retried_nor_dead "
+        "(cancels a running job by its jid)",
+    "kiqpy cancel":
+        "tests/test_cancel.py::test_cancelling_an_unknown_or_finished_jid_says_so "
+        "(an unknown jid: exit 1 and the reason)",
     "python -c 'import kiqpy.api; kiqpy.api.mark_deploy()'":
         "tests/test_metrics.py::test_the_readmes_mark_deploy_command_records_the_git_commit "
         "(runs it from the repo root against a private Redis)",

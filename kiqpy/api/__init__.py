@@ -30,6 +30,7 @@ module per concern:
 """
 
 from kiqpy.api.base import ApiObject, Page
+from kiqpy.api.cancel import Cancellation, cancel, cancellations
 from kiqpy.api.jobs import JobRecord
 from kiqpy.api.metrics import ClassMetrics, DeployMark, Metrics, mark_deploy
 from kiqpy.api.periodic import PeriodicEntry, PeriodicSet
@@ -41,6 +42,7 @@ from kiqpy.failures import decompress_backtrace
 
 __all__ = [
     "ApiObject",
+    "Cancellation",
     "ClassMetrics",
     "DeadSet",
     "DeployMark",
@@ -64,6 +66,8 @@ __all__ = [
     "Stats",
     "Work",
     "WorkSet",
+    "cancel",
+    "cancellations",
     "decompress_backtrace",
     "mark_deploy",
 ]

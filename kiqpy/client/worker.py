@@ -25,7 +25,10 @@ from kiqpy.client.options import validate_options
 from kiqpy.client.push import current_client
 from kiqpy.client.registry import register
 from kiqpy.client.timing import perform_time, run_at
+from kiqpy.config import default_config
+from kiqpy.connection import thread_client
 from kiqpy.errors import ConfigurationError, OptionsError
+from kiqpy.keys import Keys
 from kiqpy.payload import Job
 
 
@@ -184,6 +187,18 @@ class Worker:
 
     def perform(self, *args: Any) -> Any:
         raise NotImplementedError(f"{type(self).__qualname__} must define perform()")
+
+    @property
+    def cancelled(self) -> bool:
+        """True once this running job was cancelled (``kiqpy.api.cancel(jid)``, the
+        dashboard's Cancel, ``kiqpy cancel``): a long job checks it at good moments and
+        stops; then it is neither retried nor sent to the dead set. Asks Redis (one
+        command) on each read."""
+        if not self.jid:
+            return False
+        config = default_config()
+        client = thread_client(config.redis_url, config.socket_timeout, config.sentinel_auth)
+        return bool(client.exists(Keys(config.namespace).cancelled(self.jid)))
 
 
 def _refuse_async_perform(cls: type[Worker]) -> None:

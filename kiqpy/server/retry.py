@@ -28,6 +28,7 @@ import redis
 
 from kiqpy.client.worker import Worker
 from kiqpy.config import Config
+from kiqpy.connection import REDIS_DOWN
 from kiqpy.failures import (
     add_dead,
     compress_backtrace,
@@ -60,7 +61,13 @@ class Retrier:
     # -- failures ----------------------------------------------------------------------------
     def failed(self, queue: str, job: Job, exc: BaseException, cls: type[Worker] | None,
                payload: bytes) -> str | None:
-        """Record a failure; returns "retry", "dead", "discarded", or None if interrupted."""
+        """Record a failure; returns "retry", "dead", "discarded", "cancelled", or None if
+        interrupted."""
+        if self._cancelled(job):
+            # Cancelled while it ran (kiqpy.api.cancel): it stopped as asked. Not an error:
+            # no handlers, no retry, no dead set.
+            self.log.info("cancelled job stopped", jid=job.get("jid"), job_class=job.get("class"))
+            return "cancelled"
         self._run_error_handlers(exc, job, queue)
         retry = job.get("retry")
         if retry is False:
@@ -82,6 +89,15 @@ class Retrier:
                                        "retry", self.give_up)
                 return None if ok is None else "retry"
         return self._exhausted_outcome(cls, job, exc, payload)
+
+    def _cancelled(self, job: Job) -> bool:
+        jid = job.get("jid")
+        if not isinstance(jid, str):
+            return False
+        try:
+            return bool(self.redis.exists(self.keys.cancelled(jid)))
+        except (*REDIS_DOWN, redis.exceptions.ResponseError):
+            return False  # cannot tell: treat it as the failure it looks like
 
     def _stamp(self, job: Job, exc: BaseException) -> None:
         job["error_message"] = error_message(exc)
