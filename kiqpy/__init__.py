@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any as _Any
 
 from kiqpy.chain import Chain
+from kiqpy.client import iteration  # noqa: F401  (kiqpy.iteration.range_enumerator...)
 from kiqpy.client.execution import current_job
+from kiqpy.client.iteration import IterableWorker
 from kiqpy.client.options import declare_option
 from kiqpy.client.periodic import periodic
 from kiqpy.client.push import Client, default_client, enqueue
@@ -28,6 +30,7 @@ from kiqpy.connection import thread_client as _thread_client
 from kiqpy.errors import (
     ArgumentError,
     ConfigurationError,
+    Interrupted,
     JobTimeout,
     KiqpyError,
     NoJobsError,
@@ -101,6 +104,8 @@ __all__ = [
     "Client",
     "Config",
     "ConfigurationError",
+    "Interrupted",
+    "IterableWorker",
     "JobTimeout",
     "KiqpyError",
     "NoJobsError",

@@ -12,6 +12,7 @@
      ├── RedisRefusedError (redis.exceptions.ResponseError)  Redis answered "no" to a push:
      │                                     out of memory, READONLY replica, WRONGTYPE key
      ├── JobTimeout                        a job ran longer than its ``timeout`` option
+     ├── Interrupted                       an iterable job stopped for a shutdown (requeued)
      ├── PoisonPill                        what death handlers get for a job whose workers
      │                                     died under it again and again (kiqpy.server.recovery)
      └── NoJobsError (LookupError)         testing: perform_one() on an empty fake queue
@@ -74,6 +75,12 @@ class RedisRefusedError(KiqpyError, redis.exceptions.ResponseError):
 class JobTimeout(KiqpyError):
     """Raised inside a job that ran longer than its ``timeout`` option (or the worker's
     ``--default-timeout``); it then fails and follows its retry rules like any error."""
+
+
+class Interrupted(KiqpyError):
+    """Raised by an iterable job that stopped between iterations because its worker is shutting
+    down: the worker does not ack it, and the shutdown pushes it back to its queue, to resume
+    from its saved cursor. Not a failure."""
 
 
 class PoisonPill(KiqpyError):

@@ -85,6 +85,10 @@ class Keys:
         and the worker neither retries nor kills it when it stops."""
         return f"{self.prefix}kiqpy:cancelled:{jid}"
 
+    def iteration(self, jid: str) -> str:
+        """An iterable job's progress: ``cursor`` (JSON) and ``done`` (iterations so far)."""
+        return f"{self.prefix}kiqpy:iteration:{jid}"
+
     def metrics(self, minute: int) -> str:
         """The execution metrics of one minute (epoch seconds // 60): a hash of
         ``<class>|p``, ``|f``, ``|ms`` and ``|h<bucket>`` counts (kiqpy/server/metrics.py)."""

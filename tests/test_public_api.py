@@ -11,7 +11,8 @@ import kiqpy.testing
 
 # The intended public names. Adding one to kiqpy/__init__.py means adding it here, on purpose.
 INTENDED = {
-    "ArgumentError", "Chain", "Client", "Config", "ConfigurationError", "JobTimeout",
+    "ArgumentError", "Chain", "Client", "Config", "ConfigurationError", "Interrupted",
+    "IterableWorker", "JobTimeout",
     "KiqpyError",
     "NoJobsError", "NotReplicatedError", "OptionsError", "PayloadError", "PoisonPill",
     "RedisRefusedError", "RedisUnavailableError", "UnknownJobError",

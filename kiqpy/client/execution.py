@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextvars
 import inspect
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,6 +23,23 @@ from kiqpy.payload import Job, now_ms, round_trip
 
 _current_job: contextvars.ContextVar[Job | None] = contextvars.ContextVar(
     "kiqpy_current_job", default=None)
+
+
+# Set by the worker in each processor thread: the event its shutdown sets. Iterable jobs stop
+# between iterations once it is set.
+_stopping: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar(
+    "kiqpy_stopping", default=None)
+
+
+def stopping() -> bool:
+    """True when the worker running this job is shutting down (False outside a worker)."""
+    event = _stopping.get()
+    return event is not None and event.is_set()
+
+
+def set_stop_event(event: threading.Event) -> None:
+    """For the worker: the event that says, in this thread, that the process shuts down."""
+    _stopping.set(event)
 
 
 def current_job() -> Job | None:

@@ -12,9 +12,9 @@ from typing import Any
 import structlog
 
 from kiqpy.chain import Chain
-from kiqpy.client.execution import execute
+from kiqpy.client.execution import execute, set_stop_event
 from kiqpy.client.registry import lookup
-from kiqpy.errors import JobTimeout, PayloadError
+from kiqpy.errors import Interrupted, JobTimeout, PayloadError
 from kiqpy.payload import decode
 from kiqpy.server.fetch import STOP, Fetcher
 from kiqpy.server.metrics import Recorder
@@ -47,6 +47,7 @@ class Processor:
         # The logger as configured now, bound once: each call on the lazy proxy get_logger()
         # returns would look the configuration up again (two lines per job).
         self.log = self.log.bind()
+        set_stop_event(self.halt)  # iterable jobs stop between iterations once it is set
         work = self.fetcher.work
         while True:
             unit = work.get()
@@ -85,6 +86,11 @@ class Processor:
                 self._run_with_timeout(cls, job, timeout)
             else:
                 execute(cls, job, self.chain)
+        except Interrupted:
+            # An iterable job stopped for the shutdown: not acked, so the shutdown requeues it.
+            self.log.info("interrupted for the shutdown; will resume",
+                          elapsed=round(time.perf_counter() - started, 6))
+            outcome = None
         except BaseException as exc:  # a job's SystemExit must not end the worker either
             if isinstance(exc, JobTimeout) and not exc.args:  # sent by the watchdog
                 exc = JobTimeout(f"{job['class']} ran longer than its timeout of {timeout} s")
