@@ -110,9 +110,12 @@ def busy(ctx: Context) -> Response:
     work = WorkSet.of(processes)
     now = time.time()
     running = [(identity, thread, w,
-                max(0.0, now - w.run_at.timestamp()) if w.run_at else None)
+                max(0.0, now - w.run_at.timestamp()) if w.run_at else None, JobRow(w.job))
                for identity, thread, w in work]
+    threads = processes.total_concurrency
+    utilisation = round(100 * processes.total_busy / threads) if threads else 0
     return ctx.render("busy.html", processes=processes, running=running,
+                      utilisation=utilisation,
                       periodic_leader=PeriodicSet(ctx.config, ctx.redis).leader)
 
 

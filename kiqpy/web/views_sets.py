@@ -17,9 +17,9 @@ from urllib.parse import quote
 from kiqpy.api import DeadSet, JobSet, Page, RetrySet, ScheduledSet, Search, SortedEntry
 from kiqpy.api.jobs import BACKTRACE_LIMIT
 from kiqpy.errors import PayloadError
-from kiqpy.payload import serializer_of
 from kiqpy.web.context import PAGE_SIZE, Context, JobRow, back, digest, require_page
 from kiqpy.web.http import HTTPError, Response
+from kiqpy.web.views_jobs import download, shown_fields
 
 # kind -> (class, title, what the score means, the changes offered)
 KINDS: dict[str, tuple[type[JobSet], str, str, tuple[str, ...]]] = {
@@ -104,19 +104,13 @@ def listing(ctx: Context, kind: str) -> Response:
              if value and (key != "direction" or value != DEFAULT_DIRECTION[kind])}
     return ctx.render("set.html", kind=kind, title=title, when=when, ops=ops, labels=LABELS,
                       page=page, needle=needle, entry_id=entry_id, direction=direction,
-                      query=query, search=search)
+                      query=query, search=search, max_retries=ctx.config.max_retries)
 
 
 def entry(ctx: Context, kind: str, entry_id: str) -> Response:
     _, title, when, ops = KINDS[kind]
     found = find_entry(job_set(ctx, kind), title, entry_id)
-    # Shown above "All fields" already, so not again in it: a big value is printed once.
-    shown = {"args": "(under Arguments, above)"}
-    if found.error_message:
-        shown["error_message"] = "(under Message, above)"
-    if found.error_backtrace:
-        shown["error_backtrace"] = "(under Backtrace, above)"
-    fields = {**found.item, **{k: v for k, v in shown.items() if k in found.item}}
+    fields = shown_fields(found)
     raw = ctx.url(f"/{kind}/{_segment(entry_id)}/raw")
     return ctx.render("entry.html", kind=kind, title=title, when=when, ops=ops, labels=LABELS,
                       entry=found, ident=entry_id, fields=fields, raw=raw,
@@ -126,10 +120,8 @@ def entry(ctx: Context, kind: str, entry_id: str) -> Response:
 def raw(ctx: Context, kind: str, entry_id: str) -> Response:
     """The entry's stored bytes, as a download (msgpack or JSON, as stored)."""
     found = find_entry(job_set(ctx, kind), KINDS[kind][1], entry_id)
-    suffix = "json" if serializer_of(found.value) == "json" else "msgpack"
     name = f"{kind}-{found.jid if found.jid and JID.match(found.jid) else digest(found.value)}"
-    return Response(found.value, 200, "application/octet-stream", [
-        ("Content-Disposition", f'attachment; filename="{name}.{suffix}"')])
+    return download(found.value, name)
 
 
 def _segment(value: str) -> str:
