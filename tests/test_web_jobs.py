@@ -163,3 +163,31 @@ def test_a_big_element_in_the_key_browser_is_still_a_link_to_its_job(web: WebCli
     page = text(web.get("/keys/view?key=queue%3Adefault"))
     assert "Open as a job" in page
     assert web.get(f"/queues/default/jobs/{digest(big)}?order=newest").status_code == 200
+
+
+# -- Busy ----------------------------------------------------------------------------------------
+def test_quiet_shows_as_requested_at_once(web: WebClient, r: redis.Redis) -> None:
+    # Given a live process that has not had a heartbeat since Quiet was clicked
+    keys, identity = Keys(), "host:2:abcdefabcdef"
+    r.sadd(keys.processes, identity)
+    r.hset(keys.process(identity), mapping={
+        "info": json.dumps({"hostname": "host", "pid": 2, "concurrency": 2, "queues": ["a"]}),
+        "busy": 0, "beat": time.time(), "quiet": "false", "rss": 1024})
+    assert "quiet requested" not in text(web.get("/busy"))
+    assert web.post("/busy", {"op": "quiet", "identity": identity}).status_code == 303
+    # Then Busy says so before the process takes the command
+    page = text(web.get("/busy"))
+    assert "quiet requested" in page and 'value="quiet">Quiet</button>' not in page
+    # And once it has (the heartbeat took it and wrote quiet=true), "quiet"
+    r.delete(keys.signals(identity))
+    r.hset(keys.process(identity), "quiet", "true")
+    page = text(web.get("/busy"))
+    assert "quiet requested" not in page and ">quiet</span>" in page
+
+
+def test_every_page_carries_the_live_status_theme_times_and_menu(web: WebClient) -> None:
+    page = text(web.get("/"))
+    for needle in ('id="live-status"', 'id="theme-toggle"', 'id="tz-toggle"',
+                   'id="menu-toggle"', 'aria-controls="pages-nav"'):
+        assert needle in page
+    assert "<script>" not in page and " style=" not in page  # the CSP stays strict

@@ -115,7 +115,7 @@ def busy(ctx: Context) -> Response:
     threads = processes.total_concurrency
     utilisation = round(100 * processes.total_busy / threads) if threads else 0
     return ctx.render("busy.html", processes=processes, running=running,
-                      utilisation=utilisation,
+                      utilisation=utilisation, pending=processes.pending_signals(),
                       periodic_leader=PeriodicSet(ctx.config, ctx.redis).leader)
 
 
