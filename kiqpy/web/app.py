@@ -52,6 +52,7 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", "/queues/(?P<name>.+)", views.queue_action),
     ("GET", f"/{SETS}", views_sets.listing),
     ("POST", f"/{SETS}", views_sets.bulk_action),
+    ("GET", f"/{SETS}/all", views_sets.confirm_matching),
     ("GET", f"/{SETS}/(?P<entry_id>[^/]+)", views_sets.entry),
     ("GET", f"/{SETS}/(?P<entry_id>[^/]+)/raw", views_sets.raw),
     ("POST", f"/{SETS}/(?P<entry_id>[^/]+)", views_sets.entry_action),

@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 from kiqpy.api import DeadSet, JobSet, Page, RetrySet, ScheduledSet, Search, SortedEntry
 from kiqpy.api.jobs import BACKTRACE_LIMIT
+from kiqpy.api.sets import SEARCH_ENTRIES
 from kiqpy.errors import PayloadError
 from kiqpy.web.context import PAGE_SIZE, Context, JobRow, back, digest, require_page
 from kiqpy.web.http import HTTPError, Response
@@ -79,15 +80,22 @@ def find_entry(jobs: JobSet, title: str, ident: str) -> SortedEntry:
                          f"(it may have been retried, moved or deleted)")
 
 
-def listing(ctx: Context, kind: str) -> Response:
-    jobs = job_set(ctx, kind)
-    needle = ctx.request.arg("filter").strip()
+def _needle(needle: str) -> str:
+    needle = needle.strip()
     if len(needle) > MAX_NEEDLE:
         raise HTTPError(400, f"the filter is at most {MAX_NEEDLE} characters long; this one "
                              f"has {len(needle):,}")
-    direction = ctx.request.arg("direction") or DEFAULT_DIRECTION[kind]
-    if direction not in ("asc", "desc"):
-        direction = DEFAULT_DIRECTION[kind]
+    return needle
+
+
+def _direction(kind: str, asked: str) -> str:
+    return asked if asked in ("asc", "desc") else DEFAULT_DIRECTION[kind]
+
+
+def listing(ctx: Context, kind: str) -> Response:
+    jobs = job_set(ctx, kind)
+    needle = _needle(ctx.request.arg("filter"))
+    direction = _direction(kind, ctx.request.arg("direction"))
     descending = direction == "desc"
     search: Search | None = None
     if needle:
@@ -157,11 +165,50 @@ def entry_action(ctx: Context, kind: str, entry_id: str) -> Response:
     return back(ctx, f"/{kind}", op, int(done))
 
 
+def _matching(ctx: Context, kind: str, needle: str, start: str, direction: str) -> Search:
+    """The entries matching a filter in one bounded window (SEARCH_ENTRIES entries or
+    SEARCH_BYTES from rank ``start``): what "All matching" shows, counts and changes."""
+    first = int(start) if start.isascii() and start.isdigit() and len(start) < 10 else 0
+    return job_set(ctx, kind).search(needle, first, newest_first=direction == "desc",
+                                     limit=SEARCH_ENTRIES)
+
+
+def confirm_matching(ctx: Context, kind: str) -> Response:
+    """GET ``/<kind>/all?op=&filter=&from=&direction=``: how many entries an "All matching"
+    change would touch (read only), with the button that makes it."""
+    op = ctx.request.arg("op")
+    _, title, _, ops = KINDS[kind]
+    if op not in ops:
+        raise HTTPError(400, f"unknown action {op[:40]!r} here: use {', '.join(ops)}")
+    needle = _needle(ctx.request.arg("filter"))
+    if not needle:
+        raise HTTPError(400, "no filter: the All buttons under the list change every job")
+    direction = _direction(kind, ctx.request.arg("direction"))
+    start = ctx.request.arg("from")
+    search = _matching(ctx, kind, needle, start, direction)
+    return ctx.render("confirm.html", kind=kind, title=title, op=op, label=LABELS[op],
+                      needle=needle, search=search, count=len(search.entries),
+                      fields={"op": op, "all": 1, "filter": needle, "from": search.start,
+                              "direction": direction, "expect": len(search.entries)})
+
+
 def bulk_action(ctx: Context, kind: str) -> Response:
     op = _op(ctx, kind)
     jobs = job_set(ctx, kind)
     if ctx.request.field("all"):
-        return back(ctx, f"/{kind}", op, _all(jobs, op))
+        needle = _needle(ctx.request.field("filter"))
+        if not needle:
+            return back(ctx, f"/{kind}", op, _all(jobs, op))
+        # The filtered set, as counted on the confirmation page (the same bounded window).
+        direction = _direction(kind, ctx.request.field("direction"))
+        search = _matching(ctx, kind, needle, ctx.request.field("from"), direction)
+        count = 0
+        for found in search.entries:
+            try:
+                count += _apply(op, found)
+            except PayloadError:
+                continue  # not a job (only Delete applies to those)
+        return back(ctx, f"/{kind}", op, count, filter=needle)
     idents = list(dict.fromkeys(ctx.request.form.get("ids", [])))
     if not idents:
         raise HTTPError(400, "no jobs were selected: tick the rows to change first")
