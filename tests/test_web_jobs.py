@@ -191,3 +191,26 @@ def test_every_page_carries_the_live_status_theme_times_and_menu(web: WebClient)
                    'id="menu-toggle"', 'aria-controls="pages-nav"'):
         assert needle in page
     assert "<script>" not in page and " style=" not in page  # the CSP stays strict
+
+
+# -- Queues --------------------------------------------------------------------------------------
+def test_queues_mark_high_latency_and_offer_sorting(web: WebClient, r: redis.Redis) -> None:
+    push(r, job("Old", queue="stuck", enqueued_at=time.time() - 600), "stuck")
+    push(r, job("New", queue="fresh"), "fresh")
+    page = text(web.get("/queues"))
+    stuck = re.search(r'<tr data-size="1" data-latency="([\d.]+)" class="high-latency">\s*'
+                      r'<td><a href="/queues/stuck">', page)
+    assert stuck and float(stuck.group(1)) >= 600
+    assert re.search(r'<tr data-size="1" data-latency="[\d.]+">\s*<td><a href="/queues/fresh">',
+                     page)
+    assert 'data-sort="size"' in page and 'data-sort="latency"' in page
+
+
+def test_pagers_have_first_last_and_jump(web: WebClient, r: redis.Redis) -> None:
+    for n in range(80):
+        push(r, job("Filler", [n]))
+    page = text(web.get("/queues/default?page=2"))
+    assert 'href="/queues/default">« First</a>' in page
+    assert 'href="/queues/default?page=4">Last »</a>' in page
+    assert re.search(r'<input type="number" id="jump-page" name="page" min="1" max="4"', page)
+    assert "Filler" in text(web.get("/queues/default?page=4"))

@@ -138,6 +138,9 @@ def busy_action(ctx: Context) -> Response:
 
 # -- queues --------------------------------------------------------------------------------------
 QUEUES_PER_PAGE = 100
+# A queue whose oldest job has waited this long is marked: a minute is far beyond what a
+# healthy queue shows (milliseconds to seconds), and short enough to notice a stall early.
+HIGH_LATENCY = 60.0
 
 
 def queues(ctx: Context) -> Response:
@@ -149,7 +152,7 @@ def queues(ctx: Context) -> Response:
     if listing.sorted and number > listing.pages:
         raise HTTPError(404, f"page {number} does not exist: there are {listing.pages} pages")
     return ctx.render("queues.html", listing=listing, cursor=cursor,
-                      sorted_limit=SORTED_QUEUES)
+                      sorted_limit=SORTED_QUEUES, high_latency=HIGH_LATENCY)
 
 
 def known_queue(ctx: Context, name: str) -> tuple[Queue, str]:
