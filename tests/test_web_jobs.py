@@ -214,3 +214,9 @@ def test_pagers_have_first_last_and_jump(web: WebClient, r: redis.Redis) -> None
     assert 'href="/queues/default?page=4">Last »</a>' in page
     assert re.search(r'<input type="number" id="jump-page" name="page" min="1" max="4"', page)
     assert "Filler" in text(web.get("/queues/default?page=4"))
+
+
+def test_the_filter_says_what_it_searches(web: WebClient, r: redis.Redis) -> None:
+    page = text(web.get("/retries"))
+    assert "not numbers in arguments, nor the backtrace" in page
+    assert 'aria-describedby="filter-scope"' in page
