@@ -16,6 +16,13 @@
   // whether the last poll failed: the status beside Live says so instead of staying green.
   var connection = { shownAt: new Date(), down: false };
 
+  // Loaded in <head> without defer, so a chosen theme is set before the page paints (no flash
+  // of the other one); everything else waits for DOMContentLoaded.
+  var chosen = window.localStorage.getItem(THEME_KEY);
+  if (chosen === "dark" || chosen === "light") {
+    document.documentElement.setAttribute("data-theme", chosen);
+  }
+
   function $(selector, root) { return (root || document).querySelector(selector); }
   function $all(selector, root) { return Array.prototype.slice.call((root || document).querySelectorAll(selector)); }
 
