@@ -220,3 +220,13 @@ def test_the_filter_says_what_it_searches(web: WebClient, r: redis.Redis) -> Non
     page = text(web.get("/retries"))
     assert "not numbers in arguments, nor the backtrace" in page
     assert 'aria-describedby="filter-scope"' in page
+
+
+def test_deletes_and_kills_from_a_row_ask_first(web: WebClient, r: redis.Redis) -> None:
+    add(r, "retry", failed("Charge", [1]))
+    push(r, job("Send", [1]))
+    retries = text(web.get("/retries"))
+    assert 'data-confirm="Delete: this Charge job?"' in retries
+    assert 'data-confirm="Kill: this Charge job?"' in retries
+    assert 'data-confirm="Delete: the ticked jobs?"' in retries
+    assert 'data-confirm="Delete this Send job?"' in text(web.get("/queues/default"))
