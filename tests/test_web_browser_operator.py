@@ -58,6 +58,15 @@ def test_a_queued_and_a_running_job_are_fully_viewable(page: Any, r: redis.Redis
     assert "-END" in page.inner_text("dl.fields")
     assert re.search(r"20\d\d-\d\d-\d\d \d\d:\d\d:\d\d UTC", page.inner_text("dl.fields"))
     shot(page, "job")
+    job_url = page.url
+    page.set_viewport_size(PHONE)
+    for url in (job_url, page.base + "/queues/reports", page.base + "/queues"):
+        page.goto(url)
+        overflow = page.evaluate("document.documentElement.scrollWidth - innerWidth")
+        assert overflow <= 1, f"{url} is wider than a phone by {overflow}px"
+    page.goto(job_url)
+    shot(page, "phone-job", full_page=False)
+    page.set_viewport_size(LAPTOP)
 
     # A running job, from Busy
     with WorkerProcess(redis_url, "-c", "2", require="tests.web_jobs"):
@@ -67,6 +76,11 @@ def test_a_queued_and_a_running_job_are_fully_viewable(page: Any, r: redis.Redis
         go(page, "/busy")
         assert page.locator(".cards .stat").count() == 5
         shot(page, "busy-summary")
+        page.set_viewport_size(PHONE)
+        go(page, "/busy")
+        overflow = page.evaluate("document.documentElement.scrollWidth - innerWidth")
+        assert overflow <= 1, f"/busy is wider than a phone by {overflow}px"
+        page.set_viewport_size(LAPTOP)
         page.locator("table.running").get_by_role("link", name="Nap").click()
         expect(page.locator("main")).to_contain_text("Running now")
         assert "quarterly numbers" in page.inner_text("dl.fields")
