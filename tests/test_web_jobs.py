@@ -230,3 +230,12 @@ def test_deletes_and_kills_from_a_row_ask_first(web: WebClient, r: redis.Redis) 
     assert 'data-confirm="Kill: this Charge job?"' in retries
     assert 'data-confirm="Delete: the ticked jobs?"' in retries
     assert 'data-confirm="Delete this Send job?"' in text(web.get("/queues/default"))
+
+
+def test_the_key_browser_pager_has_first_last_and_jump(web: WebClient, r: redis.Redis) -> None:
+    for n in range(120):
+        push(r, job("Filler", [n]))
+    page = text(web.get("/keys/view?key=queue%3Adefault&page=2"))
+    assert "« First</a>" in page and "Last »</a>" in page
+    assert '<input type="hidden" name="key" value="queue:default">' in page
+    assert web.get("/keys/view?key=queue%3Adefault&page=3").status_code == 200

@@ -142,7 +142,8 @@ def view(ctx: Context) -> Response:
         content = _content(ctx, name, kind)
     return ctx.render("key.html", name=name, label=_label(name), kind=kind, ttl=ttl,
                       show=show, link=lambda **q: key_link(ctx, name, **q),
-                      job_href=job_links(ctx, name), **content)
+                      job_href=job_links(ctx, name), utf8_name=_label(name) == name.decode(
+                          "utf-8", "replace"), **content)
 
 
 def action(ctx: Context) -> Response:
