@@ -203,7 +203,7 @@ def test_queues_mark_high_latency_and_offer_sorting(web: WebClient, r: redis.Red
     assert stuck and float(stuck.group(1)) >= 600
     assert re.search(r'<tr data-size="1" data-latency="[\d.]+">\s*<td><a href="/queues/fresh">',
                      page)
-    assert 'data-sort="size"' in page and 'data-sort="latency"' in page
+    assert 'href="/queues?sort=size"' in page and 'data-sort="latency"' in page
 
 
 def test_pagers_have_first_last_and_jump(web: WebClient, r: redis.Redis) -> None:
@@ -239,3 +239,21 @@ def test_the_key_browser_pager_has_first_last_and_jump(web: WebClient, r: redis.
     assert "« First</a>" in page and "Last »</a>" in page
     assert '<input type="hidden" name="key" value="queue:default">' in page
     assert web.get("/keys/view?key=queue%3Adefault&page=3").status_code == 200
+
+
+def test_queues_sort_by_size_across_pages(web: WebClient, r: redis.Redis) -> None:
+    # Given 150 queues (two pages), the biggest named last
+    for n in range(150):
+        push(r, job("Work", queue=f"q{n:03}"), f"q{n:03}")
+    for _ in range(5):
+        push(r, job("Work", queue="q149"), "q149")
+    r.set(Keys().queue("odd"), "not a list")
+    r.sadd(Keys().queues, "odd")
+    # When sorted by size, then it comes first on page 1, and the odd one last
+    first = text(web.get("/queues?sort=size"))
+    names = re.findall(r'<td><a href="/queues/([^"]+)">', first)
+    assert names[0] == "q149" and len(names) == 100
+    assert 'href="/queues?sort=size&amp;page=2"' in first or \
+        'href="/queues?page=2&amp;sort=size"' in first
+    last = re.findall(r'<td><a href="/queues/([^"]+)">', text(web.get("/queues?sort=size&page=2")))
+    assert last[-1] == "odd"

@@ -148,11 +148,13 @@ def queues(ctx: Context) -> Response:
     ``SORTED_QUEUES`` names): a page costs the same with 10 queues or 100,000."""
     number = ctx.request.int_arg("page", 1)
     cursor = ctx.request.int_arg("cursor", 0, low=0, high=MAX_CURSOR)
-    listing = Queue.listing(number, QUEUES_PER_PAGE, cursor, ctx.config, ctx.redis)
+    by_size = ctx.request.arg("sort") == "size"
+    listing = Queue.listing(number, QUEUES_PER_PAGE, cursor, ctx.config, ctx.redis,
+                            by_size=by_size)
     if listing.sorted and number > listing.pages:
         raise HTTPError(404, f"page {number} does not exist: there are {listing.pages} pages")
     return ctx.render("queues.html", listing=listing, cursor=cursor,
-                      sorted_limit=SORTED_QUEUES, high_latency=HIGH_LATENCY)
+                      sorted_limit=SORTED_QUEUES, high_latency=HIGH_LATENCY, by_size=by_size)
 
 
 def known_queue(ctx: Context, name: str) -> tuple[Queue, str]:
