@@ -4,6 +4,7 @@ change has gone meanwhile or is not a job."""
 
 from __future__ import annotations
 
+import html
 import re
 import time
 
@@ -275,3 +276,27 @@ def test_retries_and_scheduled_list_soonest_first_dead_latest_first_and_can_flip
     assert order("/retries?direction=desc&filter=retry-") == ["retry-2", "retry-1", "retry-0"]
     assert order("/retries?filter=retry-") == ["retry-0", "retry-1", "retry-2"]
     assert "direction=desc" in text(web.get("/retries"))  # the header link flips it
+
+
+# -- "All matching" while filtered ---------------------------------------------------------------
+def test_all_matching_acts_on_the_filtered_set_after_confirming_its_count(
+        web: WebClient, r: redis.Redis) -> None:
+    # Given 30 retries of one customer among 40 others
+    for n in range(30):
+        add(r, "retry", failed("Charge", [f"acme-{n}"]))
+    for n in range(40):
+        add(r, "retry", failed("Charge", [f"other-{n}"]))
+    listing = text(web.get("/retries?filter=acme"))
+    link = re.search(r'href="(/retries/all\?op=kill[^"]*)"', listing)
+    assert link, "a filtered list offers Kill all matching"
+    # When the confirmation page is opened, then it counts every match (not the 25 shown)
+    confirm = text(web.get(html.unescape(link.group(1))))
+    assert "Kill: 30 job(s) matching" in confirm and "(to the end)" in confirm
+    assert r.zcard("retry") == 70, "the GET changed nothing"
+    fields = dict(re.findall(r'name="(\w+)" value="([^"]*)"', confirm))
+    fields.pop("csrf", None)
+    # And the confirmed POST moves exactly those
+    response = web.post("/retries", {**fields, "confirm": "1"})
+    done(response, "kill", 30)
+    assert r.zcard("retry") == 40 and r.zcard("dead") == 30
+    assert all(b"other-" in v for v in r.zrange("retry", 0, -1))

@@ -92,8 +92,9 @@ def push(r: redis.Redis, item: dict[str, Any] | bytes, queue: str = "default",
 
 
 def entry_ids(page: str, kind: str) -> list[str]:
-    """The entry ids a set listing links to, in page order."""
-    return re.findall(rf'href="/{kind}/([^"?]+)"', page)
+    """The entry ids a set listing links to, in page order (a row links to its entry from
+    its time, class and error)."""
+    return list(dict.fromkeys(re.findall(rf'href="/{kind}/([^"?]+)"', page)))
 
 
 def form_value(page: str, name: str) -> list[str]:

@@ -185,6 +185,18 @@ class ProcessSet(ApiObject):
     def total_busy(self) -> int:
         return sum(p.busy for p in self.processes)
 
+    def pending_signals(self) -> dict[str, list[str]]:
+        """Identity -> the commands (``quiet``, ``stop``, ``dump``) sent to it that it has
+        not taken yet (a process takes them at its next heartbeat), in one round trip. Lets a
+        page say "quiet requested" at once instead of "running" for up to one beat."""
+        pipe = self.redis.pipeline(transaction=False)
+        for process in self.processes:
+            pipe.lrange(self.keys.signals(process.identity), 0, 9)
+        with self.io():
+            replies = pipe.execute(raise_on_error=False)
+        return {p.identity: [text(c) for c in reply] if isinstance(reply, list) else []
+                for p, reply in zip(self.processes, replies, strict=True)}
+
     def quiet_all(self) -> int:
         """:meth:`Process.quiet` every process; returns how many were asked."""
         for process in self.processes:

@@ -26,7 +26,7 @@ from kiqpy.payload import epoch_seconds
 from kiqpy.version import __version__
 from kiqpy.web import security
 from kiqpy.web.http import HTTPError, Request, Response, redirect
-from kiqpy.web.render import ARGS_LIMIT, shrink
+from kiqpy.web.render import ARGS_LIMIT, EXPAND_LIMIT, show_args, shrink
 
 
 class Site(Protocol):
@@ -88,11 +88,21 @@ class JobRow:
         self.display_class = record.display_class[:TEXT_LIMIT]
         self.error = record.error[:TEXT_LIMIT] if record.error else None
         self.display_args = shrink(record.display_args, ARGS_LIMIT)
+        # The "show all" expander: only when one line cuts the args, up to EXPAND_LIMIT
+        # characters (the job's page has more, and its raw download all).
+        whole = show_args(record.display_args, EXPAND_LIMIT)
+        self.args_more = whole if len(whole) > ARGS_LIMIT else None
+        self.args_more_cut = len(whole) >= EXPAND_LIMIT and whole.endswith("…")
         self.queue = record.queue[:TEXT_LIMIT] if record.queue else None
         self.error_class = record.error_class[:TEXT_LIMIT] if record.error_class else None
         self.error_message = record.error_message[:TEXT_LIMIT] if record.error_message \
             else None
         self.retry_count = record.retry_count
+        self.failed_at = record.failed_at
+        # As the retrier counts: an int ``retry`` is the number of retries, anything else the
+        # configured default (None here: the page says the default).
+        retry = record.get("retry")
+        self.retry_limit: int | None = retry if type(retry) is int else None
         # A time that is no time (-inf) is shown as stored, not as "-".
         stored = epoch_seconds(record.get("enqueued_at"))
         odd = stored if stored is not None and not math.isfinite(stored) else None

@@ -11,7 +11,16 @@ from typing import Any
 
 import jinja2
 
+from kiqpy.payload import epoch_seconds
+
 ARGS_LIMIT = 400  # characters of args shown in a table cell
+# Characters of args a row's "show all" expander holds: a page of 25 rows of huge jobs stays
+# near 100 KiB; beyond it, the job's own page (64 KiB) and its raw download.
+EXPAND_LIMIT = 4 * 1024
+# Fields of a job map that hold times (epoch seconds or milliseconds): "All fields" shows them
+# as times, with the stored number beside.
+TIME_FIELDS = ("created_at", "enqueued_at", "failed_at", "retried_at", "at", "run_at",
+               "scheduled_at", "completed_at")
 # Characters of one value (arguments, a message, all fields) shown on a job's page; the rest
 # is downloadable as the raw stored job.
 VALUE_LIMIT = 64 * 1024
@@ -27,7 +36,7 @@ def environment() -> jinja2.Environment:
     )
     env.filters.update(ago=ago, number=number, args=show_args, mb=megabytes, iso=iso,
                        duration=duration, pretty=pretty, text=as_text, clip=clip,
-                       clip_json=clip_json)
+                       clip_json=clip_json, with_times=with_times)
     env.globals["inf"] = float("inf")
     return env
 
@@ -100,6 +109,19 @@ def clip(value: bytes | str | None, limit: int = VALUE_LIMIT) -> tuple[str, int]
         return "", 0
     text = as_text(value, limit)
     return (text, 0) if len(text) <= limit else (text[:limit], max(1, len(value) - limit))
+
+
+def with_times(fields: dict[str, Any]) -> dict[str, Any]:
+    """``fields`` with each time field (:data:`TIME_FIELDS`) shown as ``"<UTC time> (<stored
+    number>)"``, so "All fields" reads as times and still says what is stored."""
+    out = dict(fields)
+    for name in TIME_FIELDS:
+        stored = out.get(name)
+        seconds = epoch_seconds(stored)
+        if seconds is not None:
+            out[name] = f"{iso(seconds)} ({stored!r})" if math.isfinite(seconds) \
+                else f"{stored!r} (not a time)"
+    return out
 
 
 def show_args(args: Any, limit: int = ARGS_LIMIT) -> str:

@@ -110,9 +110,12 @@ def busy(ctx: Context) -> Response:
     work = WorkSet.of(processes)
     now = time.time()
     running = [(identity, thread, w,
-                max(0.0, now - w.run_at.timestamp()) if w.run_at else None)
+                max(0.0, now - w.run_at.timestamp()) if w.run_at else None, JobRow(w.job))
                for identity, thread, w in work]
+    threads = processes.total_concurrency
+    utilisation = round(100 * processes.total_busy / threads) if threads else 0
     return ctx.render("busy.html", processes=processes, running=running,
+                      utilisation=utilisation, pending=processes.pending_signals(),
                       periodic_leader=PeriodicSet(ctx.config, ctx.redis).leader)
 
 
@@ -135,6 +138,9 @@ def busy_action(ctx: Context) -> Response:
 
 # -- queues --------------------------------------------------------------------------------------
 QUEUES_PER_PAGE = 100
+# A queue whose oldest job has waited this long is marked: a minute is far beyond what a
+# healthy queue shows (milliseconds to seconds), and short enough to notice a stall early.
+HIGH_LATENCY = 60.0
 
 
 def queues(ctx: Context) -> Response:
@@ -142,11 +148,13 @@ def queues(ctx: Context) -> Response:
     ``SORTED_QUEUES`` names): a page costs the same with 10 queues or 100,000."""
     number = ctx.request.int_arg("page", 1)
     cursor = ctx.request.int_arg("cursor", 0, low=0, high=MAX_CURSOR)
-    listing = Queue.listing(number, QUEUES_PER_PAGE, cursor, ctx.config, ctx.redis)
+    by_size = ctx.request.arg("sort") == "size"
+    listing = Queue.listing(number, QUEUES_PER_PAGE, cursor, ctx.config, ctx.redis,
+                            by_size=by_size)
     if listing.sorted and number > listing.pages:
         raise HTTPError(404, f"page {number} does not exist: there are {listing.pages} pages")
     return ctx.render("queues.html", listing=listing, cursor=cursor,
-                      sorted_limit=SORTED_QUEUES)
+                      sorted_limit=SORTED_QUEUES, high_latency=HIGH_LATENCY, by_size=by_size)
 
 
 def known_queue(ctx: Context, name: str) -> tuple[Queue, str]:

@@ -25,8 +25,9 @@ from typing import Any, NamedTuple
 
 from kiqpy.api import JobRecord
 from kiqpy.connection import translate_errors
-from kiqpy.web.context import Context, back
+from kiqpy.web.context import Context, JobRow, back, digest
 from kiqpy.web.http import MAX_CURSOR, HTTPError, Response
+from kiqpy.web.views_jobs import job_links
 
 KEYS_PER_PAGE = 50
 SCAN_COUNT = 100  # keys SCAN examines per call
@@ -52,6 +53,7 @@ class Peek(NamedTuple):
 
     head: bytes
     size: int
+    digest: str = ""  # of the whole element: names a job in links to its page
 
 
 def show(value: bytes | Peek) -> dict[str, Any]:
@@ -62,7 +64,7 @@ def show(value: bytes | Peek) -> dict[str, Any]:
     if size == len(head):
         record = JobRecord(head)
         if record.error is None and record.klass:
-            return {"job": record, "text": None}
+            return {"job": record, "row": JobRow(record), "text": None}
     try:
         text = head.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -70,7 +72,7 @@ def show(value: bytes | Peek) -> dict[str, Any]:
         text = head[: exc.start].decode("utf-8") if cut else repr(head)[2:-1]
     if len(text) > VALUE_LIMIT or size > len(head):
         text = text[:VALUE_LIMIT] + f"… ({size:,} bytes in all)"
-    return {"job": None, "text": text}
+    return {"job": None, "row": None, "text": text}
 
 
 # -- the listing ---------------------------------------------------------------------------------
@@ -139,7 +141,9 @@ def view(ctx: Context) -> Response:
         ttl = int(ctx.redis.ttl(name))
         content = _content(ctx, name, kind)
     return ctx.render("key.html", name=name, label=_label(name), kind=kind, ttl=ttl,
-                      show=show, link=lambda **q: key_link(ctx, name, **q), **content)
+                      show=show, link=lambda **q: key_link(ctx, name, **q),
+                      job_href=job_links(ctx, name), utf8_name=_label(name) == name.decode(
+                          "utf-8", "replace"), **content)
 
 
 def action(ctx: Context) -> Response:
@@ -202,7 +206,7 @@ class Budget:
         self.biggest = max([self.biggest, *sizes])
         self.batch = max(1, min(ITEMS_PER_PAGE, self.batch * 2,
                                 BATCH_BYTES // max(1, self.biggest)))
-        return [Peek(v[:HEAD_BYTES], n) for v, n in zip(values, sizes, strict=True)]
+        return [Peek(v[:HEAD_BYTES], n, digest(v)) for v, n in zip(values, sizes, strict=True)]
 
 
 def _cut_short(at: int, end: int) -> int | None:

@@ -16,10 +16,11 @@ from urllib.parse import quote
 
 from kiqpy.api import DeadSet, JobSet, Page, RetrySet, ScheduledSet, Search, SortedEntry
 from kiqpy.api.jobs import BACKTRACE_LIMIT
+from kiqpy.api.sets import SEARCH_ENTRIES
 from kiqpy.errors import PayloadError
-from kiqpy.payload import serializer_of
 from kiqpy.web.context import PAGE_SIZE, Context, JobRow, back, digest, require_page
 from kiqpy.web.http import HTTPError, Response
+from kiqpy.web.views_jobs import download, shown_fields
 
 # kind -> (class, title, what the score means, the changes offered)
 KINDS: dict[str, tuple[type[JobSet], str, str, tuple[str, ...]]] = {
@@ -79,15 +80,22 @@ def find_entry(jobs: JobSet, title: str, ident: str) -> SortedEntry:
                          f"(it may have been retried, moved or deleted)")
 
 
-def listing(ctx: Context, kind: str) -> Response:
-    jobs = job_set(ctx, kind)
-    needle = ctx.request.arg("filter").strip()
+def _needle(needle: str) -> str:
+    needle = needle.strip()
     if len(needle) > MAX_NEEDLE:
         raise HTTPError(400, f"the filter is at most {MAX_NEEDLE} characters long; this one "
                              f"has {len(needle):,}")
-    direction = ctx.request.arg("direction") or DEFAULT_DIRECTION[kind]
-    if direction not in ("asc", "desc"):
-        direction = DEFAULT_DIRECTION[kind]
+    return needle
+
+
+def _direction(kind: str, asked: str) -> str:
+    return asked if asked in ("asc", "desc") else DEFAULT_DIRECTION[kind]
+
+
+def listing(ctx: Context, kind: str) -> Response:
+    jobs = job_set(ctx, kind)
+    needle = _needle(ctx.request.arg("filter"))
+    direction = _direction(kind, ctx.request.arg("direction"))
     descending = direction == "desc"
     search: Search | None = None
     if needle:
@@ -104,19 +112,13 @@ def listing(ctx: Context, kind: str) -> Response:
              if value and (key != "direction" or value != DEFAULT_DIRECTION[kind])}
     return ctx.render("set.html", kind=kind, title=title, when=when, ops=ops, labels=LABELS,
                       page=page, needle=needle, entry_id=entry_id, direction=direction,
-                      query=query, search=search)
+                      query=query, search=search, max_retries=ctx.config.max_retries)
 
 
 def entry(ctx: Context, kind: str, entry_id: str) -> Response:
     _, title, when, ops = KINDS[kind]
     found = find_entry(job_set(ctx, kind), title, entry_id)
-    # Shown above "All fields" already, so not again in it: a big value is printed once.
-    shown = {"args": "(under Arguments, above)"}
-    if found.error_message:
-        shown["error_message"] = "(under Message, above)"
-    if found.error_backtrace:
-        shown["error_backtrace"] = "(under Backtrace, above)"
-    fields = {**found.item, **{k: v for k, v in shown.items() if k in found.item}}
+    fields = shown_fields(found)
     raw = ctx.url(f"/{kind}/{_segment(entry_id)}/raw")
     return ctx.render("entry.html", kind=kind, title=title, when=when, ops=ops, labels=LABELS,
                       entry=found, ident=entry_id, fields=fields, raw=raw,
@@ -126,10 +128,8 @@ def entry(ctx: Context, kind: str, entry_id: str) -> Response:
 def raw(ctx: Context, kind: str, entry_id: str) -> Response:
     """The entry's stored bytes, as a download (msgpack or JSON, as stored)."""
     found = find_entry(job_set(ctx, kind), KINDS[kind][1], entry_id)
-    suffix = "json" if serializer_of(found.value) == "json" else "msgpack"
     name = f"{kind}-{found.jid if found.jid and JID.match(found.jid) else digest(found.value)}"
-    return Response(found.value, 200, "application/octet-stream", [
-        ("Content-Disposition", f'attachment; filename="{name}.{suffix}"')])
+    return download(found.value, name)
 
 
 def _segment(value: str) -> str:
@@ -165,11 +165,50 @@ def entry_action(ctx: Context, kind: str, entry_id: str) -> Response:
     return back(ctx, f"/{kind}", op, int(done))
 
 
+def _matching(ctx: Context, kind: str, needle: str, start: str, direction: str) -> Search:
+    """The entries matching a filter in one bounded window (SEARCH_ENTRIES entries or
+    SEARCH_BYTES from rank ``start``): what "All matching" shows, counts and changes."""
+    first = int(start) if start.isascii() and start.isdigit() and len(start) < 10 else 0
+    return job_set(ctx, kind).search(needle, first, newest_first=direction == "desc",
+                                     limit=SEARCH_ENTRIES)
+
+
+def confirm_matching(ctx: Context, kind: str) -> Response:
+    """GET ``/<kind>/all?op=&filter=&from=&direction=``: how many entries an "All matching"
+    change would touch (read only), with the button that makes it."""
+    op = ctx.request.arg("op")
+    _, title, _, ops = KINDS[kind]
+    if op not in ops:
+        raise HTTPError(400, f"unknown action {op[:40]!r} here: use {', '.join(ops)}")
+    needle = _needle(ctx.request.arg("filter"))
+    if not needle:
+        raise HTTPError(400, "no filter: the All buttons under the list change every job")
+    direction = _direction(kind, ctx.request.arg("direction"))
+    start = ctx.request.arg("from")
+    search = _matching(ctx, kind, needle, start, direction)
+    return ctx.render("confirm.html", kind=kind, title=title, op=op, label=LABELS[op],
+                      needle=needle, search=search, count=len(search.entries),
+                      fields={"op": op, "all": 1, "filter": needle, "from": search.start,
+                              "direction": direction, "expect": len(search.entries)})
+
+
 def bulk_action(ctx: Context, kind: str) -> Response:
     op = _op(ctx, kind)
     jobs = job_set(ctx, kind)
     if ctx.request.field("all"):
-        return back(ctx, f"/{kind}", op, _all(jobs, op))
+        needle = _needle(ctx.request.field("filter"))
+        if not needle:
+            return back(ctx, f"/{kind}", op, _all(jobs, op))
+        # The filtered set, as counted on the confirmation page (the same bounded window).
+        direction = _direction(kind, ctx.request.field("direction"))
+        search = _matching(ctx, kind, needle, ctx.request.field("from"), direction)
+        count = 0
+        for found in search.entries:
+            try:
+                count += _apply(op, found)
+            except PayloadError:
+                continue  # not a job (only Delete applies to those)
+        return back(ctx, f"/{kind}", op, count, filter=needle)
     idents = list(dict.fromkeys(ctx.request.form.get("ids", [])))
     if not idents:
         raise HTTPError(400, "no jobs were selected: tick the rows to change first")

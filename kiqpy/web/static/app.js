@@ -5,10 +5,23 @@
 
 (function () {
   var LIVE_KEY = "kiqpy-live";
+  var TZ_KEY = "kiqpy-times";  // "utc" (the default, as the server writes them) or "local"
+  var THEME_KEY = "kiqpy-theme";  // "auto" (prefers-color-scheme), "dark" or "light"
+  var THEMES = ["auto", "dark", "light"];
   var INTERVAL_KEY = "kiqpy-poll-ms";
   var SVG = "http://www.w3.org/2000/svg";
   var timer = null;
   var samples = { labels: [], processed: [], failed: [], last: null };
+  // When the figures on screen were last read from Redis (the page's own load at first), and
+  // whether the last poll failed: the status beside Live says so instead of staying green.
+  var connection = { shownAt: new Date(), down: false };
+
+  // Loaded in <head> without defer, so a chosen theme is set before the page paints (no flash
+  // of the other one); everything else waits for DOMContentLoaded.
+  var chosen = window.localStorage.getItem(THEME_KEY);
+  if (chosen === "dark" || chosen === "light") {
+    document.documentElement.setAttribute("data-theme", chosen);
+  }
 
   function $(selector, root) { return (root || document).querySelector(selector); }
   function $all(selector, root) { return Array.prototype.slice.call((root || document).querySelectorAll(selector)); }
@@ -21,6 +34,25 @@
     }
   });
 
+  // Column sorting of the rows on the page (Queues: size, latency): biggest first, then
+  // flipped on the next click. The rows are all on the page; nothing is asked of the server.
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("button.sort[data-sort]");
+    if (!button) { return; }
+    var body = $("tbody[data-sortable]", button.closest("table"));
+    if (!body) { return; }
+    var key = "data-" + button.getAttribute("data-sort");
+    var descending = button.getAttribute("aria-sort") !== "descending";
+    $all("button.sort", button.closest("table")).forEach(function (b) { b.removeAttribute("aria-sort"); });
+    button.setAttribute("aria-sort", descending ? "descending" : "ascending");
+    var rows = $all("tr", body);
+    rows.sort(function (a, b) {
+      var diff = parseFloat(a.getAttribute(key)) - parseFloat(b.getAttribute(key));
+      return descending ? -diff : diff;
+    });
+    body.replaceChildren.apply(body, rows);
+  });
+
   document.addEventListener("change", function (event) {
     var target = event.target;
     if (target.matches("[data-select-all]")) {
@@ -31,6 +63,79 @@
       target.form.submit();
     }
   });
+
+  // -- times: relative ones tick, absolute ones in UTC or local time ---------------------------
+  // [data-time] holds epoch seconds. Inside .abs-time it is shown as a date and time; anywhere
+  // else as "3m 5s ago" / "in 2h 10m", recomputed every second as the server's ago() does.
+  // [data-since] counts up ("running for").
+  function duration(seconds) {
+    var whole = Math.floor(seconds);
+    var units = [["d", 86400, "h", 3600], ["h", 3600, "m", 60], ["m", 60, "s", 1]];
+    for (var i = 0; i < units.length; i++) {
+      var u = units[i];
+      if (whole >= u[1]) { return Math.floor(whole / u[1]) + u[0] + " " + Math.floor(whole % u[1] / u[3]) + u[2]; }
+    }
+    return seconds < 10 ? seconds.toFixed(1) + "s" : whole + "s";
+  }
+
+  function pad(n) { return (n < 10 ? "0" : "") + n; }
+
+  function absolute(epoch, local) {
+    var d = new Date(epoch * 1000);
+    if (!local) { return d.toISOString().slice(0, 19).replace("T", " ") + " UTC"; }
+    var offset = -d.getTimezoneOffset();
+    var zone = "UTC" + (offset >= 0 ? "+" : "-") + pad(Math.floor(Math.abs(offset) / 60)) +
+      (Math.abs(offset) % 60 ? ":" + pad(Math.abs(offset) % 60) : "");
+    return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + " " +
+      pad(d.getHours()) + ":" + pad(d.getMinutes()) + ":" + pad(d.getSeconds()) + " " + zone;
+  }
+
+  function tickTimes() {
+    var now = Date.now() / 1000;
+    var local = window.localStorage.getItem(TZ_KEY) === "local";
+    $all("[data-time]").forEach(function (el) {
+      var epoch = parseFloat(el.getAttribute("data-time"));
+      if (!isFinite(epoch)) { return; }  // inf / -inf: shown as stored
+      if (el.classList.contains("abs-time")) {
+        var prefix = el.textContent.indexOf("since ") === 0 ? "since " : "";
+        el.textContent = prefix + absolute(epoch, local);
+        return;
+      }
+      var delta = epoch - now;
+      el.textContent = delta > 0.5 ? "in " + duration(Math.abs(delta)) : duration(Math.abs(delta)) + " ago";
+    });
+    $all("[data-since]").forEach(function (el) {
+      var epoch = parseFloat(el.getAttribute("data-since"));
+      if (isFinite(epoch)) { el.textContent = duration(Math.max(0, now - epoch)); }
+    });
+  }
+
+  function setTimes(mode) {
+    window.localStorage.setItem(TZ_KEY, mode);
+    var button = $("#tz-toggle");
+    if (button) { button.textContent = mode === "local" ? "Times: local" : "Times: UTC"; }
+    tickTimes();
+  }
+
+  // -- theme and the phone menu ---------------------------------------------------------------
+  function setTheme(theme) {
+    if (THEMES.indexOf(theme) < 0) { theme = "auto"; }
+    window.localStorage.setItem(THEME_KEY, theme);
+    if (theme === "auto") {
+      document.documentElement.removeAttribute("data-theme");
+    } else {
+      document.documentElement.setAttribute("data-theme", theme);
+    }
+    var button = $("#theme-toggle");
+    if (button) { button.textContent = "Theme: " + theme; }
+  }
+
+  function setMenu(open) {
+    var button = $("#menu-toggle");
+    if (!button) { return; }
+    button.setAttribute("aria-expanded", open ? "true" : "false");
+    document.body.classList.toggle("menu-open", open);
+  }
 
   // -- charts ---------------------------------------------------------------------------------
   function node(name, attrs, parent) {
@@ -119,6 +224,16 @@
       { name: "Failed", values: data.failed, cls: "failed" }]);
   }
 
+  // The Right-now card gets its axes at once, not a blank card until the second poll.
+  function drawLiveAxes() {
+    var container = $("#live-graph");
+    if (!container || samples.labels.length) { return; }
+    container.setAttribute("data-unit", "poll");
+    drawChart(container, [], [
+      { name: "Processed", values: [], cls: "processed" },
+      { name: "Failed", values: [], cls: "failed" }]);
+  }
+
   function drawLive(stats) {
     var container = $("#live-graph");
     if (!container) { return; }
@@ -138,6 +253,27 @@
     samples.last = stats;
   }
 
+  // -- connection status ----------------------------------------------------------------------
+  function clock(date) { return date.toTimeString().slice(0, 8); }
+
+  function showStatus() {
+    var status = $("#live-status");
+    if (!status) { return; }
+    status.textContent = connection.down ?
+      "disconnected, showing data from " + clock(connection.shownAt) :
+      "updated " + clock(connection.shownAt);
+    status.hidden = false;
+    status.classList.toggle("down", connection.down);
+    var button = $("#live-toggle");
+    if (button) { button.classList.toggle("down", connection.down); }
+  }
+
+  function polled(ok) {
+    if (ok) { connection.shownAt = new Date(); }
+    connection.down = !ok;
+    showStatus();
+  }
+
   // -- live polling ---------------------------------------------------------------------------
   function interacting(main) {
     var active = document.activeElement;
@@ -151,25 +287,31 @@
     fetch(window.location.href, { credentials: "same-origin", headers: { Accept: "text/html" } })
       .then(function (response) { return response.ok ? response.text() : null; })
       .then(function (html) {
-        if (html === null || interacting(main)) { return; }
+        if (html === null) { polled(false); return; }
+        if (interacting(main)) { return; }
         var fresh = new DOMParser().parseFromString(html, "text/html").querySelector("#main");
-        if (fresh) { main.replaceChildren.apply(main, Array.prototype.slice.call(fresh.childNodes)); }
+        if (fresh) {
+          main.replaceChildren.apply(main, Array.prototype.slice.call(fresh.childNodes));
+          polled(true);
+          tickTimes();
+        }
       })
-      .catch(function () { /* the next poll tries again */ });
+      .catch(function () { polled(false); /* the next poll tries again */ });
   }
 
   function pollStats() {
     fetch(document.body.getAttribute("data-stats-url"), { credentials: "same-origin" })
       .then(function (response) { return response.ok ? response.json() : null; })
       .then(function (data) {
-        if (!data) { return; }
+        if (!data) { polled(false); return; }
+        polled(true);
         $all("[data-stat]").forEach(function (el) {
           var value = data.kiqpy[el.getAttribute("data-stat")];
           if (typeof value === "number") { el.textContent = value.toLocaleString("en-US"); }
         });
         drawLive(data.kiqpy);
       })
-      .catch(function () { /* Redis or the server is away: keep the last figures */ });
+      .catch(function () { polled(false); /* keep the last figures, and say they are old */ });
   }
 
   function poll() {
@@ -187,6 +329,8 @@
     document.body.classList.toggle("is-live", on);
     if (timer) { window.clearInterval(timer); timer = null; }
     var every = Math.max(500, parseInt(window.localStorage.getItem(INTERVAL_KEY), 10) || 5000);
+    var status = $("#live-status");
+    if (status && !on && !$("#live-graph")) { status.hidden = true; }
     if (on) {
       poll();
       timer = window.setInterval(poll, every);
@@ -205,7 +349,23 @@
   });
 
   document.addEventListener("DOMContentLoaded", function () {
+    document.documentElement.classList.add("js");
+    setTheme(window.localStorage.getItem(THEME_KEY) || "auto");
+    setTimes(window.localStorage.getItem(TZ_KEY) === "local" ? "local" : "utc");
+    window.setInterval(tickTimes, 1000);
+    [["#theme-toggle", function () {
+      var now = window.localStorage.getItem(THEME_KEY) || "auto";
+      setTheme(THEMES[(THEMES.indexOf(now) + 1) % THEMES.length]);
+    }], ["#tz-toggle", function () {
+      setTimes(window.localStorage.getItem(TZ_KEY) === "local" ? "utc" : "local");
+    }], ["#menu-toggle", function () {
+      setMenu($("#menu-toggle").getAttribute("aria-expanded") !== "true");
+    }]].forEach(function (pair) {
+      var el = $(pair[0]);
+      if (el) { el.addEventListener("click", pair[1]); }
+    });
     drawHistory();
+    drawLiveAxes();
     var button = $("#live-toggle");
     if (button) {
       button.addEventListener("click", function () {
