@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 import kiqpy
+import kiqpy.api
 from kiqpy.api import cancel, cancellations
 from kiqpy.cli import main
 from tests.conftest import wait_for
@@ -58,3 +59,32 @@ def test_a_running_job_is_told_and_neither_retried_nor_dead(config, r, redis_url
         assert worker.wait() == 0
     assert r.zcard("retry") == 0 and r.zcard("dead") == 0 and r.llen("test:finished") == 0
     assert [c.where for c in cancellations()] == ["running"]
+
+
+def test_the_dashboard_cancels_from_an_entry_page_and_says_when_there_is_nothing(config, r):
+    from tests.web_helpers import client_for, text
+
+    scheduled = kiqpy.enqueue("cancel.LongExport", 10, delay=3600)
+    web = client_for(config)
+    done = web.post("/cancel", {"jid": scheduled, "back": "/scheduled"})
+    assert done.status_code == 303 and "/scheduled?done=cancel-waiting" in done.location
+    assert r.zcard("schedule") == 0
+    assert "Cancelled 1 job: removed before it ran." in text(web.get(done.location))
+    missing = web.post("/cancel", {"jid": scheduled, "back": "//evil.example/"})
+    assert missing.status_code == 404 and "is waiting or running" in text(missing)
+    assert web.post("/cancel", {"jid": scheduled}, token=None).status_code == 403
+
+
+@pytest.mark.slow
+def test_busy_shows_a_cancel_button_for_running_jobs(config, r, redis_url):
+    from tests.web_helpers import client_for, text
+
+    with WorkerProcess(redis_url, "--heartbeat-interval", "0.2", require="tests.app_cancel"):
+        jid = kiqpy.enqueue("cancel.LongExport", 400)
+        wait_for(lambda: any(w.job.jid == jid for _, _, w in kiqpy.api.WorkSet()),
+                 message="the job on Busy")
+        web = client_for(config)
+        assert f'name="jid" value="{jid}"' in text(web.get("/busy"))
+        done = web.post("/cancel", {"jid": jid, "back": "/busy"})
+        assert "done=cancel-running" in done.location
+        wait_for(lambda: r.llen("test:stopped") == 1, message="the job to stop")

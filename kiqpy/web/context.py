@@ -53,6 +53,8 @@ NOTICES = {
     "retry": "Queued {n} job(s) to run now.",
     "enqueue": "Queued {n} job(s) to run now.",
     "kill": "Moved {n} job(s) to the dead set.",
+    "cancel-running": "Asked {n} running job to stop: it sees self.cancelled.",
+    "cancel-waiting": "Cancelled {n} job: removed before it ran.",
     "periodic-pause": "Paused {n} periodic entry: its ticks are skipped until unpaused.",
     "periodic-unpause": "Unpaused {n} periodic entry.",
     "periodic-run": "Enqueued {n} periodic job now.",
