@@ -42,9 +42,17 @@ def test_enumerators_resume_after_their_cursor():
 
 @pytest.mark.slow
 def test_term_mid_way_resumes_from_the_cursor_with_no_item_twice(config, r, redis_url):
-    kiqpy.enqueue("iteration.Export", 1000)
-    with WorkerProcess(redis_url, require="tests.app_iteration", env=SLOW) as first:
+    jid = kiqpy.enqueue("iteration.Export", 1000)
+    with WorkerProcess(redis_url, "--heartbeat-interval", "0.2", require="tests.app_iteration",
+                       env=SLOW) as first:
         wait_for(lambda: len(items(r)) >= 100, timeout=30, message="100 items")
+        # Busy (and kiqpy.api.iteration_progress) show how far it got
+        from tests.web_helpers import client_for, text
+
+        wait_for(lambda: "iterations, cursor" in text(client_for(config).get("/busy")),
+                 message="the progress on Busy")
+        done, cursor = kiqpy.api.iteration_progress([jid])[jid]
+        assert done >= 100 and cursor == done - 1
         first.signal(signal.SIGTERM)
         assert first.wait(30) == 0
     stopped_at = len(items(r))

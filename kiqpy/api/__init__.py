@@ -31,6 +31,7 @@ module per concern:
 
 from kiqpy.api.base import ApiObject, Page
 from kiqpy.api.cancel import Cancellation, cancel, cancellations
+from kiqpy.api.iteration import progress as iteration_progress
 from kiqpy.api.jobs import JobRecord
 from kiqpy.api.metrics import ClassMetrics, DeployMark, Metrics, mark_deploy
 from kiqpy.api.periodic import PeriodicEntry, PeriodicSet
@@ -69,5 +70,6 @@ __all__ = [
     "cancel",
     "cancellations",
     "decompress_backtrace",
+    "iteration_progress",
     "mark_deploy",
 ]

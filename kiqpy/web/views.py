@@ -14,7 +14,16 @@ from importlib import resources
 from typing import Any
 from urllib.parse import quote
 
-from kiqpy.api import History, Page, PeriodicSet, ProcessSet, Queue, Stats, WorkSet
+from kiqpy.api import (
+    History,
+    Page,
+    PeriodicSet,
+    ProcessSet,
+    Queue,
+    Stats,
+    WorkSet,
+    iteration_progress,
+)
 from kiqpy.api.queues import SORTED_QUEUES
 from kiqpy.connection import REDIS_DOWN, translate_errors
 from kiqpy.web.context import PAGE_SIZE, SUMMARY_QUEUES, Context, JobRow, back, digest, require_page
@@ -114,9 +123,11 @@ def busy(ctx: Context) -> Response:
                for identity, thread, w in work]
     threads = processes.total_concurrency
     utilisation = round(100 * processes.total_busy / threads) if threads else 0
+    jids = [w.job.jid for _, _, w in work if w.job.jid][:200]
     return ctx.render("busy.html", processes=processes, running=running,
                       utilisation=utilisation, pending=processes.pending_signals(),
-                      periodic_leader=PeriodicSet(ctx.config, ctx.redis).leader)
+                      periodic_leader=PeriodicSet(ctx.config, ctx.redis).leader,
+                      progress=iteration_progress(jids, ctx.config, ctx.redis))
 
 
 def busy_action(ctx: Context) -> Response:
