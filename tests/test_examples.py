@@ -32,7 +32,8 @@ from tests.workers import WorkerProcess, log_events
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
-NAMES = ["sleeper", "word_count", "device_sync", "mail", "middleware", "testing", "periodic"]
+NAMES = ["sleeper", "word_count", "device_sync", "mail", "middleware", "testing", "periodic",
+         "export"]
 SHELL_BLOCK = re.compile(r"^```sh\n(.*?)^```", re.M | re.DOTALL)
 ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 
@@ -422,3 +423,29 @@ def test_periodic(r, redis_url):
             "paused", "unpaused", "enqueued"]
         wait_for(lambda: events(first, "cleaned up") or events(second, "cleaned up"),
                  message="the cleanup, enqueued now")
+
+
+# -- export -------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_export(r, redis_url):
+    import signal
+
+    out = EXAMPLES / "export" / "var" / "acme.csv"
+    out.unlink(missing_ok=True)
+    run_python(readme_command("export", "python", "-m", "examples.export.enqueue"), redis_url)
+    argv = readme_command("export", "kiqpy", "-r")
+    # Given the README's worker stopped half way with Ctrl-C
+    with start_worker(argv, redis_url) as first:
+        wait_for(lambda: out.exists() and len(out.read_text().splitlines()) >= 300,
+                 timeout=30, message="some batches")
+        first.signal(signal.SIGINT)
+        assert first.wait(30) == 0
+    written = len(out.read_text().splitlines())
+    assert written < 2000
+    # When it is started again, it resumes and completes
+    with start_worker(argv, redis_url) as second:
+        wait_for(lambda: events(second, "export complete"), timeout=60, message="the rest")
+        assert events(second, "export resumed") and not events(second, "export started")
+    # Then every user is in the file exactly once
+    ids = [int(line.split(",")[0]) for line in out.read_text().splitlines()]
+    assert ids == list(range(1, 2001))

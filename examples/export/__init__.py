@@ -1,0 +1,1 @@
+"""A resumable export: an iterable job that survives restarts."""
