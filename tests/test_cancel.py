@@ -88,3 +88,15 @@ def test_busy_shows_a_cancel_button_for_running_jobs(config, r, redis_url):
         done = web.post("/cancel", {"jid": jid, "back": "/busy"})
         assert "done=cancel-running" in done.location
         wait_for(lambda: r.llen("test:stopped") == 1, message="the job to stop")
+
+
+def test_queue_and_retry_rows_have_a_cancel_button(config, r):
+    from tests.web_helpers import add, client_for, failed, text
+
+    queued = kiqpy.enqueue("cancel.LongExport", 10, queue="exports")
+    add(r, "retry", {**failed("cancel.LongExport", [1]), "jid": "e" * 24}, time.time() + 60)
+    web = client_for(config)
+    assert f'name="jid" value="{queued}"' in text(web.get("/queues/exports"))
+    assert f'name="jid" value="{"e" * 24}"' in text(web.get("/retries"))
+    done = web.post("/cancel", {"jid": "e" * 24, "back": "/retries"})
+    assert "/retries?done=cancel-waiting" in done.location and r.zcard("retry") == 0
