@@ -315,7 +315,7 @@ def test_metrics_pages_chart_a_class_with_its_deploy_marks(page: Any, r: redis.R
     # When the Metrics page and the class's page are opened
     go(page, "/metrics")
     assert page.locator("table.metrics td", has_text="InvoiceJob").count() == 1
-    assert page.locator("svg.metrics-chart polyline").count() == 2  # the two classes
+    assert page.locator("svg.metrics-chart polyline").count() == 4  # 2 classes x 2 charts
     shot(page, "metrics")
     page.click("table.metrics a >> text=InvoiceJob")
     # Then the charts and the histogram are drawn, with the deploy marked

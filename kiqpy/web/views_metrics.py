@@ -42,16 +42,21 @@ def listing(ctx: Context) -> Response:
     names = [row.job_class for row in top[:TOP_CHARTED]]
     table = metrics.table(names, minutes) if names else []
     marks = metrics.deploys(minutes)
-    lines = [{"name": name, "n": n, **_chart([(t, by[name]) for t, by in table], marks,
-                                             lambda r: r.processed, top=_top(table))}
-             for n, name in enumerate(names)]
+    charts = []
+    for title, value in (("Executions per minute", lambda r: r.processed),
+                         ("Seconds of work per minute", lambda r: r.total_seconds)):
+        top_value = _top(table, value)
+        lines = [{"name": name, "n": n, **_chart([(t, by[name]) for t, by in table], marks,
+                                                 value, top=top_value)}
+                 for n, name in enumerate(names)]
+        charts.append((title, lines))
     return ctx.render("metrics.html", rows=rows, period=period, periods=list(PERIODS),
-                      sort=sort, lines=lines, width=WIDTH, height=HEIGHT)
+                      sort=sort, charts=charts if names else [], width=WIDTH, height=HEIGHT)
 
 
-def _top(table: list[tuple[_dt.datetime, dict[str, ClassMetrics]]]) -> float:
+def _top(table: list[tuple[_dt.datetime, dict[str, ClassMetrics]]], value: Any) -> float:
     """The largest value any charted class reaches, so every line shares one scale."""
-    return float(max((row.processed for _, by in table for row in by.values()), default=0))
+    return float(max((value(row) for _, by in table for row in by.values()), default=0))
 
 
 def _prometheus(ctx: Context) -> Response:
