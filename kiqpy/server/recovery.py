@@ -84,7 +84,7 @@ class Recovery:
             pipe.multi()
             pipe.hdel(self.keys.inflight_owners, identity)
             pipe.srem(self.keys.processes, identity)
-            pipe.delete(self.keys.work(identity))
+            pipe.delete(self.keys.work(identity), self.keys.workers(identity))
 
         self.redis.transaction(forget, self.keys.process(identity))
         return moved
