@@ -6,6 +6,7 @@
 #   ruby tests/interop_jobs.rb schedule TAG        the same, due in one second
 #   ruby tests/interop_jobs.rb bulk TAG N          push_bulk of N PyRecord jobs
 #   ruby tests/interop_jobs.rb fail TAG            PyFails (kiqpy retries it)
+#   ruby tests/interop_jobs.rb unknown TAG         RubyOnly on queue "python" (kiqpy has no such job)
 #   ruby tests/interop_jobs.rb slow SECONDS        PySlow (kiqpy runs it that long)
 #   ruby tests/interop_jobs.rb state               JSON: what Sidekiq's API reads (processes,
 #                                                  running jobs, retries, stats)
@@ -73,6 +74,8 @@ if $PROGRAM_NAME == __FILE__
   when "bulk"
     args = (0...ARGV[2].to_i).map { |i| ["#{ARGV[1]}-#{i}"] }
     puts JSON.generate(Sidekiq::Client.push_bulk(py.merge("class" => "PyRecord", "args" => args)))
+  when "unknown"
+    puts Sidekiq::Client.push(py.merge("class" => "RubyOnly", "args" => [ARGV[1]]))
   when "fail"
     puts Sidekiq::Client.push(py.merge("class" => "PyFails", "args" => [ARGV[1]]))
   when "slow"

@@ -175,6 +175,22 @@ def test_kiqpys_retry_of_a_sidekiq_job_reads_right_in_sidekiq(peers):
     assert retry["retried_at"] is None
 
 
+def test_a_class_the_other_side_does_not_know_is_retried_with_a_clear_error(peers):
+    # Given a Python name on Sidekiq's queue, and a Ruby name on kiqpy's
+    py_jid = kiqpy.enqueue("PyOnlyJob", "k-unknown", queue="ruby")
+    ruby_jid = peers.ruby("unknown", "r-unknown").strip()
+
+    # Then each side fails it as any job that raised, into the retry set, saying why
+    def both():
+        entries = {e.jid: e.item for e in RetrySet(peers.config)}
+        return entries if py_jid in entries and ruby_jid in entries else None
+    entries = wait_for(both, timeout=20, message=f"both retries\n{peers.logs()}")
+    assert entries[py_jid]["error_class"] == "NameError"
+    assert "PyOnlyJob" in entries[py_jid]["error_message"]
+    assert entries[ruby_jid]["error_class"].endswith("UnknownJobError")
+    assert "no job class registered as 'RubyOnly'" in entries[ruby_jid]["error_message"]
+
+
 # -- processes and running jobs -------------------------------------------------------------------
 def test_kiqpy_lists_sidekiqs_process_and_its_running_job(peers):
     identity = peers.identity("rubyside")
