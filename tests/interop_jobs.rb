@@ -7,6 +7,8 @@
 #   ruby tests/interop_jobs.rb bulk TAG N          push_bulk of N PyRecord jobs
 #   ruby tests/interop_jobs.rb fail TAG            PyFails (kiqpy retries it)
 #   ruby tests/interop_jobs.rb unknown TAG         RubyOnly on queue "python" (kiqpy has no such job)
+#   ruby tests/interop_jobs.rb dead TAG            PyFails with retry 0 (kiqpy kills it)
+#   ruby tests/interop_jobs.rb quiet IDENTITY      Sidekiq::Process#quiet! of that process
 #   ruby tests/interop_jobs.rb slow SECONDS        PySlow (kiqpy runs it that long)
 #   ruby tests/interop_jobs.rb state               JSON: what Sidekiq's API reads (processes,
 #                                                  running jobs, retries, stats)
@@ -74,6 +76,10 @@ if $PROGRAM_NAME == __FILE__
   when "bulk"
     args = (0...ARGV[2].to_i).map { |i| ["#{ARGV[1]}-#{i}"] }
     puts JSON.generate(Sidekiq::Client.push_bulk(py.merge("class" => "PyRecord", "args" => args)))
+  when "dead"
+    puts Sidekiq::Client.push(py.merge("class" => "PyFails", "args" => [ARGV[1]], "retry" => 0))
+  when "quiet"
+    Sidekiq::ProcessSet.new.each { |p| p.quiet! if p.identity == ARGV[1] }
   when "unknown"
     puts Sidekiq::Client.push(py.merge("class" => "RubyOnly", "args" => [ARGV[1]]))
   when "fail"
@@ -91,16 +97,23 @@ if $PROGRAM_NAME == __FILE__
         "class" => w["payload"]["class"], "jid" => w["payload"]["jid"],
         "run_at" => w["run_at"] }
     end
-    retries = Sidekiq::RetrySet.new.map do |entry|
-      { "jid" => entry.jid, "class" => entry.klass, "at" => entry.at.to_f,
-        "failed_at" => entry["failed_at"], "retried_at" => entry["retried_at"],
-        "created_at" => entry["created_at"], "enqueued_at" => entry["enqueued_at"],
-        "retry_count" => entry["retry_count"], "error_class" => entry["error_class"],
-        "error_message" => entry["error_message"] }
+    sorted = lambda do |set|
+      set.map do |entry|
+        { "jid" => entry.jid, "class" => entry.klass, "at" => entry.at.to_f,
+          "failed_at" => entry["failed_at"], "retried_at" => entry["retried_at"],
+          "created_at" => entry["created_at"], "enqueued_at" => entry["enqueued_at"],
+          "retry_count" => entry["retry_count"], "error_class" => entry["error_class"],
+          "error_message" => entry["error_message"] }
+      end
     end
     stats = Sidekiq::Stats.new
-    puts JSON.generate("processes" => processes, "work" => work, "retries" => retries,
-                       "processed" => stats.processed, "failed" => stats.failed)
+    history = Sidekiq::Stats::History.new(1)
+    puts JSON.generate("processes" => processes, "work" => work,
+                       "retries" => sorted.call(Sidekiq::RetrySet.new),
+                       "dead" => sorted.call(Sidekiq::DeadSet.new),
+                       "processed" => stats.processed, "failed" => stats.failed,
+                       "processed_today" => history.processed.values.first,
+                       "failed_today" => history.failed.values.first)
   else
     abort "unknown command #{ARGV[0].inspect}"
   end

@@ -1,7 +1,9 @@
 """kiqpy and a real Ruby Sidekiq (Debian's ruby-sidekiq, 6.4) on one Redis, in JSON mode with
-``sidekiq_version = "6"``: jobs cross both ways (immediate, scheduled, bulk), retries written by
-one side read right on the other (types and units), each side lists the other's process and
-running job, and kiqpy's API quiets Sidekiq. The Ruby side is tests/interop_jobs.rb (run by
+``sidekiq_version = "6"``: jobs cross both ways (immediate, scheduled, bulk), retries and dead
+entries written by one side read right on the other (types and units), a class one side does
+not know is retried with a clear error, each side lists the other's process and running job,
+stats and daily history agree, kiqpy's dashboard renders with Sidekiq's data, and each side's
+API quiets the other. The Ruby side is tests/interop_jobs.rb (run by
 ``sidekiq``, and by ``ruby`` for its API); the kiqpy side tests/app_interop.py.
 
 Without ``sidekiq`` on PATH these skip, except under CI=true, where they fail; ``make test``
@@ -24,11 +26,12 @@ import pytest
 import redis
 
 import kiqpy
-from kiqpy.api import ProcessSet, RetrySet, WorkSet
+from kiqpy.api import DeadSet, History, ProcessSet, RetrySet, Stats, WorkSet
 from kiqpy.config import Config
 from tests import app_interop
 from tests.conftest import wait_for
 from tests.redis_server import RedisServer
+from tests.web_helpers import client_for, text
 from tests.workers import ROOT, LoggedProcess, WorkerProcess
 
 pytestmark = pytest.mark.slow
@@ -175,6 +178,27 @@ def test_kiqpys_retry_of_a_sidekiq_job_reads_right_in_sidekiq(peers):
     assert retry["retried_at"] is None
 
 
+def test_dead_entries_written_by_one_side_read_right_on_the_other(peers):
+    # Given a job each side kills at once (retry 0)
+    py_jid = kiqpy.enqueue("RubyFails", "k-dead", queue="ruby", retry=0)
+    ruby_jid = peers.ruby("dead", "r-dead").strip()
+
+    # Then kiqpy's DeadSet reads Sidekiq's entry, and Sidekiq's DeadSet reads kiqpy's
+    def in_kiqpy():
+        return next((e for e in DeadSet(peers.config) if e.jid == py_jid), None)
+    entry = wait_for(in_kiqpy, timeout=20, message=f"Sidekiq's dead entry\n{peers.logs()}")
+    assert entry.item["error_class"] == "ArgumentError"
+    near_now(entry.item["failed_at"]), near_now(entry.item["created_at"])
+    assert abs(entry.score - time.time()) < 120
+
+    def in_sidekiq():
+        return next((e for e in peers.state()["dead"] if e["jid"] == ruby_jid), None)
+    dead = wait_for(in_sidekiq, timeout=20, message=f"kiqpy's dead entry\n{peers.logs()}")
+    assert dead["class"] == "PyFails" and dead["error_class"] == "ValueError"
+    near_now(dead["failed_at"])
+    assert abs(dead["at"] - time.time()) < 120
+
+
 def test_a_class_the_other_side_does_not_know_is_retried_with_a_clear_error(peers):
     # Given a Python name on Sidekiq's queue, and a Ruby name on kiqpy's
     py_jid = kiqpy.enqueue("PyOnlyJob", "k-unknown", queue="ruby")
@@ -201,6 +225,8 @@ def test_kiqpy_lists_sidekiqs_process_and_its_running_job(peers):
     work = wait_for(running, timeout=20, message=f"Sidekiq's running job\n{peers.logs()}")
 
     assert work.queue == "ruby" and work.job.display_class == "RubySlow"
+    busy = text(client_for(peers.config).get("/busy"))
+    assert "RubySlow" in busy and "malformed" not in busy
     assert abs(work.run_at.timestamp() - time.time()) < 30
     process = ProcessSet(peers.config).find(identity)
     assert process is not None
@@ -227,7 +253,31 @@ def test_sidekiq_lists_kiqpys_process_and_its_running_job(peers):
     near_now(process["started_at"])
 
 
-# -- remote control (last: it leaves Sidekiq quiet) -----------------------------------------------
+def test_stats_daily_history_and_the_dashboard_agree_with_sidekiq(peers):
+    # Both sides count into the same keys; Sidekiq's API and kiqpy's read the same numbers
+    def agree():
+        ruby, stats = peers.state(), Stats(peers.config)
+        history = History(days=1, config=peers.config)
+        ours = (stats.processed, stats.failed, sum(history.processed.values()),
+                sum(history.failed.values()))
+        theirs = (ruby["processed"], ruby["failed"], ruby["processed_today"],
+                  ruby["failed_today"])
+        return ours if ours == theirs else None
+    processed, failed, _, _ = wait_for(agree, timeout=20, message="the same counts")
+    assert processed >= 10 and failed >= 2
+
+    # kiqpy's dashboard renders every page with Sidekiq's processes, retries and dead jobs
+    web = client_for(peers.config)
+    for path in ("/", "/busy", "/queues", "/retries", "/scheduled", "/dead", "/metrics",
+                 "/keys"):
+        response = web.get(path)
+        assert response.status_code == 200, (path, text(response)[:2000])
+    busy = text(web.get("/busy"))
+    assert "rubyside" in busy and "pyside" in busy
+    assert "ArgumentError" in text(web.get("/retries"))
+
+
+# -- remote control (last: it leaves both sides quiet) -----------------------------------------------
 def test_quiet_from_kiqpys_api_quiets_sidekiq(peers):
     identity = peers.identity("rubyside")
     process = ProcessSet(peers.config).find(identity)
@@ -238,4 +288,14 @@ def test_quiet_from_kiqpys_api_quiets_sidekiq(peers):
     wait_for(lambda: ProcessSet(peers.config).find(identity).is_quiet, timeout=20,
              message=f"Sidekiq to be quiet\n{peers.logs()}")
     assert "unsupported signal" not in peers.sidekiq.log()
+    assert [p["quiet"] for p in peers.state()["processes"] if p["identity"] == identity] == [True]
+
+
+def test_quiet_from_sidekiqs_api_quiets_kiqpy(peers):
+    identity = peers.identity("pyside")
+
+    peers.ruby("quiet", identity)
+
+    wait_for(lambda: ProcessSet(peers.config).find(identity).is_quiet, timeout=20,
+             message=f"kiqpy to be quiet\n{peers.logs()}")
     assert [p["quiet"] for p in peers.state()["processes"] if p["identity"] == identity] == [True]
