@@ -277,7 +277,7 @@ def test_stats_daily_history_and_the_dashboard_agree_with_sidekiq(peers):
     assert "ArgumentError" in text(web.get("/retries"))
 
 
-# -- remote control (last: it leaves both sides quiet) -----------------------------------------------
+# -- remote control (last: it leaves both sides quiet) ------------------------------------------
 def test_quiet_from_kiqpys_api_quiets_sidekiq(peers):
     identity = peers.identity("rubyside")
     process = ProcessSet(peers.config).find(identity)
