@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 DURATION ?= 300
 
 .DEFAULT_GOAL := help
-.PHONY: help install redis browser test lint demo bench soak clean
+.PHONY: help install redis browser sidekiq test lint demo bench soak clean
 
 help: ## list the targets
 	@echo "usage: make <target>   (PY=$(PY); PYTEST_ARGS='...' is passed to pytest)"
@@ -61,7 +61,22 @@ browser: ## make sure /usr/bin/chromium is installed for the browser tests (apt-
 		echo "browser tests will skip (and fail under CI=true). Debian/Ubuntu: sudo apt-get install chromium" >&2; \
 	fi
 
-test: install redis browser ## run the test suite (PYTEST_ARGS='-m "not slow"' skips the slow ones)
+# tests/test_sidekiq_interop.py runs a real Ruby Sidekiq (Debian's ruby-sidekiq, 6.4) next to a
+# kiqpy worker. Without it, and not root, those tests skip, or fail under CI=true.
+sidekiq: ## make sure Debian's ruby-sidekiq is installed for the interop tests (apt-get when root)
+	@if command -v sidekiq >/dev/null 2>&1; then \
+		echo "sidekiq: $$(command -v sidekiq) (ruby-sidekiq $$(dpkg-query -W -f='$${Version}' ruby-sidekiq 2>/dev/null))"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "sidekiq is missing; installing ruby-sidekiq with apt-get"; \
+		apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ruby-sidekiq >/dev/null && \
+		{ command -v sidekiq || { echo "error: apt-get gave no sidekiq command" >&2; exit 1; }; }; \
+	else \
+		echo "warning: sidekiq is missing and make installs it only as root, so the interop" >&2; \
+		echo "tests will skip (and fail under CI=true). Debian/Ubuntu: sudo apt-get install ruby-sidekiq" >&2; \
+	fi
+
+test: install redis browser sidekiq ## run the test suite (PYTEST_ARGS='-m "not slow"' skips the slow ones)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # mypy cannot see through the editable install's import hook, which maps `middleware/` to

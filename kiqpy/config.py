@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 from kiqpy.chain import Chain
 from kiqpy.connection import SENTINEL_SCHEMES, SentinelAuth, parse_sentinel_url, safe_url
 from kiqpy.errors import ConfigurationError
-from kiqpy.payload import SERIALIZERS
+from kiqpy.payload import SERIALIZERS, SIDEKIQ_VERSIONS, now_stamp
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 EVENTS = ("startup", "heartbeat", "beat", "quiet", "shutdown", "exit")
@@ -52,6 +52,10 @@ class Config:
     redis_url: str = DEFAULT_REDIS_URL
     namespace: str = ""
     serializer: str = "msgpack"
+    # The Sidekiq version sharing this Redis, for the JSON wire format: "6" and "7" write
+    # timestamps as float epoch seconds ("6" also the busy map as Sidekiq 6 reads it), "8"
+    # as int epoch milliseconds. Readers accept every format whatever this says.
+    sidekiq_version: str = "8"
     pool_size: int = 0  # 0: concurrency + 5 on a worker, 10 on a client
     socket_timeout: float = 5.0
     # How to authenticate to Sentinels (a redis+sentinel:// URL); the master's own user and
@@ -96,6 +100,8 @@ class Config:
         default_factory=lambda: {event: [] for event in EVENTS}, compare=False, repr=False)
 
     def __post_init__(self) -> None:
+        if type(self.sidekiq_version) is int:  # `sidekiq_version = 6` in a TOML file
+            object.__setattr__(self, "sidekiq_version", str(self.sidekiq_version))
         # Caught here rather than at the first push, so configure() refuses a bad URL at once.
         if urlsplit(self.redis_url).scheme not in ("redis", "rediss", "unix",
                                                    *SENTINEL_SCHEMES):
@@ -107,6 +113,9 @@ class Config:
             raise ConfigurationError(
                 f"serializer must be one of {', '.join(SERIALIZERS)}, got {self.serializer!r}"
             )
+        if self.sidekiq_version not in SIDEKIQ_VERSIONS:
+            raise ConfigurationError(f"sidekiq_version must be one of "
+                                     f"{', '.join(SIDEKIQ_VERSIONS)}, got {self.sidekiq_version!r}")
         if self.concurrency < 1:
             raise ConfigurationError(f"concurrency must be at least 1, got {self.concurrency}")
         if not self.queues:
@@ -151,6 +160,8 @@ class Config:
             values["namespace"] = env["KIQPY_NAMESPACE"]
         if env.get("KIQPY_SERIALIZER"):
             values["serializer"] = env["KIQPY_SERIALIZER"]
+        if env.get("KIQPY_SIDEKIQ_VERSION"):
+            values["sidekiq_version"] = env["KIQPY_SIDEKIQ_VERSION"]
         for name in ("sentinel_username", "sentinel_password"):
             if env.get(f"KIQPY_{name.upper()}"):
                 values[name] = env[f"KIQPY_{name.upper()}"]
@@ -184,6 +195,11 @@ class Config:
             raise ConfigurationError(f"on({event!r}, ...) needs a callable, got {handler!r}")
         self.event_handlers[event].append(handler)
         return handler
+
+    def now_stamp(self, serializer: str | None = None) -> int | float:
+        """Now, as a timestamp field (``created_at``, ``enqueued_at``, ...) of a payload in
+        ``serializer`` (default: this configuration's) is written for ``sidekiq_version``."""
+        return now_stamp(self.sidekiq_version, serializer or self.serializer)
 
     @property
     def sentinel_auth(self) -> SentinelAuth:

@@ -67,8 +67,12 @@ class Keys:
         """The hash of jobs a process is running right now."""
         return f"{self.prefix}{identity}:work"
 
+    def workers(self, identity: str) -> str:
+        """Sidekiq 6's name for :meth:`work` (``Config.sidekiq_version = "6"`` writes here)."""
+        return f"{self.prefix}{identity}:workers"
+
     def signals(self, identity: str) -> str:
-        """The list of remote commands (quiet, stop, dump) for a process."""
+        """The list of remote commands (TSTP, TERM, TTIN; or quiet, stop, dump) for a process."""
         return f"{self.prefix}{identity}-signals"
 
     def inflight(self, identity: str, queue: str) -> str:

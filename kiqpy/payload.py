@@ -1,10 +1,11 @@
 """Job payloads: the job map <-> bytes, and the argument check that runs before any I/O.
 
 A job map holds ``class``, ``args``, ``queue``, ``jid`` (24 hex chars), ``created_at`` and
-``enqueued_at`` (epoch milliseconds), ``retry`` and, after a failure, the error fields. Unknown
-fields are kept untouched. Two encodings exist side by side: msgpack (the default) and JSON
-(Sidekiq-compatible); :func:`decode` tells them apart by the first byte: JSON text starts with
-an ASCII byte (< 0x80), while a msgpack value starting with one is a lone small int, never a map.
+``enqueued_at`` (epoch milliseconds; float epoch seconds in JSON for Sidekiq 6/7), ``retry``
+and, after a failure, the error fields. Unknown fields are kept untouched. Two encodings exist
+side by side: msgpack (the default) and JSON (Sidekiq-compatible); :func:`decode` tells them
+apart by the first byte: JSON text starts with an ASCII byte (< 0x80), while a msgpack value
+starting with one is a lone small int, never a map.
 """
 
 from __future__ import annotations
@@ -37,6 +38,20 @@ def new_jid() -> str:
 def now_ms() -> int:
     """The current time in epoch milliseconds (the unit of ``created_at``/``enqueued_at``)."""
     return time.time_ns() // 1_000_000
+
+
+# The Sidekiq versions whose JSON wire format kiqpy can write (Config.sidekiq_version): 6.x and
+# 7.x store created_at/enqueued_at/failed_at/retried_at as float epoch seconds, 8.x as int epoch
+# milliseconds. Readers accept both (epoch_seconds()).
+SIDEKIQ_VERSIONS = ("6", "7", "8")
+
+
+def now_stamp(sidekiq_version: str = "8", serializer: str = "json") -> int | float:
+    """The current time as a job timestamp field is written: float epoch seconds in a JSON
+    payload for Sidekiq 6/7, else int epoch milliseconds (Sidekiq 8, and always in msgpack)."""
+    if serializer == "json" and sidekiq_version in ("6", "7"):
+        return time.time()
+    return now_ms()
 
 
 def check_args(args: Any, serializer: str = "msgpack") -> None:
@@ -281,14 +296,15 @@ def set_member(job: Job) -> Job:
     return {key: value for key, value in job.items() if key not in NOT_IN_SETS}
 
 
-def queued_copy(job: Job, member: bytes) -> bytes:
+def queued_copy(job: Job, member: bytes, sidekiq_version: str = "8") -> bytes:
     """The payload that takes ``job``'s place on its queue when it moves there from a sorted
-    set (stored as ``member``): no ``at``, a fresh ``enqueued_at`` (epoch ms, as the client
-    writes it), in the member's encoding. Python re-encodes exactly; the Lua poller cannot
-    (kiqpy/lua/schedule.lua appends the field to the bytes instead)."""
+    set (stored as ``member``): no ``at``, a fresh ``enqueued_at`` (in the unit the client
+    writes, see :func:`now_stamp`), in the member's encoding. Python re-encodes exactly; the
+    Lua poller cannot (kiqpy/lua/schedule.lua writes the field into the bytes instead)."""
     moved = set_member(job)
-    moved["enqueued_at"] = now_ms()
-    return encode(moved, serializer_of(member))
+    serializer = serializer_of(member)
+    moved["enqueued_at"] = now_stamp(sidekiq_version, serializer)
+    return encode(moved, serializer)
 
 
 def epoch_seconds(value: Any) -> float | None:

@@ -84,8 +84,8 @@ def test_quiet_all_and_stop_all_leave_commands_that_expire(config, r):
     processes.find("a:1:x").dump_threads()
 
     # The heartbeat RPOPs: commands arrive in the order they were given.
-    assert r.lrange("a:1:x-signals", 0, -1)[::-1] == [b"quiet", b"stop", b"dump"]
-    assert r.lrange("b:2:y-signals", 0, -1)[::-1] == [b"quiet", b"stop"]
+    assert r.lrange("a:1:x-signals", 0, -1)[::-1] == [b"TSTP", b"TERM", b"TTIN"]
+    assert r.lrange("b:2:y-signals", 0, -1)[::-1] == [b"TSTP", b"TERM"]
     assert 0 < r.ttl("a:1:x-signals") <= SIGNAL_TTL
 
 
@@ -118,7 +118,7 @@ def test_namespaced_processes(config, r, redis_url):
     [process] = ProcessSet(ns)
     process.quiet()
 
-    assert process.identity == "a:1:x" and r.lrange("app:a:1:x-signals", 0, -1) == [b"quiet"]
+    assert process.identity == "a:1:x" and r.lrange("app:a:1:x-signals", 0, -1) == [b"TSTP"]
     assert [p.identity for p in ProcessSet()] == ["b:2:y"]
 
 

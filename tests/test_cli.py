@@ -115,13 +115,14 @@ def test_every_setting_from_kiqpy_env_vars(invoke):
         "KIQPY_TAG": "green", "KIQPY_REDIS_URL": "redis://127.0.0.1:9/3",
         "REDIS_URL": "redis://127.0.0.1:9/4", "KIQPY_NAMESPACE": "app",
         "KIQPY_SERIALIZER": "json", "KIQPY_PREFETCH": "4", "KIQPY_POLL_INTERVAL": "0.5",
-        "KIQPY_HEARTBEAT_INTERVAL": "2", "KIQPY_PROCESS_TTL": "9",
+        "KIQPY_SIDEKIQ_VERSION": "6", "KIQPY_HEARTBEAT_INTERVAL": "2", "KIQPY_PROCESS_TTL": "9",
         "KIQPY_LOG_FORMAT": "json", "KIQPY_LOG_LEVEL": "WARNING"})
     assert result.exit_code == 0, result.output
     cfg = parsed.config
     assert cfg.concurrency == 7
     assert cfg.queues == (("x", 2), ("y", 1))
     assert (cfg.timeout, cfg.tag, cfg.namespace, cfg.serializer) == (3.5, "green", "app", "json")
+    assert cfg.sidekiq_version == "6"
     assert cfg.redis_url == "redis://127.0.0.1:9/3"  # KIQPY_REDIS_URL before REDIS_URL
     assert (cfg.prefetch, cfg.poll_interval_average) == (4, 0.5)
     assert (cfg.heartbeat_interval, cfg.process_ttl) == (2.0, 9.0)
@@ -159,11 +160,13 @@ def test_verbose_means_debug(invoke):
 def test_config_file_values_are_used_when_no_flag_is_given(invoke, tmp_path):
     (tmp_path / "kiqpy.toml").write_text(
         '[kiqpy]\nconcurrency = 4\nqueues = ["critical:3", "default"]\ntimeout = 8\n'
-        'tag = "from-file"\nheartbeat-interval = 1.5\nlog_level = "warning"\n')
+        'tag = "from-file"\nheartbeat-interval = 1.5\nlog_level = "warning"\n'
+        'sidekiq-version = 7\n')
     result, parsed = invoke("-C", "kiqpy.toml")
     assert result.exit_code == 0, result.output
     cfg = parsed.config
     assert (cfg.concurrency, cfg.timeout, cfg.tag) == (4, 8.0, "from-file")
+    assert cfg.sidekiq_version == "7"  # a TOML int is taken too
     assert cfg.queues == (("critical", 3), ("default", 1))
     assert cfg.heartbeat_interval == 1.5
     assert parsed.log == ("auto", "warning")

@@ -122,13 +122,17 @@ def test_a_retried_job_no_longer_shows_the_latency_of_its_first_run(config, r):
     assert abs(decode(queued)["enqueued_at"] - now_ms()) < 5000
 
 
-def test_a_member_that_already_has_an_enqueued_at_is_queued_unchanged(config, r):
-    # Written by an earlier kiqpy: the bytes cannot be rewritten in Lua without re-encoding.
+@pytest.mark.parametrize("serializer", ["msgpack", "json"])
+def test_a_member_that_already_has_an_enqueued_at_gets_a_fresh_one(config, r, serializer):
+    # Written by Sidekiq (its retry members keep the old enqueued_at) or an earlier kiqpy: the
+    # poller hands it to Python, which re-encodes exactly with a fresh enqueued_at.
     old = encode({"class": "Record", "args": [2**62], "queue": "q", "jid": new_jid(),
-                  "enqueued_at": 1_700_000_000_000})
-    r.zadd("schedule", {old: 1.0})
+                  "enqueued_at": 1_700_000_000_000}, serializer)
+    r.zadd("retry", {old: 1.0})
     assert move_all(config, r) == 1
-    assert r.lrange("queue:q", 0, -1) == [old]
+    [queued] = r.lrange("queue:q", 0, -1)
+    job = decode(queued)
+    assert job["args"] == [2**62] and abs(job["enqueued_at"] - now_ms()) < 5000
 
 
 @pytest.mark.parametrize("source", ["schedule", "retry", "dead"])
@@ -220,7 +224,8 @@ def test_the_lua_stamp_keeps_every_other_byte(config, r, args, extra, serializer
 
     # schedule.lua itself moves it (nothing left for Python's reroute)
     assert Scripts(r).schedule(keys=["schedule", "queues"],
-                               args=[repr(time.time()), "queue:", 10, now_ms()]) == [1, 1, []]
+                               args=[repr(time.time()), "queue:", 10, now_ms(),
+                                     str(now_ms())]) == [1, 1, []]
 
     [queued] = r.lrange("queue:q", 0, -1)
     assert_moved(queued, member)

@@ -105,13 +105,18 @@ def test_a_beat_registers_the_process_with_its_info_and_state(parts, r):
 
     assert r.smembers(KEYS.processes) == {IDENTITY.encode()}
     fields = process_hash(r)
-    assert set(fields) == {"info", "busy", "beat", "quiet", "rss", "rtt_us", "flushed"}
+    assert set(fields) == {"info", "concurrency", "busy", "beat", "quiet", "rss", "rtt_us",
+                           "flushed"}
+    assert fields["concurrency"] == "3"  # Sidekiq 8.1 reads it here
     info = json.loads(fields["info"])
     assert info["hostname"] == socket.gethostname()
     assert info["pid"] == os.getpid()
     assert info["tag"] == "blue"
     assert info["queues"] == ["default", "mail"]
     assert info["concurrency"] == 3
+    assert info["capsules"] == {"default": {"concurrency": 3, "mode": info["capsules"]["default"]
+                                            ["mode"], "weights": info["weights"][0]}}
+    assert info["labels"] == [] and info["embedded"] is False
     assert info["identity"] == IDENTITY
     assert info["version"] == kiqpy.__version__
     assert before - 5 <= info["started_at"] <= time.time()

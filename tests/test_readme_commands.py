@@ -109,6 +109,7 @@ COVERED_ELSEWHERE = {
     "make test": ".ci/run (CI's entry point: make test, then make lint)",
     "make lint": ".ci/run (CI's entry point: make test, then make lint)",
     "make browser": ".ci/run (make test depends on the browser target)",
+    "make sidekiq": ".ci/run (make test depends on the sidekiq target)",
     "pip install -e .": "tests/test_packaging.py::test_editable_install_imports_kiqpy_middleware_"
                         "outside_the_repo (an editable install, imported outside the repo)",
     "pip install -e '.[dev]'": ".ci/run (make test's install step runs exactly this)",

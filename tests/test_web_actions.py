@@ -244,8 +244,8 @@ def test_quiet_and_stop_one_process_or_all(web: WebClient, r: redis.Redis) -> No
     done(web.post("/busy", {"op": "quiet", "identity": "h:1:a"}), "quiet", 1)
     done(web.post("/busy", {"op": "stop", "all": "1"}), "stop", 2)
 
-    assert r.lrange(Keys().signals("h:1:a"), 0, -1) == [b"stop", b"quiet"]
-    assert r.lrange(Keys().signals("h:2:b"), 0, -1) == [b"stop"]
+    assert r.lrange(Keys().signals("h:1:a"), 0, -1) == [b"TERM", b"TSTP"]
+    assert r.lrange(Keys().signals("h:2:b"), 0, -1) == [b"TERM"]
 
 
 def test_a_process_that_is_gone_or_a_bad_action(web: WebClient, r: redis.Redis) -> None:

@@ -23,8 +23,11 @@ import redis
 from kiqpy.api.base import ApiObject, text, to_datetime
 from kiqpy.api.jobs import JobRecord
 from kiqpy.config import Config
+from kiqpy.payload import epoch_seconds
 
-_FIELDS = ("info", "busy", "beat", "quiet", "rss", "rtt_us")
+# The heartbeat hash as Sidekiq 6.x to 8.x and kiqpy write it; Sidekiq 8.1 keeps concurrency
+# here only (no longer in info).
+_FIELDS = ("info", "busy", "beat", "quiet", "rss", "rtt_us", "concurrency")
 # A command nobody takes (the process died) should not wait for a new process of the same
 # name forever; identities carry a nonce, so this is tidiness, not correctness.
 SIGNAL_TTL = 60
@@ -45,6 +48,7 @@ class Process:
         self.is_quiet = text(raw["quiet"] or b"") == "true"
         self.rss = _int(raw["rss"])
         self.rtt_us = _int(raw["rtt_us"])
+        self._concurrency = raw["concurrency"]
 
     def __repr__(self) -> str:
         return f"<Process {self.identity} busy={self.busy}/{self.concurrency}>"
@@ -63,21 +67,35 @@ class Process:
 
     @property
     def queues(self) -> list[str]:
+        if self._capsules():
+            # As Sidekiq 8's reader: the capsules, when present, say which queues are read.
+            return list(self.weights)
         queues = self.info.get("queues")
         return [str(q) for q in queues] if isinstance(queues, list) else []
 
     @property
     def weights(self) -> dict[str, int]:
         """Queue name -> weight (0 everywhere for strict order)."""
-        weights = self.info.get("weights")
+        capsules = self._capsules()
+        weights = [c.get("weights") for c in capsules] if capsules else self.info.get("weights")
         merged: dict[str, int] = {}
         for part in weights if isinstance(weights, list) else [weights]:
             if isinstance(part, dict):
                 merged.update({str(k): _int(v) for k, v in part.items()})
         return merged
 
+    def _capsules(self) -> list[dict[str, Any]]:
+        """Sidekiq 8's ``capsules`` (name -> concurrency, mode, weights), as a list."""
+        capsules = self.info.get("capsules")
+        if not isinstance(capsules, dict):
+            return []
+        return [c for c in capsules.values() if isinstance(c, dict)]
+
     @property
     def concurrency(self) -> int:
+        """Threads: the hash's top-level field (Sidekiq 8.1, kiqpy), else ``info``'s."""
+        if self._concurrency is not None:
+            return _int(self._concurrency)
         return _int(self.info.get("concurrency"))
 
     @property
@@ -99,17 +117,20 @@ class Process:
         }
 
     # -- remote commands ---------------------------------------------------------------------
+    # Sidekiq's signal names: a Ruby Sidekiq process passes the command to Process.kill (so
+    # "quiet" would be "unsupported signal 'SIGquiet'"), and kiqpy's heartbeat takes both
+    # kinds (kiqpy/server/heartbeat.py SIGNALS), so these reach every process.
     def quiet(self) -> None:
         """Ask the process to stop fetching new jobs (it finishes those it has)."""
-        self._signal("quiet")
+        self._signal("TSTP")
 
     def stop(self) -> None:
         """Ask the process to shut down as on TERM: finish or requeue its jobs, exit 0."""
-        self._signal("stop")
+        self._signal("TERM")
 
     def dump_threads(self) -> None:
         """Ask the process to log the stack of every thread (as on TTIN)."""
-        self._signal("dump")
+        self._signal("TTIN")
 
     def _signal(self, command: str) -> None:
         key = self._parent.keys.signals(self.identity)
@@ -146,12 +167,16 @@ class ProcessSet(ApiObject):
             for identity in identities:
                 pipe.hmget(self.keys.process(identity), list(_FIELDS))
                 if self.with_work:
+                    # Sidekiq 7/8 and kiqpy write `:work`, Sidekiq 6 (and kiqpy set to
+                    # sidekiq_version 6) `:workers`.
                     pipe.hgetall(self.keys.work(identity))
+                    pipe.hgetall(self.keys.workers(identity))
             results = pipe.execute()
-            step = 2 if self.with_work else 1
+            step = 3 if self.with_work else 1
             rows = dict(zip(identities, results[::step], strict=True))
             if self.with_work:
-                self.work = dict(zip(identities, results[1::2], strict=True))
+                self.work = {identity: {**work, **workers} for identity, work, workers
+                             in zip(identities, results[1::3], results[2::3], strict=True)}
             dead = [identity for identity, values in rows.items() if values[0] is None]
             if dead and self.prune:
                 self.redis.srem(self.keys.processes, *dead)
@@ -219,8 +244,12 @@ class Work:
         self.process, self.thread = process, thread
         data = _json_map(raw)
         self.queue = str(data.get("queue") or "")
-        self.run_at = to_datetime(_float(data.get("run_at")))
+        # Whole seconds from Sidekiq, float seconds from kiqpy (ms accepted, too).
+        self.run_at = to_datetime(epoch_seconds(data.get("run_at")))
         payload = data.get("payload")
+        if isinstance(payload, str):
+            # Sidekiq stores the job as it came from the queue: a JSON string.
+            payload = _json_map(payload.encode())
         self.payload: dict[str, Any] = payload if isinstance(payload, dict) else {}
         self.job = JobRecord(json.dumps(payload).encode(), self.queue or None)
 

@@ -75,8 +75,9 @@ class SortedEntry(JobRecord):
         return to_datetime(self.score)
 
     def add_to_queue(self) -> bool:
-        """Push the job onto its queue now: unchanged, but for a fresh ``enqueued_at`` (epoch
-        ms, as the client writes it) and without ``at`` (it is no longer scheduled)."""
+        """Push the job onto its queue now: unchanged, but for a fresh ``enqueued_at`` (in
+        the unit the client writes, see ``Config.sidekiq_version``) and without ``at`` (it is
+        no longer scheduled)."""
         return self.parent.move(self.parent.queue_move(self, refund=False))
 
     def retry(self) -> bool:
@@ -339,7 +340,7 @@ class JobSet(ApiObject):
         if refund and type(job.get("retry_count")) is int:
             job["retry_count"] -= 1
         queue = job["queue"]
-        payload = queued_copy(job, entry.value)
+        payload = queued_copy(job, entry.value, self.config.sidekiq_version)
         return Move("move_to_queue", [self.key, self.keys.queue(queue), self.keys.queues],
                     [entry.value, queue, payload])
 

@@ -167,6 +167,9 @@ def _source_is_default(ctx: click.Context, name: str) -> bool:
 @click.option("--namespace", default="", envvar="KIQPY_NAMESPACE", help="Prefix for every key.")
 @click.option("--serializer", type=click.Choice(["msgpack", "json"]), default="msgpack",
               envvar="KIQPY_SERIALIZER", help="Encoding of jobs this process writes.")
+@click.option("--sidekiq-version", type=click.Choice(["6", "7", "8"]), default="8",
+              envvar="KIQPY_SIDEKIQ_VERSION",
+              help="JSON wire format of the Ruby Sidekiq sharing this Redis.  [default: 8]")
 @click.option("--prefetch", type=click.IntRange(min=0), default=None, envvar="KIQPY_PREFETCH",
               help="Jobs to hold beyond the busy threads (faster for tiny jobs).")
 @click.option("--poll-interval", type=click.FloatRange(min=0.01), default=None,

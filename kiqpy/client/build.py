@@ -15,7 +15,7 @@ import redis
 from kiqpy.client.options import PUSH_ONLY, is_option, near_option, validate_push_options
 from kiqpy.config import Config
 from kiqpy.errors import ArgumentError, OptionsError
-from kiqpy.payload import Job, check_args, check_job, check_value, new_jid, now_ms
+from kiqpy.payload import Job, check_args, check_job, check_value, new_jid
 
 #: A job class (a kiqpy.Worker subclass) or a job name, for jobs defined elsewhere.
 JobClass = type[Any] | str
@@ -127,10 +127,10 @@ class JobBuilder:
             # A copy per job: bulk jobs, and middleware editing one, share nothing.
             job.update(copy.deepcopy(fields))
             job.setdefault("jid", new_jid())
-            job.setdefault("created_at", now_ms())
+            job.setdefault("created_at", self.config.now_stamp())
         else:
             job["jid"] = new_jid()
-            job["created_at"] = now_ms()
+            job["created_at"] = self.config.now_stamp()
         if at is not None:
             job["at"] = at
         return self.run_chain(job_class, job)

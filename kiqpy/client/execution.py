@@ -19,7 +19,7 @@ from kiqpy.client.build import JobBuilder
 from kiqpy.client.registry import JobType
 from kiqpy.config import default_config
 from kiqpy.errors import KiqpyError
-from kiqpy.payload import Job, now_ms, round_trip
+from kiqpy.payload import Job, round_trip
 
 _current_job: contextvars.ContextVar[Job | None] = contextvars.ContextVar(
     "kiqpy_current_job", default=None)
@@ -93,5 +93,5 @@ def run_inline(cls: JobType, args: Sequence[Any], options: dict[str, Any],
     job = JobBuilder(config).build(cls, args, options, None, fields=fields)
     if job is None:
         return None
-    job["enqueued_at"] = now_ms()
+    job["enqueued_at"] = config.now_stamp()
     return execute(cls, round_trip(job, config.serializer), chain)

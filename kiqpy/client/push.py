@@ -28,7 +28,7 @@ from kiqpy.config import Config, default_config, on_configure
 from kiqpy.connection import connect, describe, translate_errors
 from kiqpy.errors import ArgumentError, NotReplicatedError, RedisRefusedError
 from kiqpy.keys import Keys
-from kiqpy.payload import Job, check_args, encode, now_ms, set_member
+from kiqpy.payload import Job, check_args, encode, set_member
 from kiqpy.scripts import Scripts
 
 
@@ -226,14 +226,14 @@ class Client:
         if len(jobs) == 1 and "at" not in jobs[0] and not replicas:
             job = jobs[0]
             queue = job["queue"]
-            job["enqueued_at"] = now_ms()
+            job["enqueued_at"] = self.config.now_stamp()
             with _pushing(self.redis):
                 self.scripts.call(self.scripts.push, [keys.queues, keys.queue(queue)],
                                   [queue, encode(job, serializer)])
             return
         by_queue: dict[str, list[bytes]] = {}
         scheduled: dict[bytes, float] = {}
-        enqueued_at = now_ms()
+        enqueued_at = self.config.now_stamp()
         for job in jobs:
             if "at" in job:
                 # As Sidekiq: the score is the run time, and the poller stamps enqueued_at when

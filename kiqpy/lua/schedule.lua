@@ -7,17 +7,22 @@
 -- ARGV[1]  now (epoch seconds)
 -- ARGV[2]  the queue key prefix (`<namespace>:queue:` or `queue:`)
 -- ARGV[3]  the most members to look at in one call
--- ARGV[4]  now in epoch milliseconds, as decimal digits: the `enqueued_at` to add
+-- ARGV[4]  now in epoch milliseconds, as decimal digits: the `enqueued_at` of a msgpack job
+-- ARGV[5]  now as a JSON job's `enqueued_at` is written (Config.sidekiq_version): the same ms,
+--          or float epoch seconds for Sidekiq 6/7 (`1733300000.123456`); written verbatim
 --
 -- Touches: ZREM from the set; SADD queues; LPUSH `<prefix><job.queue>`.
 -- Returns {moved, looked, bad}: `bad` lists members that do not decode to a job with a queue
--- here; they stay in the set for the caller, who decodes them in Python and moves each with
--- reroute.lua (to its queue after all, or to the dead set with the reason).
+-- here, or that already hold an `enqueued_at`; they stay in the set for the caller, who
+-- decodes them in Python and moves each with reroute.lua (to its queue with a fresh
+-- `enqueued_at`, or to the dead set with the reason).
 --
 -- The payload is never re-encoded here: Redis's cjson and cmsgpack turn integers beyond 2^53
 -- into doubles and cjson rewrites floats, which would corrupt job args. `enqueued_at` is added
--- at the byte level instead (see stamp()), and only when the member has none (members written
--- by earlier kiqpy versions may hold their first one; those are pushed unchanged).
+-- at the byte level instead (see stamp()), and only when the member has none. Every move must
+-- stamp a fresh one (latency is measured from it), and Sidekiq keeps the old `enqueued_at` in
+-- its retry members, as did earlier kiqpy versions: replacing a field in place is not safe at
+-- the byte level, so such members go back to Python, which re-encodes exactly.
 local function decode(payload)
   local first = string.byte(payload, 1)
   -- '{' or JSON whitespace starts a JSON job; anything else is msgpack.
@@ -48,9 +53,9 @@ local function map_header(n)
                      math.floor(n / 256) % 256, n % 256)
 end
 
--- The payload with `"enqueued_at": ms` appended as the map's last entry, every other byte
+-- The payload with `"enqueued_at": ms` (JSON: `json_stamp`) appended as the map's last entry, every other byte
 -- kept. `payload` decoded to a map (a JSON object, or a msgpack map: nothing else has a queue).
-local function stamp(payload, ms)
+local function stamp(payload, ms, json_stamp)
   local first = string.byte(payload, 1)
   if first >= 0x80 then
     -- msgpack: count one more entry in the header, and append the key and the value.
@@ -83,7 +88,7 @@ local function stamp(payload, ms)
   if string.byte(payload, before) == 123 then
     comma = ''
   end
-  return string.sub(payload, 1, close - 1) .. comma .. '"enqueued_at":' .. ms
+  return string.sub(payload, 1, close - 1) .. comma .. '"enqueued_at":' .. json_stamp
     .. string.sub(payload, close)
 end
 
@@ -92,11 +97,8 @@ local moved, bad = 0, {}
 for _, payload in ipairs(due) do
   local ok, job = pcall(decode, payload)
   local queue = ok and type(job) == 'table' and job['queue']
-  if type(queue) == 'string' and queue ~= '' then
-    local queued = payload
-    if job['enqueued_at'] == nil then
-      queued = stamp(payload, ARGV[4])
-    end
+  if type(queue) == 'string' and queue ~= '' and job['enqueued_at'] == nil then
+    local queued = stamp(payload, ARGV[4], ARGV[5])
     redis.call('ZREM', KEYS[1], payload)
     redis.call('SADD', KEYS[2], queue)
     redis.call('LPUSH', ARGV[2] .. queue, queued)

@@ -98,13 +98,35 @@ class Heartbeat:
         like ``*`` resolved), so it is rebuilt when they change."""
         queues = list(zip(self.fetcher.order.names, self.fetcher.order.weights, strict=True))
         if self._info is None or self._info[0] != queues:
+            # Every field Sidekiq's readers use: 6.x (queues, concurrency), 7.x (weights as a
+            # list of one map per capsule, version, embedded), 8.x (capsules; 8.1 reads
+            # concurrency from the hash itself, written by _beat).
+            weights = dict(queues)
             self._info = (queues, json.dumps({
                 "hostname": socket.gethostname(), "pid": os.getpid(), "tag": self.config.tag,
-                "queues": [q for q, _ in queues], "weights": [dict(queues)],
+                "queues": [q for q, _ in queues], "weights": [weights],
+                "capsules": {"default": {"concurrency": self.config.concurrency,
+                                         "mode": _mode(weights), "weights": weights}},
                 "concurrency": self.config.concurrency, "started_at": self.started_at,
                 "identity": self.identity, "version": _version(), "labels": [],
+                "embedded": False,
             }))
         return self._info[1]
+
+    def _work_key(self) -> str:
+        # Sidekiq 6 reads the running jobs from `<identity>:workers`, 7 and 8 from `:work`;
+        # kiqpy's own readers take both.
+        if self.config.sidekiq_version == "6":
+            return self.keys.workers(self.identity)
+        return self.keys.work(self.identity)
+
+    def _work_entry(self, queue: str, job: dict[str, Any], started: float) -> str:
+        """One running job as Sidekiq stores it; for Sidekiq 6 exactly so: the payload as a
+        JSON string and ``run_at`` in whole epoch seconds (7 and 8 also read the object)."""
+        if self.config.sidekiq_version == "6":
+            return json.dumps({"queue": queue, "payload": json.dumps(job, default=repr),
+                               "run_at": int(started)})
+        return json.dumps({"queue": queue, "payload": job, "run_at": started}, default=repr)
 
     def run(self) -> None:
         with contextlib.suppress(*REDIS_DOWN, redis.exceptions.RedisError):
@@ -149,12 +171,12 @@ class Heartbeat:
     def _beat(self) -> list[str]:
         busy = self.manager.snapshot()
         ttl = max(1, int(self.config.process_ttl))
-        state = {"info": self.info, "busy": len(busy), "beat": time.time(),
+        state = {"info": self.info, "concurrency": self.config.concurrency,
+                 "busy": len(busy), "beat": time.time(),
                  "quiet": "true" if self.quiet else "false", "rss": rss_kb(),
                  "rtt_us": self.rtt_us}
-        work = self.keys.work(self.identity)
-        running = {thread: json.dumps({"queue": q, "payload": job, "run_at": started},
-                                      default=repr)
+        work = self._work_key()
+        running = {thread: self._work_entry(q, job, started)
                    for thread, (q, job, started) in busy.items()}
 
         def write(pipe: Any, delta: tuple[int, int], flushed: str) -> None:
@@ -232,7 +254,7 @@ class Heartbeat:
             def write(pipe: Any, delta: tuple[int, int], flushed: str) -> None:
                 self._add_counts(pipe, delta)
                 pipe.srem(self.keys.processes, self.identity)
-                pipe.delete(self.keys.process(self.identity), self.keys.work(self.identity),
+                pipe.delete(self.keys.process(self.identity), self._work_key(),
                             self.keys.signals(self.identity))
 
             self._counted(write)
@@ -247,6 +269,13 @@ def _totals(raw: bytes | str | None) -> tuple[int, int] | None:
         return int(processed), int(failed)
     except ValueError:
         return None
+
+
+def _mode(weights: dict[str, int]) -> str:
+    """Sidekiq's name for a capsule's queue order (Sidekiq::Capsule#queues=)."""
+    if all(w == 0 for w in weights.values()):
+        return "strict"
+    return "random" if all(w == 1 for w in weights.values()) else "weighted"
 
 
 def _version() -> str:

@@ -84,7 +84,7 @@ class Recovery:
             pipe.multi()
             pipe.hdel(self.keys.inflight_owners, identity)
             pipe.srem(self.keys.processes, identity)
-            pipe.delete(self.keys.work(identity))
+            pipe.delete(self.keys.work(identity), self.keys.workers(identity))
 
         self.redis.transaction(forget, self.keys.process(identity))
         return moved
@@ -147,7 +147,7 @@ class Recovery:
             job["error_message"] = (
                 f"poison pill: the process running this job died {len(history)} times within "
                 f"{self.config.poison_pill_window / 3600:g} h; not retried again")
-            job["failed_at"] = now
+            job["failed_at"] = self.config.now_stamp(serializer_of(payload))
             add_dead(pipe, self.keys, self.config, encode(job, serializer_of(payload)))
             pills.append(job)
             return False

@@ -73,7 +73,7 @@ class Retrier:
         if retry is False:
             self._run_death_handlers(job, exc)
             return "discarded"
-        self._stamp(job, exc)
+        self._stamp(job, exc, self.config.now_stamp(serializer_of(payload)))
         if not self._exhausted(job, retry):
             delay = self._delay(cls, job, exc)
             if delay == "discard":
@@ -99,17 +99,19 @@ class Retrier:
         except (*REDIS_DOWN, redis.exceptions.ResponseError):
             return False  # cannot tell: treat it as the failure it looks like
 
-    def _stamp(self, job: Job, exc: BaseException) -> None:
+    def _stamp(self, job: Job, exc: BaseException, now: int | float) -> None:
+        """The error fields; ``now`` is failed_at/retried_at in the unit of the payload's
+        format (Config.now_stamp)."""
         job["error_message"] = error_message(exc)
         job["error_class"] = error_class(exc)
         if job.get("retry_queue"):
             job["queue"] = job["retry_queue"]
         if "retry_count" in job and isinstance(job["retry_count"], int):
             job["retry_count"] += 1
-            job["retried_at"] = now_ms()
+            job["retried_at"] = now
         else:
             job["retry_count"] = 0
-            job["failed_at"] = now_ms()
+            job["failed_at"] = now
         backtrace = job.get("backtrace")
         if backtrace:
             job["error_backtrace"] = compress_backtrace(exc, backtrace)

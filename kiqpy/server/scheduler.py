@@ -81,10 +81,12 @@ class Scheduler:
         for key in (self.keys.schedule, self.keys.retry):
             while True:
                 at = time.time() if now is None else now
-                # The enqueued_at the moved jobs get: the client's clock and unit (epoch ms).
+                # The enqueued_at the moved jobs get: the client's clock, and its unit: int
+                # epoch ms in msgpack; in JSON, float epoch seconds for Sidekiq 6/7.
                 moved, looked, unroutable = self.scripts.schedule(
                     keys=[key, self.keys.queues],
-                    args=[repr(at), self.keys.queue_prefix, BATCH, now_ms()])
+                    args=[repr(at), self.keys.queue_prefix, BATCH, now_ms(),
+                          repr(self.config.now_stamp("json"))])
                 moved_total += int(moved)
                 for member in unroutable:
                     moved_total += self._reroute(key, member)
@@ -104,7 +106,7 @@ class Scheduler:
             reason = str(exc)
         else:
             queue = job["queue"]
-            payload = queued_copy(job, member)
+            payload = queued_copy(job, member, self.config.sidekiq_version)
             return int(self.scripts.reroute(keys=[key, self.keys.queue(queue), self.keys.queues],
                                             args=[member, "queue", queue, payload]))
         now = time.time()

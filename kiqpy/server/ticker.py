@@ -29,7 +29,7 @@ from kiqpy.client.periodic import PeriodicEntry, entries
 from kiqpy.config import Config
 from kiqpy.connection import REDIS_DOWN
 from kiqpy.keys import Keys
-from kiqpy.payload import encode, now_ms
+from kiqpy.payload import encode
 from kiqpy.scripts import Scripts
 from kiqpy.server.outage import Outage
 
@@ -170,7 +170,7 @@ class Ticker:
             if job is None:  # client middleware stopped it: the tick is consumed
                 mode = "skip"
             else:
-                job["enqueued_at"] = now_ms()
+                job["enqueued_at"] = self.config.now_stamp()
                 payload, jid, queue = encode(job, self.config.serializer), job["jid"], job["queue"]
         result = self.scripts.periodic_tick(
             keys=[self.keys.periodic(entry.name), self.keys.queues, self.keys.queue(queue)],
