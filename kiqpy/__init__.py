@@ -16,6 +16,7 @@ Then run ``kiqpy -r myapp.jobs -q default,mail``.
 from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any as _Any
 
+from kiqpy import limiter
 from kiqpy.chain import Chain
 from kiqpy.client.execution import current_job
 from kiqpy.client.options import declare_option
@@ -118,6 +119,7 @@ __all__ = [
     "default_config",
     "embed",
     "enqueue",
+    "limiter",
     "periodic",
     "redis",
     "registered",
