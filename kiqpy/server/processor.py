@@ -14,7 +14,7 @@ import structlog
 from kiqpy.chain import Chain
 from kiqpy.client.execution import execute
 from kiqpy.client.registry import lookup
-from kiqpy.errors import PayloadError
+from kiqpy.errors import OverLimit, PayloadError
 from kiqpy.payload import decode
 from kiqpy.server.fetch import STOP, Fetcher
 from kiqpy.server.metrics import Recorder
@@ -75,6 +75,15 @@ class Processor:
         try:
             cls = lookup(job["class"])
             execute(cls, job, self.chain)
+        except OverLimit as exc:
+            # A full limiter is not a failure: the job goes back to the schedule set for
+            # later, counted in its `overrated` field only (a failure after MAX_OVERRATED).
+            elapsed = time.perf_counter() - started
+            self.log.info("overrated", elapsed=round(elapsed, 6), limiter=exc.limiter)
+            outcome = self.retrier.overrated(queue, job, exc, cls, payload)
+            if outcome not in ("overrated", None):  # rescheduled too often: a failure
+                self.failed += 1
+                self.metrics.record(job["class"], elapsed, True)
         except BaseException as exc:  # a job's SystemExit must not end the worker either
             elapsed = time.perf_counter() - started
             self.failed += 1
