@@ -18,6 +18,7 @@ class Keys:
         "inflight_owners",
         "limiter_prefix",
         "metrics_deploys",
+        "paused_queues",
         "periodic_entries",
         "periodic_leader",
         "prefix",
@@ -48,6 +49,8 @@ class Keys:
         self.metrics_deploys = f"{p}kiqpy:metrics:deploys"
         self.periodic_entries = f"{p}kiqpy:periodic"
         self.periodic_leader = f"{p}kiqpy:periodic-leader"
+        # Names of paused queues: workers skip them (fetch.lua reads it on every fetch).
+        self.paused_queues = f"{p}kiqpy:paused-queues"
         # Rate limiters: every key of one limiter shares the hash tag {<name>}, so each of its
         # scripts touches one Redis Cluster slot (kiqpy/limiter.py).
         self.limiter_prefix = f"{p}kiqpy:limiter:"

@@ -78,3 +78,15 @@ class AlwaysFull(kiqpy.Worker, name="AlwaysFull", retry=1):
         r().incr("test:full_tries")
         with limiter.window("full", 1, 600).within_limit():
             r().incr("test:full_ran")
+
+
+class Paced(kiqpy.Worker, name="Paced"):
+    """Records Redis's time and its arg as JSON on ``test:paced:<queue>`` when it starts,
+    then works ``seconds``; adds its arg to ``test:paced_done`` (a list: duplicates show)."""
+
+    def perform(self, n, seconds):
+        job = kiqpy.current_job() or {}
+        queue = job.get("queue", "?")
+        r().rpush(f"test:paced:{queue}", json.dumps({"n": n, "at": redis_now()}))
+        time.sleep(seconds)
+        r().rpush("test:paced_done", f"{queue}:{n}")

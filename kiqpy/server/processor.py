@@ -53,6 +53,11 @@ class Processor:
                 # Shutting down: a job not started yet stays in-flight for the requeue.
                 self.fetcher.release(*unit)
                 continue
+            if unit[0] in self.fetcher.paused:
+                # Its queue was paused after the job was taken (prefetched): not started, so
+                # it goes back to the front of its queue.
+                self.fetcher.give_back(unit[0], unit[1], self.retrier.give_up)
+                continue
             self.process(*unit)
 
     def process(self, queue: str, payload: bytes) -> None:
