@@ -53,6 +53,8 @@ NOTICES = {
     "retry": "Queued {n} job(s) to run now.",
     "enqueue": "Queued {n} job(s) to run now.",
     "kill": "Moved {n} job(s) to the dead set.",
+    "queue-pause": "Paused {n} queue: workers take none of its jobs until it is unpaused.",
+    "queue-unpause": "Unpaused {n} queue.",
     "periodic-pause": "Paused {n} periodic entry: its ticks are skipped until unpaused.",
     "periodic-unpause": "Unpaused {n} periodic entry.",
     "periodic-run": "Enqueued {n} periodic job now.",
