@@ -156,7 +156,7 @@ def _paused_unknown(ctx: Context) -> list[str]:
     if not paused:
         return []
     with translate_errors(ctx.redis):
-        known = ctx.redis.smismember(ctx.keys.queues, paused)  # type: ignore[arg-type]
+        known = ctx.redis.smismember(ctx.keys.queues, paused)
     return [name for name, is_known in zip(paused, known, strict=True) if not is_known]
 
 
