@@ -22,6 +22,7 @@ module per concern:
     queues     Queue, QueueListing, QueueRow
     sets       SortedEntry, JobSet, ScheduledSet, RetrySet, DeadSet, Search
     processes  Process, ProcessSet, Work, WorkSet
+    limiters   Limiters, LimiterInfo (the kiqpy.limiter limiters used in the last day)
     periodic   PeriodicSet, PeriodicEntry (periodic jobs: schedule, last tick, pause)
     metrics    Metrics, ClassMetrics, mark_deploy (execution metrics per class and minute)
     stats      Stats, History, Problem
@@ -31,6 +32,7 @@ module per concern:
 
 from kiqpy.api.base import ApiObject, Page
 from kiqpy.api.jobs import JobRecord
+from kiqpy.api.limiters import LimiterInfo, Limiters
 from kiqpy.api.metrics import ClassMetrics, DeployMark, Metrics, mark_deploy
 from kiqpy.api.periodic import PeriodicEntry, PeriodicSet
 from kiqpy.api.processes import Process, ProcessSet, Work, WorkSet
@@ -47,6 +49,8 @@ __all__ = [
     "History",
     "JobRecord",
     "JobSet",
+    "LimiterInfo",
+    "Limiters",
     "Metrics",
     "Page",
     "PeriodicEntry",
