@@ -191,3 +191,16 @@ def test_bad_values_are_refused_at_construction_by_name(build, bad):
     with pytest.raises(ConfigurationError, match="not valid") as info:
         build()
     assert bad in str(info.value)
+
+
+def test_the_readmes_limiter_example_runs(config, r, capsys):
+    from tests.test_docs import block
+
+    namespace: dict[str, object] = {"__name__": "readme_limiter"}
+    exec(compile(block("limiter"), "README.md (limiter)", "exec"), namespace)
+    namespace["ChargeJob"]().perform(7)  # type: ignore[operator]
+    for n in range(5):
+        namespace["send_mail"]("example.com", n)  # type: ignore[operator]
+    with pytest.raises(limiter.OverLimit):
+        namespace["send_mail"]("example.com", 5)  # type: ignore[operator]
+    assert capsys.readouterr().out.splitlines()[:2] == ["charging 7", "sending 0"]
