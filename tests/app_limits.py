@@ -90,3 +90,23 @@ class Paced(kiqpy.Worker, name="Paced"):
         r().rpush(f"test:paced:{queue}", json.dumps({"n": n, "at": redis_now()}))
         time.sleep(seconds)
         r().rpush("test:paced_done", f"{queue}:{n}")
+
+
+class LimitedTwo(kiqpy.Worker, name="LimitedTwo", concurrency_limit=2):
+    """At most 2 at once (concurrency_limit=2): records how many ran together on
+    ``test:limited_levels`` and its jid on ``test:limited_done``."""
+
+    def perform(self, seconds):
+        level = r().incr("test:limited_inside")
+        r().rpush("test:limited_levels", level)
+        time.sleep(seconds)
+        r().decr("test:limited_inside")
+        r().rpush("test:limited_done", self.jid)
+
+
+class Flood(kiqpy.Worker, name="Flood"):
+    """A short job of another class; adds its arg to ``test:flood`` when done."""
+
+    def perform(self, n, seconds):
+        time.sleep(seconds)
+        r().rpush("test:flood", n)

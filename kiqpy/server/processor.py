@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import ExitStack
 from typing import Any
 
 import structlog
@@ -15,10 +16,15 @@ from kiqpy.chain import Chain
 from kiqpy.client.execution import execute
 from kiqpy.client.registry import lookup
 from kiqpy.errors import OverLimit, PayloadError
+from kiqpy.limiter import concurrent
 from kiqpy.payload import decode
 from kiqpy.server.fetch import STOP, Fetcher
 from kiqpy.server.metrics import Recorder
 from kiqpy.server.retry import Retrier
+
+# How long a concurrency_limit slot is held at most: a job of a limited class running longer no
+# longer counts against the limit, and a slot held by a killed process is free after this.
+CLASS_LEASE = 300.0
 
 _bind = structlog.contextvars.bind_contextvars
 _clear = structlog.contextvars.clear_contextvars
@@ -79,7 +85,17 @@ class Processor:
         outcome: str | None = "done"
         try:
             cls = lookup(job["class"])
-            execute(cls, job, self.chain)
+            with ExitStack() as slot:
+                limit = getattr(cls, "kiqpy_options_resolved", {}).get("concurrency_limit")
+                if limit is not None and not self._take_slot(slot, job["class"], limit):
+                    raise _Throttled
+                execute(cls, job, self.chain)
+        except _Throttled:
+            # Its class is at its concurrency_limit: back in a second, nothing counted; the
+            # thread is free at once for jobs of other classes.
+            self.log.info("throttled", concurrency_limit=limit)
+            outcome = self.retrier.put_back(job, payload)
+            self.processed -= 1  # not a run (the finally below counts one)
         except OverLimit as exc:
             # A full limiter is not a failure: the job goes back to the schedule set for
             # later, counted in its `overrated` field only (a failure after MAX_OVERRATED).
@@ -108,6 +124,22 @@ class Processor:
             self.fetcher.done(queue, payload, time.perf_counter() - started)
         else:
             self.fetcher.release(queue, payload)
+
+
+    def _take_slot(self, slot: ExitStack, name: str, limit: int) -> bool:
+        """A slot of the class's concurrent limiter, held until ``slot`` closes; False when
+        all ``limit`` are taken (no waiting)."""
+        gate = concurrent(f"class:{name}", limit, wait_timeout=0, lock_timeout=CLASS_LEASE,
+                          config=self.retrier.config)
+        try:
+            slot.enter_context(gate.within_limit())
+        except OverLimit:
+            return False
+        return True
+
+
+class _Throttled(Exception):
+    """Raised inside Processor.process when a job's class has no free concurrency slot."""
 
 
 def _describe(exc: BaseException) -> str:

@@ -177,6 +177,17 @@ class Retrier:
                                "reschedule", self.give_up)
         return None if ok is None else "overrated"
 
+    def put_back(self, job: Job, payload: bytes) -> str | None:
+        """A job whose class is at its ``concurrency_limit``: back to the schedule set, due in
+        0.5 to 1.5 s (random, so jobs put back together do not all come back at once), with
+        nothing counted: not an attempt, not a reschedule. "throttled", or None if interrupted
+        by a forced shutdown (the job then stays in-flight)."""
+        due = time.time() + random.uniform(0.5, 1.5)
+        data = encode(set_member(job), serializer_of(payload))
+        ok = self.outage.retry(lambda: self.redis.zadd(self.keys.schedule, {data: due}),
+                               "put back", self.give_up)
+        return None if ok is None else "throttled"
+
     # -- the dead set ------------------------------------------------------------------------
     def send_to_dead(self, job: Job, serializer: str) -> bool | None:
         """Add ``job`` to the dead set and trim it; None if interrupted by a hard stop."""
