@@ -16,6 +16,7 @@ Then run ``kiqpy -r myapp.jobs -q default,mail``.
 from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any as _Any
 
+from kiqpy import limiter
 from kiqpy.chain import Chain
 from kiqpy.client import iteration  # noqa: F401  (kiqpy.iteration.range_enumerator...)
 from kiqpy.client.execution import current_job
@@ -125,6 +126,7 @@ __all__ = [
     "default_config",
     "embed",
     "enqueue",
+    "limiter",
     "periodic",
     "redis",
     "registered",

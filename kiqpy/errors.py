@@ -15,6 +15,8 @@
      ├── Interrupted                       an iterable job stopped for a shutdown (requeued)
      ├── PoisonPill                        what death handlers get for a job whose workers
      │                                     died under it again and again (kiqpy.server.recovery)
+     ├── OverLimit                         a kiqpy.limiter limiter refused a call; in a job the
+     │                                     worker reschedules it (not a failure, not a retry)
      └── NoJobsError (LookupError)         testing: perform_one() on an empty fake queue
 
 Vendor errors (redis-py) are translated at the boundary with ``raise ... from exc``.
@@ -86,6 +88,29 @@ class Interrupted(KiqpyError):
 class PoisonPill(KiqpyError):
     """What death handlers get as ``exc`` for a poison pill: no exception was raised (its
     workers died), so this one carries the job's ``error_message``."""
+
+
+class OverLimit(KiqpyError):
+    """A :mod:`kiqpy.limiter` limiter is at its limit (after waiting up to its
+    ``wait_timeout``). Raised inside a job, the worker catches it and reschedules the job with a
+    growing delay, without counting a failure or a retry; anywhere else the caller gets it::
+
+        try:
+            with STRIPE.within_limit():
+                charge(order)
+        except kiqpy.limiter.OverLimit as exc:
+            retry_later(seconds=exc.retry_after)
+
+    ``limiter`` is the limiter's name, ``kind`` its kind, ``retry_after`` the seconds until a
+    call might pass (a hint: another caller may take that place first)."""
+
+    def __init__(self, limiter: str, kind: str, retry_after: float) -> None:
+        super().__init__(f"{kind} limiter {limiter!r} is over its limit; "
+                         f"retry in about {retry_after:.3f}s")
+        self.limiter, self.kind, self.retry_after = limiter, kind, retry_after
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.limiter, self.kind, self.retry_after))
 
 
 class NoJobsError(KiqpyError, LookupError):

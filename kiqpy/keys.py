@@ -17,7 +17,9 @@ class Keys:
         "cancellations",
         "dead",
         "inflight_owners",
+        "limiter_prefix",
         "metrics_deploys",
+        "paused_queues",
         "periodic_entries",
         "periodic_leader",
         "prefix",
@@ -50,6 +52,11 @@ class Keys:
         self.metrics_deploys = f"{p}kiqpy:metrics:deploys"
         self.periodic_entries = f"{p}kiqpy:periodic"
         self.periodic_leader = f"{p}kiqpy:periodic-leader"
+        # Names of paused queues: workers skip them (fetch.lua reads it on every fetch).
+        self.paused_queues = f"{p}kiqpy:paused-queues"
+        # Rate limiters: every key of one limiter shares the hash tag {<name>}, so each of its
+        # scripts touches one Redis Cluster slot (kiqpy/limiter.py).
+        self.limiter_prefix = f"{p}kiqpy:limiter:"
 
     def queue(self, name: str) -> str:
         """The list holding jobs of queue ``name``."""
@@ -92,6 +99,22 @@ class Keys:
     def iteration(self, jid: str) -> str:
         """An iterable job's progress: ``cursor`` (JSON) and ``done`` (iterations so far)."""
         return f"{self.prefix}kiqpy:iteration:{jid}"
+
+    def limiter(self, name: str, part: str) -> str:
+        """One key of the limiter ``name``: ``slots`` (concurrent: a sorted set of holders
+        scored by lease expiry, ms), ``bucket`` (a hash: interval index and count), ``window``
+        (a sorted set of calls scored by time, ms), ``leaky`` (the next free time, ms) or
+        ``meta`` (a hash: kind, size, interval, calls, over, wait_ms). The name sits in a hash
+        tag, so all of a limiter's keys are in one cluster slot."""
+        return f"{self.limiter_prefix}{{{name}}}:{part}"
+
+    def limiter_name(self, key: str) -> str:
+        """The limiter name of a key made by :meth:`limiter`."""
+        return key[len(self.limiter_prefix) + 1 : key.rindex("}")]
+
+    def limiter_pattern(self, part: str) -> str:
+        """A SCAN ``MATCH`` pattern for the ``part`` key of every limiter."""
+        return _glob_escape(self.limiter_prefix) + "\\{*\\}:" + _glob_escape(part)
 
     def metrics(self, minute: int) -> str:
         """The execution metrics of one minute (epoch seconds // 60): a hash of

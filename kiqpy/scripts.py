@@ -15,7 +15,8 @@ import redis
 from redis.commands.core import Script
 
 NAMES = ("push", "fetch", "requeue", "schedule", "reroute", "unlock", "move_to_queue",
-         "move_to_dead", "periodic_tick", "renew")
+         "move_to_dead", "periodic_tick", "renew", "limiter_concurrent", "limiter_release",
+         "limiter_bucket", "limiter_window", "limiter_leaky")
 
 
 @functools.cache
@@ -53,3 +54,8 @@ class Scripts:
     move_to_dead: Script
     periodic_tick: Script
     renew: Script
+    limiter_concurrent: Script
+    limiter_release: Script
+    limiter_bucket: Script
+    limiter_window: Script
+    limiter_leaky: Script

@@ -17,14 +17,15 @@ INTENDED = {
     "NoJobsError", "NotReplicatedError", "OptionsError", "PayloadError", "PoisonPill",
     "RedisRefusedError", "RedisUnavailableError", "UnknownJobError",
     "Worker", "__version__", "configure", "current_job", "declare_option", "default_client",
-    "default_config", "embed", "enqueue", "periodic", "redis", "registered",
+    "default_config", "embed", "enqueue", "limiter", "periodic", "redis", "registered",
 }
 
 
 def public_names(module: types.ModuleType) -> set[str]:
     """Names a user can reach on ``module``: not private, not a submodule."""
     return {name for name in dir(module)
-            if not name.startswith("_") and not inspect.ismodule(getattr(module, name))}
+            if not name.startswith("_") and (not inspect.ismodule(getattr(module, name))
+                                             or name in INTENDED)}
 
 
 def test_all_lists_exactly_the_intended_names_without_duplicates():
@@ -63,6 +64,7 @@ def test_the_exception_tree_is_as_documented():
         kiqpy.ArgumentError: TypeError, kiqpy.PayloadError: ValueError,
         kiqpy.UnknownJobError: LookupError, kiqpy.RedisUnavailableError: ConnectionError,
         kiqpy.NoJobsError: LookupError, kiqpy.NotReplicatedError: kiqpy.RedisUnavailableError,
+        kiqpy.limiter.OverLimit: kiqpy.KiqpyError,
     }
     for error, also in errors.items():
         assert issubclass(error, kiqpy.KiqpyError), error

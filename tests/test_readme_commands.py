@@ -89,6 +89,15 @@ COVERED_ELSEWHERE = {
     "kiqpy periodic":
         "tests/test_periodic.py::test_kiqpy_periodic_lists_pauses_and_runs_entries "
         "(list, --json, pause, run against a published entry)",
+    "kiqpy queue pause mail":
+        "tests/test_queue_pause.py::test_the_queue_command_pauses_lists_and_unpauses "
+        "(pause, list, --json and unpause through the command)",
+    "kiqpy queue unpause mail":
+        "tests/test_queue_pause.py::test_the_queue_command_pauses_lists_and_unpauses "
+        "(pause, list, --json and unpause through the command)",
+    "kiqpy queue list":
+        "tests/test_queue_pause.py::test_the_queue_command_pauses_lists_and_unpauses "
+        "(pause, list, --json and unpause through the command)",
     "kill -- -PGID":
         "tests/test_supervisor.py::test_ctrl_c_to_the_whole_group_drains_children_gracefully "
         "(signals a -p 2 supervisor's whole process group)",

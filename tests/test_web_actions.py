@@ -54,6 +54,41 @@ def test_clear_a_queue(web: WebClient, r: redis.Redis) -> None:
     assert "Deleted 2 job(s) and the queue." in text(web.get("/queues?done=clear&n=2"))
 
 
+def test_pause_and_unpause_a_queue_from_its_page_and_the_queues_page(
+        web: WebClient, r: redis.Redis) -> None:
+    push(r, job(args=["a"]), "mail")
+    page = text(web.get("/queues/mail"))
+    assert 'value="pause">Pause</button>' in page and "badge\">paused" not in page
+
+    response = web.post("/queues/mail", {"op": "pause", "from": "queue"})
+    done(response, "queue-pause", 1)
+    assert response.headers["Location"].startswith("/queues/mail?")
+    assert r.smembers("kiqpy:paused-queues") == {b"mail"}
+    page = text(web.get("/queues/mail?done=queue-pause&n=1"))
+    assert "Paused 1 queue" in page and 'value="unpause">Unpause</button>' in page
+    listing = text(web.get("/queues"))
+    assert 'class="badge">paused' in listing and 'value="unpause">Unpause' in listing
+
+    done(web.post("/queues/mail", {"op": "unpause"}), "queue-unpause", 1)
+    assert r.smembers("kiqpy:paused-queues") == set() and r.llen("queue:mail") == 1
+    assert 'class="badge">paused' not in text(web.get("/queues"))
+
+
+def test_pausing_needs_the_csrf_token(web: WebClient, r: redis.Redis) -> None:
+    push(r, job(args=["a"]), "mail")
+    assert web.post("/queues/mail", {"op": "pause"}, token=None).status_code == 403
+    assert not r.exists("kiqpy:paused-queues")
+
+
+def test_a_paused_queue_without_jobs_is_named_and_can_be_unpaused(
+        web: WebClient, r: redis.Redis) -> None:
+    r.sadd("kiqpy:paused-queues", "later")
+    assert 'href="/queues/later">later</a>' in text(web.get("/queues"))
+    assert "Paused: workers take none" in text(web.get("/queues/later"))
+    done(web.post("/queues/later", {"op": "unpause"}), "queue-unpause", 1)
+    assert web.get("/queues/later").status_code == 404
+
+
 def test_delete_one_job_of_a_queue_even_a_malformed_one(web: WebClient, r: redis.Redis) -> None:
     push(r, job(args=["keep"]))
     push(r, b"\xc1 garbage")

@@ -22,6 +22,7 @@ module per concern:
     queues     Queue, QueueListing, QueueRow
     sets       SortedEntry, JobSet, ScheduledSet, RetrySet, DeadSet, Search
     processes  Process, ProcessSet, Work, WorkSet
+    limiters   Limiters, LimiterInfo (the kiqpy.limiter limiters used in the last day)
     periodic   PeriodicSet, PeriodicEntry (periodic jobs: schedule, last tick, pause)
     metrics    Metrics, ClassMetrics, mark_deploy (execution metrics per class and minute)
     stats      Stats, History, Problem
@@ -33,6 +34,7 @@ from kiqpy.api.base import ApiObject, Page
 from kiqpy.api.cancel import Cancellation, cancel, cancellations
 from kiqpy.api.iteration import progress as iteration_progress
 from kiqpy.api.jobs import JobRecord
+from kiqpy.api.limiters import LimiterInfo, Limiters
 from kiqpy.api.metrics import ClassMetrics, DeployMark, Metrics, mark_deploy
 from kiqpy.api.periodic import PeriodicEntry, PeriodicSet
 from kiqpy.api.processes import Process, ProcessSet, Work, WorkSet
@@ -50,6 +52,8 @@ __all__ = [
     "History",
     "JobRecord",
     "JobSet",
+    "LimiterInfo",
+    "Limiters",
     "Metrics",
     "Page",
     "PeriodicEntry",

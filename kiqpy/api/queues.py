@@ -5,6 +5,7 @@
     for job in Queue("mail"):            # oldest first, the order a worker takes them
         if job.klass == "Newsletter":
             job.delete()
+    Queue("mail").pause()                # every worker stops taking its jobs within 2 s
 """
 
 from __future__ import annotations
@@ -27,12 +28,13 @@ SORTED_QUEUES = 10_000
 
 class QueueRow(NamedTuple):
     """One queue of a listing: its size and latency, or the ``problem`` that kept them from
-    being read (its key is not a list)."""
+    being read (its key is not a list), and whether it is ``paused``."""
 
     queue: Queue
     size: int
     latency: float
     problem: str | None
+    paused: bool = False
 
 
 @dataclass
@@ -107,9 +109,12 @@ class Queue(ApiObject):
         pipe = probe.redis.pipeline(transaction=False)
         for queue in queues:
             pipe.llen(queue.key)
+        pipe.smembers(probe.keys.paused_queues)
         with probe.io():
-            sizes = pipe.execute(raise_on_error=False)
-
+            *sizes, paused_names = pipe.execute(raise_on_error=False)
+        paused = ({text(n) for n in paused_names}
+                  if not isinstance(paused_names, redis.ResponseError) else set())
+        with probe.io():
             def oldest(start: int, stop: int) -> list[Any]:
                 pipe = probe.redis.pipeline(transaction=False)
                 for queue in queues[start:stop + 1]:
@@ -122,9 +127,10 @@ class Queue(ApiObject):
         rows = []
         for queue, size, latency in zip(queues, sizes, latencies, strict=True):
             if isinstance(size, redis.ResponseError):
-                rows.append(QueueRow(queue, 0, 0.0, f"{queue.key} is not a list"))
+                rows.append(QueueRow(queue, 0, 0.0, f"{queue.key} is not a list",
+                                     queue.name in paused))
             else:
-                rows.append(QueueRow(queue, int(size), latency, None))
+                rows.append(QueueRow(queue, int(size), latency, None, queue.name in paused))
         return rows
 
     def __repr__(self) -> str:
@@ -269,6 +275,34 @@ class Queue(ApiObject):
                 if record.jid == jid:
                     return record
         return None
+
+    # -- pausing -----------------------------------------------------------------------------
+    @property
+    def paused(self) -> bool:
+        """Whether workers skip this queue (see :meth:`pause`)."""
+        with self.io():
+            return bool(self.redis.sismember(self.keys.paused_queues, self.name))
+
+    def pause(self) -> bool:
+        """Stop every worker taking jobs from this queue: each learns of it on its next fetch
+        (within about a second when idle, 2 s at most) and gives back any job of the queue it
+        holds but has not started. Running jobs finish; jobs pushed meanwhile wait in the
+        queue. True if it was not paused before."""
+        with self.io():
+            return bool(self.redis.sadd(self.keys.paused_queues, self.name))
+
+    def unpause(self) -> bool:
+        """Let workers take this queue's jobs again; True if it was paused."""
+        with self.io():
+            return bool(self.redis.srem(self.keys.paused_queues, self.name))
+
+    @classmethod
+    def paused_names(cls, config: Config | None = None,
+                     redis_client: redis.Redis | None = None) -> list[str]:
+        """The names of every paused queue, sorted (known to the ``queues`` set or not)."""
+        probe = ApiObject(config, redis_client)
+        with probe.io():
+            return sorted(text(n) for n in probe.redis.smembers(probe.keys.paused_queues))
 
     # -- changes -----------------------------------------------------------------------------
     def delete_by_value(self, value: bytes) -> bool:

@@ -438,6 +438,7 @@ def _settings(ctx: click.Context, opts: dict[str, Any]) -> dict[str, Any]:
 
 from kiqpy.cli.cancel import cancel  # noqa: E402
 from kiqpy.cli.periodic import periodic  # noqa: E402
+from kiqpy.cli.queue import queue  # noqa: E402
 from kiqpy.cli.stats import check, stats  # noqa: E402
 from kiqpy.cli.web import web  # noqa: E402
 
@@ -446,3 +447,4 @@ main.add_command(check)
 main.add_command(web)
 main.add_command(periodic)
 main.add_command(cancel)
+main.add_command(queue)

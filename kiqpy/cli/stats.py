@@ -31,7 +31,8 @@ SECTIONS = ("overview", "processes", "queues", "all")
 
 def collect(config: Config, client: redis.Redis, section: str = "all") -> dict[str, Any]:
     """The data shown for ``section``: ``overview`` (:meth:`Stats.to_dict`), ``processes``
-    (:meth:`Process.to_dict` each) and ``queues`` (name, size, latency), as JSON-ready values."""
+    (:meth:`Process.to_dict` each) and ``queues`` (name, size, latency, paused), as
+    JSON-ready values."""
     from kiqpy.api import ProcessSet, Queue, Stats
 
     data: dict[str, Any] = {}
@@ -40,7 +41,11 @@ def collect(config: Config, client: redis.Redis, section: str = "all") -> dict[s
     if section in ("processes", "all"):
         data["processes"] = [p.to_dict() for p in ProcessSet(config, client)]
     if section in ("queues", "all"):
-        rows = [_queue_row(q) for q in Queue.all(config, client)]
+        paused = set(Queue.paused_names(config, client))
+        queues = Queue.all(config, client)
+        # A paused queue no job was pushed to yet is not in the `queues` set: shown anyway.
+        queues += [Queue(n, config, client) for n in sorted(paused - {q.name for q in queues})]
+        rows = [{**_queue_row(q), "paused": q.name in paused} for q in queues]
         data["queues"] = sorted(rows, key=lambda row: (-(row["size"] or 0), row["name"]))
     return data
 
@@ -115,7 +120,12 @@ def render_queues(queues: list[dict[str, Any]]) -> list[str]:
         return [*lines, "  (none)"]
     rows = [(q["name"], "?" if q["size"] is None else q["size"],
              q.get("problem") or f"{q['latency']:.2f}") for q in queues]
-    return lines + table(("NAME", "SIZE", "LATENCY"), rows, right=("SIZE", "LATENCY"))
+    if not any(q.get("paused") for q in queues):
+        return lines + table(("NAME", "SIZE", "LATENCY"), rows, right=("SIZE", "LATENCY"))
+    marked = [(*row, "paused" if q.get("paused") else "")
+              for row, q in zip(rows, queues, strict=True)]
+    return lines + table(("NAME", "SIZE", "LATENCY", "PAUSED"), marked,
+                         right=("SIZE", "LATENCY"))
 
 
 def render(data: dict[str, Any], header: str) -> str:

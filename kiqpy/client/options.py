@@ -55,6 +55,12 @@ def _bool(value: Any) -> bool:
     return value
 
 
+def _positive_int(value: Any) -> int:
+    if type(value) is int and value >= 1:
+        return value
+    raise TypeError("must be an int >= 1")
+
+
 def _tags(value: Any) -> list[str]:
     if isinstance(value, (list, tuple)) and all(type(t) is str for t in value):
         return list(value)
@@ -72,6 +78,9 @@ _DECLARED: dict[str, tuple[Validator, str]] = {
     "tags": (_tags, "kiqpy"),
     "name": (_queue, "kiqpy"),
     "timeout": (seconds, "kiqpy"),
+    # At most this many jobs of the class run at once across the cluster (kiqpy/server/
+    # processor.py holds a slot of a concurrent limiter named class:<name> while one runs).
+    "concurrency_limit": (_positive_int, "kiqpy"),
 }
 
 # Options of bundled middleware, known before they are imported so the error can say where
@@ -83,7 +92,7 @@ _BUNDLED = {
 }
 
 # Options that only shape how a job is pushed; they are not copied into the payload.
-PUSH_ONLY = frozenset({"name"})
+PUSH_ONLY = frozenset({"name", "concurrency_limit"})
 
 
 def declare_option(name: str, validator: Validator, owner: str) -> None:

@@ -57,6 +57,10 @@ class Fetcher:
     Prefetch: with ``prefetch=None`` (auto) the fetcher holds up to ``2 x concurrency`` extra
     jobs while jobs are short (under ``SHORT_JOB`` seconds on average), and none otherwise, so a
     slow job never keeps a queued job from an idle process.
+    Paused queues (the ``kiqpy:paused-queues`` set) are skipped by fetch.lua, which returns the
+    set on every call: an idle worker calls it at least every ``BLOCK_SECONDS``, so it learns of
+    a pause within about a second, and its waiters and processors then give back any job of a
+    paused queue they get (to the front of the queue) instead of running it.
     Exits: :meth:`stop` ends fetching (quiet) but acks still flow; :meth:`close` flushes the
     acks and ends the loop; :meth:`requeue` then returns every job still held to its queue.
     """
@@ -73,6 +77,8 @@ class Fetcher:
         self.concurrency = config.concurrency
         self.work: _queue.SimpleQueue[Any] = _queue.SimpleQueue()
         self.fetched_from: set[str] = set(self.order.names)
+        # Paused queues, as of the last fetch.lua call (the whole set, not only ours).
+        self.paused: frozenset[str] = frozenset()
         self._room = threading.Condition()
         self._held = 0  # jobs taken and not yet done: running + waiting on `work`
         self._low = 0  # the low-water mark last computed by the loop
@@ -237,18 +243,32 @@ class Fetcher:
 
     def _exchange(self, acks: list[Unit], want: int) -> list[Unit]:
         """One round trip (fetch.lua): ack ``acks`` and take up to ``want`` jobs."""
-        names = self.order.order() if want else []
-        keys = self._fetch_keys(names)
+        paused = self.paused
+        names = [name for name in self.order.order() if name not in paused] if want else []
+        keys = [*self._fetch_keys(names), self.keys.paused_queues]
         index = {key: i for i, key in enumerate(keys[len(names):], start=len(names) + 1)}
-        args: list[Any] = [len(names), want]
+        args: list[Any] = [len(names), want, *names]
         for name, payload in acks:
             inflight = self._keys_for(name)[1]
             if inflight not in index:
                 keys.append(inflight)
                 index[inflight] = len(keys)
             args += [index[inflight], payload]
-        flat = self.scripts.call(self.scripts.fetch, keys, args)
+        flat, now_paused = self.scripts.call(self.scripts.fetch, keys, args)
+        self._note_paused(now_paused)
         return [(names[flat[i] - 1], flat[i + 1]) for i in range(0, len(flat), 2)]
+
+    def _note_paused(self, names: list[bytes]) -> None:
+        if not names and not self.paused:
+            return
+        paused = frozenset(_text(name) for name in names)
+        if paused != self.paused:
+            ours = set(self.order.names)
+            for name in sorted((paused - self.paused) & ours):
+                self.log.info("queue paused", queue=name)
+            for name in sorted((self.paused - paused) & ours):
+                self.log.info("queue unpaused", queue=name)
+            self.paused = paused
 
     def _adopt(self, acks: list[Unit]) -> None:
         """After a fetch whose reply was lost: hand to processors any job that is in this
@@ -290,7 +310,12 @@ class Fetcher:
         source, inflight = self._keys_for(name)
         attempt, refused = 0, False
         while not self._quiet.is_set():
-            if not self._idle.wait(1.0) or name not in self.order.names or not self._room_left():
+            if not self._idle.wait(1.0) or not self._room_left():
+                continue
+            if name not in self.order.names or name in self.paused:
+                # Not ours any more, or paused: look again later (the fetch loop learns of an
+                # unpause within a second), without spinning while the process is idle.
+                self._quiet.wait(BLOCK_SECONDS)
                 continue
             try:
                 payload = self.redis.blmove(source, inflight, BLOCK_SECONDS,  # type: ignore[arg-type]
@@ -317,8 +342,9 @@ class Fetcher:
             # how much room is left, rests again. Without this a waiter would go on taking
             # jobs while the processors are busy, keeping them from idle processes.
             self._idle.clear()
-            if self._quiet.is_set():
-                # Taken while the process went quiet: give it straight back, to the front.
+            if self._quiet.is_set() or name in self.paused:
+                # Taken while the process went quiet or the queue was paused: give it
+                # straight back, to the front.
                 self.outage.retry(functools.partial(self._give_back, source, inflight, payload),
                                   "give back")
                 continue
@@ -333,11 +359,22 @@ class Fetcher:
             budget_left = self.budget is None or self._taken < self.budget
             return self._held < limit and budget_left
 
-    def _give_back(self, source: str, inflight: str, payload: Any) -> None:
+    def give_back(self, queue: str, payload: bytes, give_up: threading.Event) -> bool:
+        """A held job of a queue paused since it was taken: return it to the front of its
+        queue instead of running it, and free its slot. False if ``give_up`` (a forced
+        shutdown) was set first: the job then stays in-flight, for the requeue."""
+        source, inflight = self._keys_for(queue)
+        done = self.outage.retry(functools.partial(self._give_back, source, inflight, payload),
+                                 "give back", give_up)
+        self.release(queue, payload)
+        return done is not None
+
+    def _give_back(self, source: str, inflight: str, payload: Any) -> bool:
         pipe = self.redis.pipeline(transaction=True)
         pipe.rpush(source, payload)
         pipe.lrem(inflight, -1, payload)
         pipe.execute()
+        return True
 
     def _dispatch(self, units: list[Unit]) -> None:
         with self._room:

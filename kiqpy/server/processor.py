@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import ExitStack
 from typing import Any
 
 import structlog
@@ -14,12 +15,17 @@ import structlog
 from kiqpy.chain import Chain
 from kiqpy.client.execution import execute, set_stop_event
 from kiqpy.client.registry import lookup
-from kiqpy.errors import Interrupted, JobTimeout, PayloadError
+from kiqpy.errors import Interrupted, JobTimeout, OverLimit, PayloadError
+from kiqpy.limiter import concurrent
 from kiqpy.payload import decode
 from kiqpy.server.fetch import STOP, Fetcher
 from kiqpy.server.metrics import Recorder
 from kiqpy.server.retry import Retrier
 from kiqpy.server.watchdog import Watchdog, settle
+
+# How long a concurrency_limit slot is held at most: a job of a limited class running longer no
+# longer counts against the limit, and a slot held by a killed process is free after this.
+CLASS_LEASE = 300.0
 
 _bind = structlog.contextvars.bind_contextvars
 _clear = structlog.contextvars.clear_contextvars
@@ -57,6 +63,11 @@ class Processor:
                 # Shutting down: a job not started yet stays in-flight for the requeue.
                 self.fetcher.release(*unit)
                 continue
+            if unit[0] in self.fetcher.paused:
+                # Its queue was paused after the job was taken (prefetched): not started, so
+                # it goes back to the front of its queue.
+                self.fetcher.give_back(unit[0], unit[1], self.retrier.give_up)
+                continue
             self.process(*unit)
 
     def process(self, queue: str, payload: bytes) -> None:
@@ -78,19 +89,38 @@ class Processor:
         outcome: str | None = "done"
         try:
             cls = lookup(job["class"])
+            options = cls.kiqpy_options_resolved
             # The push's timeout, else the class's here (a job pushed by name from elsewhere
             # carries none), else the worker's --default-timeout.
-            timeout = job.get("timeout") or cls.kiqpy_options_resolved.get(
-                "timeout", self.default_timeout)
-            if type(timeout) in (int, float) and timeout > 0 and self.watchdog is not None:
-                self._run_with_timeout(cls, job, timeout)
+            timeout = job.get("timeout") or options.get("timeout", self.default_timeout)
+            limit = options.get("concurrency_limit")
+            if limit is None:
+                self._run(cls, job, timeout)
             else:
-                execute(cls, job, self.chain)
+                with ExitStack() as slot:
+                    if not self._take_slot(slot, job["class"], limit):
+                        raise _Throttled
+                    self._run(cls, job, timeout)
         except Interrupted:
             # An iterable job stopped for the shutdown: not acked, so the shutdown requeues it.
             self.log.info("interrupted for the shutdown; will resume",
                           elapsed=round(time.perf_counter() - started, 6))
             outcome = None
+        except _Throttled:
+            # Its class is at its concurrency_limit: back in a second, nothing counted; the
+            # thread is free at once for jobs of other classes.
+            self.log.info("throttled", concurrency_limit=limit)
+            outcome = self.retrier.put_back(job, payload)
+            self.processed -= 1  # not a run (the finally below counts one)
+        except OverLimit as exc:
+            # A full limiter is not a failure: the job goes back to the schedule set for
+            # later, counted in its `overrated` field only (a failure after MAX_OVERRATED).
+            elapsed = time.perf_counter() - started
+            self.log.info("overrated", elapsed=round(elapsed, 6), limiter=exc.limiter)
+            outcome = self.retrier.overrated(queue, job, exc, cls, payload)
+            if outcome not in ("overrated", None):  # rescheduled too often: a failure
+                self.failed += 1
+                self.metrics.record(job["class"], elapsed, True)
         except BaseException as exc:  # a job's SystemExit must not end the worker either
             if isinstance(exc, JobTimeout) and not exc.args:  # sent by the watchdog
                 exc = JobTimeout(f"{job['class']} ran longer than its timeout of {timeout} s")
@@ -114,14 +144,32 @@ class Processor:
             self.fetcher.release(queue, payload)
 
 
-    def _run_with_timeout(self, cls: Any, job: dict[str, Any], timeout: Any) -> None:
-        assert self.watchdog is not None
+    def _run(self, cls: Any, job: dict[str, Any], timeout: Any) -> None:
+        """Run the job, under the watchdog when it has a timeout."""
+        if type(timeout) not in (int, float) or timeout <= 0 or self.watchdog is None:
+            execute(cls, job, self.chain)
+            return
         try:
             self.watchdog.arm(job["jid"], float(timeout))
             execute(cls, job, self.chain)
         finally:
             self.watchdog.disarm()
             settle()
+
+    def _take_slot(self, slot: ExitStack, name: str, limit: int) -> bool:
+        """A slot of the class's concurrent limiter, held until ``slot`` closes; False when
+        all ``limit`` are taken (no waiting)."""
+        gate = concurrent(f"class:{name}", limit, wait_timeout=0, lock_timeout=CLASS_LEASE,
+                          config=self.retrier.config)
+        try:
+            slot.enter_context(gate.within_limit())
+        except OverLimit:
+            return False
+        return True
+
+
+class _Throttled(Exception):
+    """Raised inside Processor.process when a job's class has no free concurrency slot."""
 
 
 def _describe(exc: BaseException) -> str:

@@ -15,6 +15,10 @@ Follows Sidekiq's rules:
 - Death handlers run for every job that leaves after a failure without a retry: the dead set,
   ``dead=False``, ``retry=False`` and "discard". As in Sidekiq 7.3+, a dropped job (not kept
   in the dead set) gets ``discarded_at`` so a handler can tell it from a killed one.
+
+A job that raised :class:`kiqpy.limiter.OverLimit` is not a failure: :meth:`Retrier.overrated`
+puts it back in the ``schedule`` set with its ``overrated`` count bumped, its retry fields
+untouched, and no handler run; after ``MAX_OVERRATED`` reschedules it fails as usual.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import redis
 from kiqpy.client.worker import Worker
 from kiqpy.config import Config
 from kiqpy.connection import REDIS_DOWN
+from kiqpy.errors import OverLimit
 from kiqpy.failures import (
     add_dead,
     compress_backtrace,
@@ -37,6 +42,7 @@ from kiqpy.failures import (
     malformed_job,
 )
 from kiqpy.keys import Keys
+from kiqpy.limiter import MAX_OVERRATED
 from kiqpy.payload import Job, encode, epoch_seconds, now_ms, serializer_of, set_member
 from kiqpy.server.outage import Outage
 
@@ -46,6 +52,15 @@ def default_delay(count: int) -> float:
     25 retries); the random part, up to 10 s per attempt so far, spreads out jobs that
     failed together so they do not all retry at the same instant."""
     return count**4 + 15 + random.randrange(10 * (count + 1))
+
+
+def overrated_delay(count: int, hint: float) -> float:
+    """Seconds until a job whose limiter was full runs again, the ``count``-th time: the
+    limiter's hint (when a place might free up), at least 1 s, growing by half each time up to
+    5 minutes (1, 1.5, 2.3 ... s); plus up to half that again at random, so jobs turned away
+    together do not all come back at the same instant and be turned away again."""
+    base = min(max(hint, 1.0) * 1.5 ** (count - 1), 300.0)
+    return base + random.uniform(0, base / 2)
 
 
 class Retrier:
@@ -163,6 +178,33 @@ class Retrier:
             return None
         self._run_death_handlers(job, exc)
         return "dead"
+
+    # -- over a limit ------------------------------------------------------------------------
+    def overrated(self, queue: str, job: Job, exc: OverLimit, cls: type[Worker] | None,
+                  payload: bytes) -> str | None:
+        """Reschedule a job whose limiter was full: "overrated", or None if interrupted (the
+        job then stays in-flight). Past ``MAX_OVERRATED`` reschedules it is a failure."""
+        previous = job.get("overrated")
+        count = (previous if type(previous) is int else 0) + 1
+        if count > MAX_OVERRATED:
+            return self.failed(queue, job, exc, cls, payload)
+        job["overrated"] = count
+        due = time.time() + overrated_delay(count, exc.retry_after)
+        data = encode(set_member(job), serializer_of(payload))
+        ok = self.outage.retry(lambda: self.redis.zadd(self.keys.schedule, {data: due}),
+                               "reschedule", self.give_up)
+        return None if ok is None else "overrated"
+
+    def put_back(self, job: Job, payload: bytes) -> str | None:
+        """A job whose class is at its ``concurrency_limit``: back to the schedule set, due in
+        0.5 to 1.5 s (random, so jobs put back together do not all come back at once), with
+        nothing counted: not an attempt, not a reschedule. "throttled", or None if interrupted
+        by a forced shutdown (the job then stays in-flight)."""
+        due = time.time() + random.uniform(0.5, 1.5)
+        data = encode(set_member(job), serializer_of(payload))
+        ok = self.outage.retry(lambda: self.redis.zadd(self.keys.schedule, {data: due}),
+                               "put back", self.give_up)
+        return None if ok is None else "throttled"
 
     # -- the dead set ------------------------------------------------------------------------
     def send_to_dead(self, job: Job, serializer: str) -> bool | None:

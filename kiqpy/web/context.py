@@ -55,6 +55,8 @@ NOTICES = {
     "kill": "Moved {n} job(s) to the dead set.",
     "cancel-running": "Asked {n} running job to stop: it sees self.cancelled.",
     "cancel-waiting": "Cancelled {n} job: removed before it ran.",
+    "queue-pause": "Paused {n} queue: workers take none of its jobs until it is unpaused.",
+    "queue-unpause": "Unpaused {n} queue.",
     "periodic-pause": "Paused {n} periodic entry: its ticks are skipped until unpaused.",
     "periodic-unpause": "Unpaused {n} periodic entry.",
     "periodic-run": "Enqueued {n} periodic job now.",

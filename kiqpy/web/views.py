@@ -165,7 +165,19 @@ def queues(ctx: Context) -> Response:
     if listing.sorted and number > listing.pages:
         raise HTTPError(404, f"page {number} does not exist: there are {listing.pages} pages")
     return ctx.render("queues.html", listing=listing, cursor=cursor,
-                      sorted_limit=SORTED_QUEUES, high_latency=HIGH_LATENCY, by_size=by_size)
+                      sorted_limit=SORTED_QUEUES, high_latency=HIGH_LATENCY, by_size=by_size,
+                      paused_unknown=_paused_unknown(ctx))
+
+
+def _paused_unknown(ctx: Context) -> list[str]:
+    """Paused queues that are not in the ``queues`` set (paused before their first job, or
+    cleared since), so the listing does not show them: named apart, so they can be found."""
+    paused = Queue.paused_names(ctx.config, ctx.redis)
+    if not paused:
+        return []
+    with translate_errors(ctx.redis):
+        known = ctx.redis.smismember(ctx.keys.queues, paused)
+    return [name for name, is_known in zip(paused, known, strict=True) if not is_known]
 
 
 def known_queue(ctx: Context, name: str) -> tuple[Queue, str]:
@@ -175,7 +187,8 @@ def known_queue(ctx: Context, name: str) -> tuple[Queue, str]:
     with translate_errors(ctx.redis):
         known = ctx.redis.sismember(ctx.keys.queues, name)
         kind = _text(ctx.redis.type(queue.key))
-    if not known and kind == "none":
+        paused = ctx.redis.sismember(ctx.keys.paused_queues, name)
+    if not known and kind == "none" and not paused:
         raise HTTPError(404, f"there is no queue named {name[:200]!r}")
     return queue, kind
 
@@ -187,11 +200,12 @@ def queue(ctx: Context, name: str) -> Response:
     if kind not in ("list", "none"):  # an odd value: say so, and offer to clear it
         page: Page[JobRow] = Page([], 0, 1, PAGE_SIZE)
         return ctx.render("queue.html", queue=found, page=page, digest=digest, order=order,
-                          problem=f"{found.key} is a {kind}, not a list")
+                          problem=f"{found.key} is a {kind}, not a list",
+                          paused=found.paused)
     page = found.page_of(JobRow, number, PAGE_SIZE, newest_first=order == "newest")
     require_page(page)
     return ctx.render("queue.html", queue=found, page=page, digest=digest, order=order,
-                      problem=None)
+                      problem=None, paused=found.paused)
 
 
 def queue_action(ctx: Context, name: str) -> Response:
@@ -199,8 +213,14 @@ def queue_action(ctx: Context, name: str) -> Response:
     op = ctx.request.field("op")
     if op == "clear":
         return back(ctx, "/queues", "clear", found.clear())
+    if op in ("pause", "unpause"):
+        changed = found.pause() if op == "pause" else found.unpause()
+        # Back to the page the button was on: the queue's own, or the Queues page.
+        to = f"/queues/{_segment(name)}" if ctx.request.field("from") == "queue" else "/queues"
+        return back(ctx, to, f"queue-{op}", int(changed))
     if op != "delete":
-        raise HTTPError(400, f"unknown action {op[:40]!r}: use clear or delete")
+        raise HTTPError(400, f"unknown action {op[:40]!r}: use clear, delete, pause or "
+                             "unpause")
     wanted = ctx.request.field("job")
     page = ctx.request.field("page")
     number = int(page) if page.isascii() and page.isdigit() and 0 < len(page) < 10 else 1
