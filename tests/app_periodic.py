@@ -14,6 +14,7 @@ class Tick(kiqpy.Worker, name="periodic.Tick"):
         job = kiqpy.current_job()
         assert job is not None
         r().rpush("test:ticks", job["periodic_tick"])
+        r().sadd(f"test:jids:{job['periodic_tick']}", job["jid"])
 
 
 kiqpy.periodic("* * * * * *", Tick, name="every-second")

@@ -64,7 +64,7 @@ def test_under_p_2_the_supervisor_serves_the_sum_of_its_children(config, r, redi
     port = free_port()
     with WorkerProcess(redis_url, "-p", "2", "--health-port", str(port),
                        require="tests.app_prometheus",
-                       env={"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}):
+                       env={"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}) as supervisor:
         for n in range(20):
             app_jobs.Record.perform_async(n)
 
@@ -74,4 +74,7 @@ def test_under_p_2_the_supervisor_serves_the_sum_of_its_children(config, r, redi
             return text if code == 200 and line in text else None
 
         text = wait_for(scraped, timeout=30, message="both children's counts, summed")
+        # A graceful stop: its children must not outlive the test and take later tests' jobs
+        supervisor.terminate()
+        assert supervisor.wait(60) == 0
     assert sample(text, "kiqpy_concurrency") == 20  # two children of 10 threads

@@ -51,6 +51,8 @@ KEEP_SECONDS = 30 * 24 * 3600  # a saved cursor of a job that never comes back e
 class IterableWorker(Worker):
     """A job class whose ``perform`` iterates ``build_enumerator`` (see the module's text)."""
 
+    kiqpy_abstract = True  # a base to subclass, not a job: not registered
+
     #: Seconds between cursor saves (the window re-run after a kill -9).
     save_every: float = 1.0
     #: Seconds after which the job re-enqueues itself and ends (None: no limit).

@@ -183,7 +183,8 @@ class Worker:
         name = checked.pop("name", None) or f"{cls.__module__}.{cls.__qualname__}"
         cls.kiqpy_options_resolved = {**inherited, **checked}
         cls.kiqpy_job_name = name
-        register(name, cls)
+        if not cls.__dict__.get("kiqpy_abstract", False):  # a base such as IterableWorker
+            register(name, cls)
 
     def perform(self, *args: Any) -> Any:
         raise NotImplementedError(f"{type(self).__qualname__} must define perform()")
