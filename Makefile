@@ -11,14 +11,16 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 # Seconds of chaos for `make soak` (make soak DURATION=60).
 DURATION ?= 300
+# Flags for bench/compare: make bench-compare COMPARE_ARGS='--quick --only kiqpy'.
+COMPARE_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install redis browser test lint demo bench soak clean
+.PHONY: help install redis browser test lint demo bench soak clean bench-compare
 
 help: ## list the targets
 	@echo "usage: make <target>   (PY=$(PY); PYTEST_ARGS='...' is passed to pytest)"
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
-		awk 'BEGIN {FS = ":.*## "}; {printf "  %-8s %s\n", $$1, $$2}'
+		awk 'BEGIN {FS = ":.*## "}; {printf "  %-15s %s\n", $$1, $$2}'
 
 install: $(STAMP) ## create .venv and install kiqpy editable with its dev tools
 
@@ -86,6 +88,9 @@ demo: install redis ## enqueue the example jobs and show what lands in Redis
 
 bench: install redis ## measure the performance targets of docs/architecture.md (bench/bench.py)
 	$(BIN)/python bench/bench.py
+
+bench-compare: install redis ## kiqpy side by side with other job systems, one Redis (bench/compare)
+	$(BIN)/python -m bench.compare $(COMPARE_ARGS)
 
 soak: install redis ## DURATION s (300) of kill -9 and a Redis crash under load; 0 lost or it fails
 	$(BIN)/python bench/soak.py --duration $(DURATION)
