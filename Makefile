@@ -11,11 +11,11 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 # Seconds of chaos for `make soak` (make soak DURATION=60).
 DURATION ?= 300
-# Flags for bench/compare: make bench-compare COMPARE_ARGS='--quick --only kiqpy'.
+# Flags for bench/compare: make bench-compare COMPARE_ARGS='--quick --only kiqpy,sidekiq'.
 COMPARE_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install redis browser test lint demo bench soak clean bench-compare
+.PHONY: help install redis browser test lint demo bench soak clean sidekiq bench-compare
 
 help: ## list the targets
 	@echo "usage: make <target>   (PY=$(PY); PYTEST_ARGS='...' is passed to pytest)"
@@ -89,7 +89,22 @@ demo: install redis ## enqueue the example jobs and show what lands in Redis
 bench: install redis ## measure the performance targets of docs/architecture.md (bench/bench.py)
 	$(BIN)/python bench/bench.py
 
-bench-compare: install redis ## kiqpy side by side with other job systems, one Redis (bench/compare)
+# A system that does not install is only warned about here: bench-compare reports it with its
+# error and measures the others.
+sidekiq: ## make sure Debian's ruby-sidekiq and ruby-hiredis are installed (apt-get when root)
+	@if command -v sidekiq >/dev/null 2>&1 && dpkg -s ruby-hiredis >/dev/null 2>&1; then \
+		echo "sidekiq: $$(command -v sidekiq) (ruby-sidekiq $$(dpkg-query -W -f='$${Version}' ruby-sidekiq))"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "ruby-sidekiq or ruby-hiredis is missing; installing them with apt-get"; \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			ruby-sidekiq ruby-hiredis >/dev/null; } || \
+			echo "warning: apt-get could not install ruby-sidekiq ruby-hiredis" >&2; \
+	else \
+		echo "warning: Sidekiq is not installed (make installs it only as root, with apt-get);" >&2; \
+		echo "bench-compare will report it as missing. Debian/Ubuntu: sudo apt-get install ruby-sidekiq ruby-hiredis" >&2; \
+	fi
+
+bench-compare: install redis sidekiq ## kiqpy side by side with other job systems, one Redis (bench/compare)
 	$(BIN)/python -m bench.compare $(COMPARE_ARGS)
 
 soak: install redis ## DURATION s (300) of kill -9 and a Redis crash under load; 0 lost or it fails
