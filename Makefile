@@ -11,11 +11,16 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 # Seconds of chaos for `make soak` (make soak DURATION=60).
 DURATION ?= 300
-# Flags for bench/compare: make bench-compare COMPARE_ARGS='--quick --only kiqpy,sidekiq'.
+# `make bench-compare`: one venv per Python system under .venv-compare/ (name=pip requirement),
+# each with redis-py's hiredis parser as kiqpy has, so kiqpy's own .venv stays clean. Flags for
+# bench/compare: make bench-compare COMPARE_ARGS='--quick --only kiqpy,celery'.
+COMPARE_VENVS := .venv-compare
+COMPARE_SYSTEMS := dramatiq=dramatiq[redis] celery=celery[redis] rq=rq huey=huey arq=arq
 COMPARE_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install redis browser test lint demo bench soak clean sidekiq bench-compare
+.PHONY: help install redis browser test lint demo bench soak clean sidekiq compare-systems \
+	bench-compare
 
 help: ## list the targets
 	@echo "usage: make <target>   (PY=$(PY); PYTEST_ARGS='...' is passed to pytest)"
@@ -104,13 +109,24 @@ sidekiq: ## make sure Debian's ruby-sidekiq and ruby-hiredis are installed (apt-
 		echo "bench-compare will report it as missing. Debian/Ubuntu: sudo apt-get install ruby-sidekiq ruby-hiredis" >&2; \
 	fi
 
-bench-compare: install redis sidekiq ## kiqpy side by side with other job systems, one Redis (bench/compare)
+compare-systems: ## make .venv-compare/<system> for the Python systems of bench-compare (pip)
+	@for spec in $(COMPARE_SYSTEMS); do \
+		name=$${spec%%=*}; requirement=$${spec#*=}; venv=$(COMPARE_VENVS)/$$name; \
+		test -f $$venv/.installed && continue; \
+		echo "installing $$requirement into $$venv"; \
+		{ test -x $$venv/bin/python || $(PY) -m venv $$venv; } && \
+		$$venv/bin/python -m pip install --quiet "$$requirement" "redis[hiredis]" && \
+		touch $$venv/.installed || \
+		echo "warning: $$requirement did not install; bench-compare reports it and goes on" >&2; \
+	done
+
+bench-compare: install redis sidekiq compare-systems ## kiqpy against Sidekiq, Dramatiq, Celery, RQ, Huey, arq (bench/compare)
 	$(BIN)/python -m bench.compare $(COMPARE_ARGS)
 
 soak: install redis ## DURATION s (300) of kill -9 and a Redis crash under load; 0 lost or it fails
 	$(BIN)/python bench/soak.py --duration $(DURATION)
 
 clean: ## remove .venv, build artefacts, caches and test output
-	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis \
+	rm -rf $(VENV) $(COMPARE_VENVS) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis \
 		test-output .demo-redis
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
