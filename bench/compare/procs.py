@@ -19,11 +19,12 @@ def tree(pid: int) -> list[int]:
     while todo:
         current = todo.pop()
         found.append(current)
-        for task in Path(f"/proc/{current}/task").glob("*/children"):
-            try:
+        # A process or thread may end at any point of the walk (ProcessLookupError, ENOENT).
+        try:
+            for task in Path(f"/proc/{current}/task").glob("*/children"):
                 todo.extend(int(child) for child in task.read_text().split())
-            except OSError:
-                continue  # the thread or the process just ended
+        except OSError:
+            continue
     return found
 
 
