@@ -103,7 +103,7 @@ def main() -> None:
                     try:
                         one_system(system, outcome, server.url, r, args.jobs, args.max_seconds,
                                    Path(logdir))
-                    except runner.SystemFailed as exc:
+                    except (runner.SystemFailed, OSError) as exc:
                         outcome.error = f"run {run + 1}: {exc}"
                         progress(f"{system.name} failed: {exc}")
         report.tables(outcomes, ceiling)
@@ -112,7 +112,8 @@ def main() -> None:
                 print(f"{name} failed part-way, {outcome.error}")
         if args.json:
             args.json.write_text(json.dumps(
-                {"meta": meta, "jobs": args.jobs, "runs": args.runs,
+                {"meta": {**meta, "load_at_end": report.load()}, "jobs": args.jobs,
+                 "runs": args.runs,
                  "ceiling": [{"incr_per_s": c[0], "cpu_us_per_incr": c[1]} for c in ceiling],
                  "systems": {name: dataclasses.asdict(o) for name, o in outcomes.items()}},
                 indent=2) + "\n")

@@ -34,7 +34,11 @@ def machine(redis_version: str) -> dict[str, str]:
     return {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "machine": platform.machine(), "cpu": f"{model}, {os.cpu_count()} cores",
             "python": sys.version.split()[0], "redis_server": redis_version,
-            "load_at_start": " ".join(f"{v:.2f}" for v in os.getloadavg())}
+            "load_at_start": load()}
+
+
+def load() -> str:
+    return " ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
 def header(meta: dict[str, str], n: int, runs: int, max_seconds: float) -> None:
@@ -50,7 +54,8 @@ def header(meta: dict[str, str], n: int, runs: int, max_seconds: float) -> None:
           f"every 0.1 s). A run still going after {max_seconds:.0f} s is stopped and timed "
           "over the jobs done (marked *).")
     print("logs on: each system's per-job log lines as it writes them at INFO (written to a "
-          "file); logs off: WARNING.")
+          "file); logs off: WARNING.\nkiqpy ratio: kiqpy's median over the system's (above 1: "
+          "kiqpy is faster).")
     print("Each system at its documented defaults except a concurrency of 10 in one worker:")
 
 
@@ -123,4 +128,4 @@ def tables(outcomes: dict[str, Outcome], ceiling: list[tuple[float, float]]) -> 
               if any(d.capped for d in drains)]
     if capped:
         print("\n* stopped at --max-seconds; jobs timed per run: " + "; ".join(capped))
-    print(f"\nload average at the end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print(f"\nload average at the end: {load()}")
