@@ -108,8 +108,12 @@ def tables(outcomes: dict[str, Outcome], ceiling: list[tuple[float, float]]) -> 
         rates, cpus = [c[0] for c in ceiling], [c[1] for c in ceiling]
         share = ""
         if kiqpy and kiqpy.drains["off"]:
-            best = statistics.median(d.jobs_per_s for d in kiqpy.drains["off"])
-            share = f"; kiqpy logs off reaches {best / statistics.median(rates):.0%} of it"
+            # The ceiling moves with the machine's load, so each round's kiqpy figure is set
+            # against the ceiling measured just before it, in the same round.
+            # (kiqpy may have failed part-way: fewer drains than rounds.)
+            paired = zip(kiqpy.drains["off"], ceiling, strict=False)
+            shares = [d.jobs_per_s / c[0] * 100 for d, c in paired]
+            share = f"; kiqpy logs off, per round, reaches {_spread(shares, '%')} of it"
         print(f"{'ceiling':<10} {'-':<4} {_spread(rates):>28} {statistics.median(cpus):>11,.0f}"
               f"   <- the Python ceiling: 10 threads doing only redis-py INCRs on their own "
               f"connections{share}")
