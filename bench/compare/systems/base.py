@@ -14,7 +14,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[3]
 APPS = ROOT / "bench" / "compare" / "apps"
 # One venv per Python system under .venv-compare/, made by `make bench-compare`: each gets its
-# own newest release (arq, for one, pins redis-py < 6 and RQ needs a newer one).
+# own newest release (arq pins redis-py < 6; Celery's kombu needs >= 6.4).
 COMPARE_VENVS = ROOT / ".venv-compare"
 
 
