@@ -11,14 +11,21 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 # Seconds of chaos for `make soak` (make soak DURATION=60).
 DURATION ?= 300
+# `make bench-compare`: one venv per Python system under .venv-compare/ (name=pip requirement),
+# each with redis-py's hiredis parser as kiqpy has, so kiqpy's own .venv stays clean. Flags for
+# bench/compare: make bench-compare COMPARE_ARGS='--quick --only kiqpy,celery'.
+COMPARE_VENVS := .venv-compare
+COMPARE_SYSTEMS := dramatiq=dramatiq[redis] celery=celery[redis] rq=rq huey=huey arq=arq
+COMPARE_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install redis browser sidekiq test lint demo bench soak clean
+.PHONY: help install redis browser test lint demo bench soak clean sidekiq compare-systems \
+	bench-compare
 
 help: ## list the targets
 	@echo "usage: make <target>   (PY=$(PY); PYTEST_ARGS='...' is passed to pytest)"
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
-		awk 'BEGIN {FS = ":.*## "}; {printf "  %-8s %s\n", $$1, $$2}'
+		awk 'BEGIN {FS = ":.*## "}; {printf "  %-15s %s\n", $$1, $$2}'
 
 install: $(STAMP) ## create .venv and install kiqpy editable with its dev tools
 
@@ -63,17 +70,19 @@ browser: ## make sure /usr/bin/chromium is installed for the browser tests (apt-
 
 # tests/test_sidekiq_interop.py runs a real Ruby Sidekiq (Debian's ruby-sidekiq, 6.4) next to a
 # kiqpy worker. Without it, and not root, those tests skip, or fail under CI=true.
-sidekiq: ## make sure Debian's ruby-sidekiq is installed for the interop tests (apt-get when root)
-	@if command -v sidekiq >/dev/null 2>&1; then \
+# Debian's ruby-sidekiq (6.4) for the interop tests and bench-compare; ruby-hiredis lets
+# bench-compare's Sidekiq use the hiredis driver, as Sidekiq users in production do.
+sidekiq: ## make sure Debian's ruby-sidekiq (and ruby-hiredis) are installed (apt-get when root)
+	@if command -v sidekiq >/dev/null 2>&1 && dpkg -s ruby-hiredis >/dev/null 2>&1; then \
 		echo "sidekiq: $$(command -v sidekiq) (ruby-sidekiq $$(dpkg-query -W -f='$${Version}' ruby-sidekiq 2>/dev/null))"; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-		echo "sidekiq is missing; installing ruby-sidekiq with apt-get"; \
+		echo "ruby-sidekiq or ruby-hiredis is missing; installing them with apt-get"; \
 		apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ruby-sidekiq >/dev/null && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ruby-sidekiq ruby-hiredis >/dev/null && \
 		{ command -v sidekiq || { echo "error: apt-get gave no sidekiq command" >&2; exit 1; }; }; \
 	else \
 		echo "warning: sidekiq is missing and make installs it only as root, so the interop" >&2; \
-		echo "tests will skip (and fail under CI=true). Debian/Ubuntu: sudo apt-get install ruby-sidekiq" >&2; \
+		echo "tests will skip (and fail under CI=true). Debian/Ubuntu: sudo apt-get install ruby-sidekiq ruby-hiredis" >&2; \
 	fi
 
 test: install redis browser sidekiq ## run the test suite (PYTEST_ARGS='-m "not slow"' skips the slow ones)
@@ -102,10 +111,26 @@ demo: install redis ## enqueue the example jobs and show what lands in Redis
 bench: install redis ## measure the performance targets of docs/architecture.md (bench/bench.py)
 	$(BIN)/python bench/bench.py
 
+# A system that does not install is only warned about here: bench-compare reports it with its
+# error and measures the others.
+compare-systems: ## make .venv-compare/<system> for the Python systems of bench-compare (pip)
+	@for spec in $(COMPARE_SYSTEMS); do \
+		name=$${spec%%=*}; requirement=$${spec#*=}; venv=$(COMPARE_VENVS)/$$name; \
+		test -f $$venv/.installed && continue; \
+		echo "installing $$requirement into $$venv"; \
+		{ test -x $$venv/bin/python || $(PY) -m venv $$venv; } && \
+		$$venv/bin/python -m pip install --quiet "$$requirement" "redis[hiredis]" && \
+		touch $$venv/.installed || \
+		echo "warning: $$requirement did not install; bench-compare reports it and goes on" >&2; \
+	done
+
+bench-compare: install redis sidekiq compare-systems ## kiqpy against Sidekiq, Dramatiq, Celery, RQ, Huey, arq (bench/compare)
+	$(BIN)/python -m bench.compare $(COMPARE_ARGS)
+
 soak: install redis ## DURATION s (300) of kill -9 and a Redis crash under load; 0 lost or it fails
 	$(BIN)/python bench/soak.py --duration $(DURATION)
 
 clean: ## remove .venv, build artefacts, caches and test output
-	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis \
+	rm -rf $(VENV) $(COMPARE_VENVS) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis \
 		test-output .demo-redis
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
