@@ -149,6 +149,9 @@ NOT_RUNNABLE = {
     ".venv/bin/python bench/bench.py --quick": "a measurement, not a check, and it loads the "
                                                "machine; run by hand",
     "make bench": "a minutes-long measurement, not a check; bench/bench.py is run by hand",
+    "make bench-compare": "installs six other job systems and runs for about 13 minutes; its "
+                          "harness is checked by tests/test_bench_compare.py (--quick --only "
+                          "kiqpy)",
     "make soak": "300 s of chaos by design; its kind of faults is tests/test_faults.py",
     "make soak DURATION=60": "60 s of chaos; its kind of faults is tests/test_faults.py",
 }
