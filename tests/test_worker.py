@@ -107,8 +107,8 @@ def test_unknown_option_without_a_close_match_lists_the_known_ones():
     with pytest.raises(OptionsError) as info:
         class Odd(kiqpy.Worker):
             kiqpy_options = {"zzzzzz": 1}
-    assert re.search(r"Odd: unknown option 'zzzzzz'\. Known options: backtrace, dead, .*queue",
-                     str(info.value))
+    assert re.search(r"Odd: unknown option 'zzzzzz'\. Known options: backtrace, "
+                     r"concurrency_limit, dead, .*queue", str(info.value))
 
 
 def test_option_of_a_bundled_middleware_says_what_to_import(monkeypatch):

@@ -133,10 +133,17 @@ class SentinelTopology:
         waits until it has synced, so WAIT 1 can succeed again."""
         server = self.servers[port]
         server.stop()
-        server.start(extra=["--replicaof", "127.0.0.1", str(self.master_port())])
+        master = self.master_port()
+        server.start(extra=["--replicaof", "127.0.0.1", str(master)])
         replica = redis.Redis(port=port)
-        self._wait(lambda: replica.info("replication").get("master_link_status") == "up",
-                   "the restarted replica to sync")
+
+        def synced() -> bool:
+            info = replica.info("replication")
+            if info.get("role") == "master":  # a Sentinel's view lagging: point it again
+                replica.replicaof("127.0.0.1", self.master_port())
+            return info.get("master_link_status") == "up"
+
+        self._wait(synced, "the restarted replica to sync", timeout=90)
         replica.close()
 
     def _wait(self, predicate, what: str, timeout: float = 30.0) -> None:

@@ -219,7 +219,10 @@ class ProcessSet(ApiObject):
             pipe.lrange(self.keys.signals(process.identity), 0, 9)
         with self.io():
             replies = pipe.execute(raise_on_error=False)
-        return {p.identity: [text(c) for c in reply] if isinstance(reply, list) else []
+        # Sidekiq's names (what Process.quiet/stop/dump_threads send) read as kiqpy's.
+        names = {"TSTP": "quiet", "TERM": "stop", "TTIN": "dump"}
+        return {p.identity: [names.get(text(c), text(c)) for c in reply]
+                if isinstance(reply, list) else []
                 for p, reply in zip(self.processes, replies, strict=True)}
 
     def quiet_all(self) -> int:

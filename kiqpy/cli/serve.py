@@ -86,12 +86,14 @@ def run(load_app: AppLoader, options: ProcessOptions) -> int:
 
 
 def run_worker(config: Config, options: ProcessOptions, max_jobs: int | None = None,
-               parent: int | None = None, quiet: bool = False) -> int:
+               parent: int | None = None, quiet: bool = False,
+               early_signals: list[int] | None = None) -> int:
     """One worker process in this process, with signal handlers. With ``parent`` (a
     supervisor's pid), it also stops when that supervisor is gone, so a kill -9 of the
     supervisor does not leave workers running unsupervised, and exits with EXIT_STOPPED when
     stopped through Redis, so that the supervisor does not replace it. ``quiet``: start quiet
-    (a replacement child of a quiet supervisor)."""
+    (a replacement child of a quiet supervisor). ``early_signals``: signals a supervised child
+    received before its handlers were installed (a stop among them is carried out)."""
     from kiqpy.server.launcher import EXIT_STOPPED, Launcher
 
     launcher = Launcher(config, max_jobs=max_jobs, quiet=quiet)
@@ -110,6 +112,9 @@ def run_worker(config: Config, options: ProcessOptions, max_jobs: int | None = N
     signal.signal(signal.SIGTSTP, lambda s, f: launcher.quiet())
     signal.signal(signal.SIGTTIN, lambda s, f: launcher.command("dump"))
     signal.signal(signal.SIGUSR1, lambda s, f: kiqpy_log.reopen())
+    # A supervised child: a stop its supervisor sent while this process was still starting.
+    if early_signals and any(s in (signal.SIGTERM, signal.SIGINT) for s in early_signals):
+        stop(signal.SIGTERM, None)
     server = None
     if options.health_port is not None:
         from kiqpy.cli import health
@@ -137,7 +142,7 @@ def run_supervisor(options: ProcessOptions, load_app: AppLoader) -> int:
 
     def run_child(index: int, quiet: bool) -> int:
         return run_worker(load_app(), ProcessOptions(), max_jobs=options.max_jobs,
-                          parent=parent, quiet=quiet)
+                          parent=parent, quiet=quiet, early_signals=supervisor.signals)
 
     supervisor = Supervisor(options.processes, run_child, config.timeout, kiqpy_log.get_logger(),
                             max_memory_mb=options.max_memory, on_reopen=kiqpy_log.reopen,

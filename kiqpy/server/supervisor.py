@@ -96,6 +96,10 @@ class Supervisor:
                 # supervisor, which forwards one TERM. Receiving both would count as a second
                 # stop signal and exit the child at once, jobs unfinished.
                 os.setpgid(0, 0)
+                # Until the worker installs its own handlers, the parent's (inherited) ones
+                # append to this list: a stop signal sent to a child still starting is read
+                # from it once the worker is up (kiqpy.cli.serve), not lost.
+                self.signals.clear()
                 if self.health is not None:
                     self.health.socket.close()
                 code = self.run_child(index, self.quiet)
