@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from kiqpy.cli.stats import table
-from kiqpy.config import Config
+from kiqpy.cli.target import config_for, redis_options
 from kiqpy.errors import KiqpyError
 
 ACTIONS = ("list", "pause", "unpause", "run")
@@ -26,21 +26,16 @@ ACTIONS = ("list", "pause", "unpause", "run")
 @click.argument("action", type=click.Choice(ACTIONS), default="list")
 @click.argument("name", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts) instead of text.")
-@click.option("--redis-url", envvar=["KIQPY_REDIS_URL", "REDIS_URL"],
-              help="Redis to use [env: KIQPY_REDIS_URL, REDIS_URL; default localhost].")
-@click.option("--namespace", default="", envvar="KIQPY_NAMESPACE", help="Key prefix.")
+@redis_options
 def periodic(action: str, name: str | None, as_json: bool, redis_url: str | None,
              namespace: str) -> None:
     """List periodic entries, or pause, unpause or run (enqueue now) the one called NAME."""
     from kiqpy.api import PeriodicSet
 
-    overrides: dict[str, Any] = {"namespace": namespace}
-    if redis_url:
-        overrides["redis_url"] = redis_url
     if action != "list" and not name:
         raise click.UsageError(f"kiqpy periodic {action} needs the entry's NAME")
     try:
-        entries = PeriodicSet(Config.from_env(**overrides))
+        entries = PeriodicSet(config_for(redis_url, namespace))
         if action == "list":
             _list(entries, as_json)
             return

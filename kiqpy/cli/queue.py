@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from kiqpy.cli.stats import table
+from kiqpy.cli.target import config_for, redis_options
 from kiqpy.config import Config
 from kiqpy.errors import KiqpyError
 
@@ -24,9 +25,7 @@ ACTIONS = ("list", "pause", "unpause")
 @click.argument("action", type=click.Choice(ACTIONS), default="list")
 @click.argument("name", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts) instead of text.")
-@click.option("--redis-url", envvar=["KIQPY_REDIS_URL", "REDIS_URL"],
-              help="Redis to use [env: KIQPY_REDIS_URL, REDIS_URL; default localhost].")
-@click.option("--namespace", default="", envvar="KIQPY_NAMESPACE", help="Key prefix.")
+@redis_options
 def queue(action: str, name: str | None, as_json: bool, redis_url: str | None,
           namespace: str) -> None:
     """List queues (with their paused state), or pause or unpause the queue called NAME.
@@ -34,13 +33,10 @@ def queue(action: str, name: str | None, as_json: bool, redis_url: str | None,
     unpaused (jobs already running finish)."""
     from kiqpy.api import Queue
 
-    overrides: dict[str, Any] = {"namespace": namespace}
-    if redis_url:
-        overrides["redis_url"] = redis_url
     if action != "list" and not name:
         raise click.UsageError(f"kiqpy queue {action} needs the queue's NAME")
     try:
-        config = Config.from_env(**overrides)
+        config = config_for(redis_url, namespace)
         if action == "list":
             _list(Queue, config, as_json)
         elif action == "pause":
