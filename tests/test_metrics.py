@@ -26,6 +26,32 @@ def test_buckets_and_percentiles():
     assert percentile([0] * len(counts), 0.5) is None
 
 
+def test_a_recorder_keeps_each_minute_apart_and_starts_afresh_after_a_take(monkeypatch):
+    # Given a clock at the end of one minute, then in the next, then back (an NTP step)
+    import kiqpy.server.metrics as metrics
+    clock = iter([119.9, 120.0, 120.5, 100.0, 130.0])
+    monkeypatch.setattr(metrics.time, "time", lambda: next(clock))
+    recorder = Recorder()
+    recorder.record("A", 0.003, False)   # minute 1
+    recorder.record("A", 0.2, True)      # minute 2
+    recorder.record("B", 0.0005, False)  # minute 2
+    recorder.record("A", 0.001, False)   # minute 1 again (clock stepped back)
+    counts = recorder.take()
+    assert counts[("A", 1)][:3] == [2, 0, 4.0]
+    assert counts[("A", 2)][:3] == [1, 1, 200.0]
+    assert counts[("A", 2)][3 + bucket(200.0)] == 1
+    assert counts[("B", 2)][0] == 1
+    # When the heartbeat has taken the counts, Then the next record starts a new row
+    recorder.record("A", 0.001, False)   # minute 2
+    assert recorder.take() == {("A", 2): recorder_row(1.0)}
+
+
+def recorder_row(ms: float) -> list[float]:
+    row = [1.0, 0.0, ms] + [0.0] * (len(BUCKETS_MS) + 1)
+    row[3 + bucket(ms)] = 1
+    return row
+
+
 def test_counts_are_written_in_one_round_trip_per_flush_and_read_back(config, r):
     recorders = [Recorder(), Recorder()]
     writer = MetricsWriter(config, r, Keys(), recorders, get_logger())

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import threading
 import time
+from bisect import bisect_left as _bisect
 from typing import Any
 
 import redis
 
-from kiqpy import histogram
 from kiqpy.config import Config
 from kiqpy.connection import REDIS_DOWN
+from kiqpy.histogram import BUCKETS_MS, SIZE
 from kiqpy.keys import Keys
 
 # (class, epoch minute) -> [executions, failures, total ms, bucket counts...]
@@ -30,29 +31,41 @@ Counts = dict[tuple[str, int], list[float]]
 class Recorder:
     """One processor thread's counts since the last flush. :meth:`record` is the only thing on
     the job's path: a clock read, a dict lookup and a few additions under an uncontended
-    lock (the heartbeat takes it once per beat to swap the dict)."""
+    lock (the heartbeat takes it once per beat to swap the dict). The rows of the current
+    minute are kept keyed by class alone, so a record builds no tuple and divides nothing
+    until the minute turns."""
 
-    __slots__ = ("_counts", "_lock")
+    __slots__ = ("_counts", "_lock", "_minute", "_minute_ends", "_rows")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._counts: Counts = {}
+        self._minute = 0
+        self._minute_ends = 0.0
+        self._rows: dict[str, list[float]] = {}  # this minute's rows, also in _counts
 
     def record(self, job_class: str, seconds: float, failed: bool) -> None:
         ms = seconds * 1000.0
-        key = (job_class, int(time.time()) // 60)
+        now = time.time()
         with self._lock:
-            row = self._counts.get(key)
+            if now >= self._minute_ends or now < self._minute_ends - 60.0:  # turned (or clock)
+                self._minute = int(now) // 60
+                self._minute_ends = (self._minute + 1) * 60.0
+                self._rows = {}
+            row = self._rows.get(job_class)
             if row is None:
-                row = self._counts[key] = [0.0] * (3 + histogram.SIZE)
+                row = self._counts.get((job_class, self._minute))
+                if row is None:
+                    row = self._counts[(job_class, self._minute)] = [0.0] * (3 + SIZE)
+                self._rows[job_class] = row
             row[0] += 1
             row[1] += failed
             row[2] += ms
-            row[3 + histogram.bucket(ms)] += 1
+            row[3 + _bisect(BUCKETS_MS, ms)] += 1
 
     def take(self) -> Counts:
         with self._lock:
-            counts, self._counts = self._counts, {}
+            counts, self._counts, self._rows = self._counts, {}, {}
         return counts
 
 
