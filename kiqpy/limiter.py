@@ -42,7 +42,8 @@ from kiqpy.errors import ConfigurationError, OverLimit
 from kiqpy.keys import Keys
 from kiqpy.scripts import Scripts
 
-__all__ = ["MAX_OVERRATED", "Limiter", "OverLimit", "bucket", "concurrent", "leaky", "window"]
+__all__ = ["MAX_OVERRATED", "Limiter", "OverLimit", "Slot", "bucket", "concurrent", "leaky",
+           "window"]
 
 INTERVALS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 # How many times the worker reschedules a job whose limiter is full before it counts as a
@@ -135,15 +136,34 @@ class Concurrent(Limiter):
         return bool(ok), 0.0
 
     @contextmanager
-    def within_limit(self) -> Iterator[None]:
+    def within_limit(self) -> Iterator[Slot]:  # type: ignore[override]
         """Hold one of the ``size`` slots for the block (waiting up to ``wait_timeout`` for
         one), released on exit even when the block raises. A holder that dies keeps its slot
-        until ``lock_timeout`` has passed; a block running longer than that loses it."""
+        until ``lock_timeout`` has passed; a block running longer than that loses it unless
+        it calls the yielded :class:`Slot`'s ``renew``."""
         scripts, keys, token = self._enter()
+        slot = Slot(keys.limiter(self.name, "slots"), token, self.lock_timeout)
         try:
-            yield
+            yield slot
         finally:
-            scripts.call(scripts.limiter_release, [keys.limiter(self.name, "slots")], [token])
+            scripts.call(scripts.limiter_release, [slot.key], [token])
+
+
+class Slot:
+    """A held slot of a :class:`Concurrent` limiter (what ``within_limit`` yields)."""
+
+    __slots__ = ("key", "lease", "token")
+
+    def __init__(self, key: str, token: str, lease: float) -> None:
+        self.key, self.token, self.lease = key, token, lease
+
+    def renew(self, client: redis.Redis) -> bool:
+        """Extend the lease by ``lock_timeout`` from now, through ``client`` (any thread's:
+        the worker's heartbeat renews the slots of its running jobs). False if the lease had
+        already run out, so the slot may be someone else's now."""
+        scripts = _scripts_of(client)
+        return bool(scripts.call(scripts.limiter_renew, [self.key],
+                                 [self.token, int(self.lease * 1000)]))
 
 
 class Bucket(Limiter):

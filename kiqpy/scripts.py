@@ -16,7 +16,7 @@ from redis.commands.core import Script
 
 NAMES = ("push", "fetch", "requeue", "schedule", "reroute", "unlock", "move_to_queue",
          "move_to_dead", "periodic_tick", "renew", "limiter_concurrent", "limiter_release",
-         "limiter_bucket", "limiter_window", "limiter_leaky")
+         "limiter_renew", "limiter_bucket", "limiter_window", "limiter_leaky")
 
 
 @functools.cache
@@ -56,6 +56,7 @@ class Scripts:
     renew: Script
     limiter_concurrent: Script
     limiter_release: Script
+    limiter_renew: Script
     limiter_bucket: Script
     limiter_window: Script
     limiter_leaky: Script

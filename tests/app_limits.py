@@ -110,3 +110,30 @@ class Flood(kiqpy.Worker, name="Flood"):
     def perform(self, n, seconds):
         time.sleep(seconds)
         r().rpush("test:flood", n)
+
+
+class PerAccount(kiqpy.Worker, name="PerAccount", concurrency_limit=1,
+                 concurrency_key=lambda account, seconds: f"acct-{account}"):
+    """At most 1 at once per account: records the level inside its account on
+    ``test:account_levels`` (``<account>:<level>``) and how many ran at once overall on
+    ``test:all_levels``."""
+
+    def perform(self, account, seconds):
+        level = r().incr(f"test:inside:{account}")
+        overall = r().incr("test:inside_all")
+        r().rpush("test:account_levels", f"{account}:{level}")
+        r().rpush("test:all_levels", overall)
+        time.sleep(seconds)
+        r().decr("test:inside_all")
+        r().decr(f"test:inside:{account}")
+        r().rpush("test:account_done", self.jid)
+
+
+class LongLimited(kiqpy.Worker, name="LongLimited", concurrency_limit=1):
+    """Runs until ``test:long_release`` exists (its slot must outlive its lease meanwhile)."""
+
+    def perform(self):
+        r().set("test:long_started", 1)
+        while not r().exists("test:long_release"):
+            time.sleep(0.02)
+        r().rpush("test:long_done", self.jid)

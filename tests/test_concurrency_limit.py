@@ -9,6 +9,7 @@ import pytest
 
 import kiqpy
 from kiqpy.errors import OptionsError
+from kiqpy.keys import Keys
 from tests import app_limits
 from tests.conftest import wait_for
 from tests.workers import WorkerProcess, log_events
@@ -60,3 +61,50 @@ def test_the_option_is_checked_and_class_only():
              concurrency_limit=0)
     with pytest.raises(OptionsError, match="fixed when the class is defined"):
         app_limits.Flood.set(concurrency_limit=3)
+
+
+def test_concurrency_key_limits_each_key_apart(config, r, redis_url):
+    # Given 3 accounts with 4 jobs each, at most 1 at once per account
+    for account in ("a", "b", "c"):
+        app_limits.PerAccount.perform_bulk([[account, 0.1]] * 4)
+    # When one worker with 6 threads runs them
+    with WorkerProcess(redis_url, "-c", "6", require=APP) as worker:
+        wait_for(lambda: r.llen("test:account_done") >= 12, timeout=60, interval=0.05,
+                 message="the 12 jobs to finish")
+        assert "fail" not in [e.get("event") for e in log_events(worker)]
+    # Then never 2 of one account at once, but accounts ran side by side, each job once
+    levels = [x.decode() for x in r.lrange("test:account_levels", 0, -1)]
+    assert {level.split(":")[1] for level in levels} == {"1"}
+    assert max(int(x) for x in r.lrange("test:all_levels", 0, -1)) >= 2
+    done = r.lrange("test:account_done", 0, -1)
+    assert len(done) == len(set(done)) == 12
+    assert r.zcard("retry") == 0 and r.zcard("dead") == 0
+
+
+def test_concurrency_key_is_checked_when_the_class_is_defined():
+    with pytest.raises(OptionsError, match="concurrency_key needs concurrency_limit"):
+        type("NoLimit", (kiqpy.Worker,), {"perform": lambda self, a: None},
+             concurrency_key=lambda a: a)
+    with pytest.raises(OptionsError, match=r"concurrency_key=.*must be a callable"):
+        type("NotCallable", (kiqpy.Worker,), {"perform": lambda self, a: None},
+             concurrency_limit=1, concurrency_key="account")
+    with pytest.raises(OptionsError, match="fixed when the class is defined"):
+        app_limits.PerAccount.set(concurrency_key=lambda a, s: a)
+
+
+def test_a_running_jobs_class_slot_is_renewed_by_the_heartbeat(config, r, redis_url):
+    # Given a worker beating every 0.3 s, running a limited job that takes its time
+    app_limits.LongLimited.perform_async()
+    with WorkerProcess(redis_url, "-c", "2", require=APP,
+                       env={"KIQPY_HEARTBEAT_INTERVAL": "0.3"}):
+        wait_for(lambda: r.exists("test:long_started"), timeout=30, message="the job to start")
+        slots = Keys("").limiter("class:LongLimited", "slots")
+        wait_for(lambda: r.zcard(slots) == 1, timeout=10, message="its slot to be held")
+        first = r.zrange(slots, 0, 0, withscores=True)[0][1]
+        # Then the slot's lease moves forward while the job runs
+        wait_for(lambda: r.zrange(slots, 0, 0, withscores=True)[0][1] > first + 500,
+                 timeout=10, message="the heartbeat to renew the lease")
+        # and is given back when the job ends
+        r.set("test:long_release", 1)
+        wait_for(lambda: r.llen("test:long_done") == 1, timeout=30, message="the job to end")
+        wait_for(lambda: r.zcard(slots) == 0, timeout=10, message="the slot to be released")

@@ -237,8 +237,8 @@ def test_quoted_option_errors_are_the_real_ones():
         type("HardWorker", (kiqpy.Worker,), {"kiqpy_options": {"retyr": 3}})
     # The list of known options grows with bundled middleware, so the README shortens it.
     head, known = str(caught.value).split("Known options: ")
-    assert known.startswith("backtrace, concurrency_limit, ")
-    shortened = f"{head}Known options: backtrace, concurrency_limit, ...\n"
+    assert known.startswith("backtrace, concurrency_key, ")
+    shortened = f"{head}Known options: backtrace, concurrency_key, ...\n"
     assert f"kiqpy.errors.OptionsError: {shortened}" in README
 
     with pytest.raises(kiqpy.OptionsError) as caught:

@@ -39,6 +39,20 @@ def test_concurrent_holds_a_slot_for_the_block_and_frees_it_even_when_it_raises(
     assert admitted(lim, 3) == 3  # one at a time, each released
 
 
+def test_a_held_slot_can_be_renewed_until_its_lease_has_run_out(config, r):
+    lim = limiter.concurrent("long", 1, wait_timeout=0, lock_timeout=0.2)
+    with lim.within_limit() as slot:
+        # Renewed from another client (the heartbeat's), the lease moves past its first end
+        first = r.zscore(slot.key, slot.token)
+        wait_for(lambda: slot.renew(r) and r.zscore(slot.key, slot.token) > first,
+                 message="a renewal that moves the lease")
+        # Once it has run out and another holder took the slot, renewing says so
+        r.zadd(slot.key, {slot.token: 0})
+        with lim.within_limit():
+            assert slot.renew(r) is False
+    assert r.zcard(slot.key) == 0
+
+
 def test_concurrent_waits_up_to_wait_timeout_for_a_slot(config, r):
     lim = limiter.concurrent("wait", 1, wait_timeout=5)
     entered = threading.Event()

@@ -108,7 +108,7 @@ def test_unknown_option_without_a_close_match_lists_the_known_ones():
         class Odd(kiqpy.Worker):
             kiqpy_options = {"zzzzzz": 1}
     assert re.search(r"Odd: unknown option 'zzzzzz'\. Known options: backtrace, "
-                     r"concurrency_limit, dead, .*queue", str(info.value))
+                     r"concurrency_key, concurrency_limit, dead, .*queue", str(info.value))
 
 
 def test_option_of_a_bundled_middleware_says_what_to_import(monkeypatch):

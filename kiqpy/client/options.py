@@ -61,6 +61,12 @@ def _positive_int(value: Any) -> int:
     raise TypeError("must be an int >= 1")
 
 
+def _callable(value: Any) -> Any:
+    if callable(value):
+        return value
+    raise TypeError("must be a callable taking the job's arguments and returning a str")
+
+
 def _tags(value: Any) -> list[str]:
     if isinstance(value, (list, tuple)) and all(type(t) is str for t in value):
         return list(value)
@@ -81,6 +87,9 @@ _DECLARED: dict[str, tuple[Validator, str]] = {
     # At most this many jobs of the class run at once across the cluster (kiqpy/server/
     # processor.py holds a slot of a concurrent limiter named class:<name> while one runs).
     "concurrency_limit": (_positive_int, "kiqpy"),
+    # With concurrency_limit: the limit applies per key, concurrency_key(*args) -> str
+    # ("at most 1 per account"); the limiter is then named class:<name>:<key>.
+    "concurrency_key": (_callable, "kiqpy"),
 }
 
 # Options of bundled middleware, known before they are imported so the error can say where
@@ -92,7 +101,7 @@ _BUNDLED = {
 }
 
 # Options that only shape how a job is pushed; they are not copied into the payload.
-PUSH_ONLY = frozenset({"name", "concurrency_limit"})
+PUSH_ONLY = frozenset({"name", "concurrency_limit", "concurrency_key"})
 
 
 def declare_option(name: str, validator: Validator, owner: str) -> None:

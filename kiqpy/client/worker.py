@@ -182,6 +182,10 @@ class Worker:
         inherited = dict(cls.kiqpy_options_resolved)
         name = checked.pop("name", None) or f"{cls.__module__}.{cls.__qualname__}"
         cls.kiqpy_options_resolved = {**inherited, **checked}
+        if ("concurrency_key" in cls.kiqpy_options_resolved
+                and "concurrency_limit" not in cls.kiqpy_options_resolved):
+            raise OptionsError(f"{cls.__qualname__}: option concurrency_key needs "
+                               "concurrency_limit=N (the most jobs running at once per key)")
         cls.kiqpy_job_name = name
         if not cls.__dict__.get("kiqpy_abstract", False):  # a base such as IterableWorker
             register(name, cls)

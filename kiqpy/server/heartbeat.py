@@ -144,7 +144,20 @@ class Heartbeat:
             else:
                 self.outage.ok()
                 self.metrics.flush()
+                self._renew_slots()
                 fire(self.config, self.log, "beat")
+
+    def _renew_slots(self) -> None:
+        """Extend the concurrency_limit slots of the running jobs (one script call each), so
+        a job runs as long as it needs while a killed process's slots still run out."""
+        for slot in self.manager.held_slots():
+            try:
+                if not slot.renew(self.redis):
+                    self.log.warning("a concurrency_limit slot ran out before it was renewed; "
+                                     "its class may briefly run over its limit", limiter=slot.key)
+            except (*REDIS_DOWN, redis.exceptions.ResponseError) as exc:
+                self.log.warning("could not renew a concurrency_limit slot", error=str(exc))
+                return
 
     def _watch_master(self) -> None:
         """On Sentinel: log once when the master changed (a failover), with both addresses.

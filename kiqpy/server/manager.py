@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kiqpy.chain import Chain
+from kiqpy.limiter import Slot
 from kiqpy.server.fetch import STOP, Fetcher
 from kiqpy.server.metrics import NoMetrics, Recorder
 from kiqpy.server.processor import Processor
@@ -26,10 +27,13 @@ class Manager:
         self.fetcher = fetcher
         # thread name -> (queue, job map, start time); written only by that thread
         self.busy: dict[str, tuple[str, dict[str, Any], float]] = {}
+        # thread name -> the concurrency_limit slot its job holds; renewed by the heartbeat
+        self.leases: dict[str, Slot] = {}
         self.halt = threading.Event()
         self.processors = [
             Processor(f"kiqpy.processor-{n}", fetcher, retrier, chain, self.busy, self.halt, log,
-                      Recorder() if metrics else NoMetrics(), watchdog, default_timeout)
+                      Recorder() if metrics else NoMetrics(), watchdog, default_timeout,
+                      self.leases)
             for n in range(1, concurrency + 1)
         ]
         self.threads: list[threading.Thread] = []
@@ -51,6 +55,10 @@ class Manager:
         for thread in self.threads:
             thread.join(max(0.0, end - time.monotonic()))
         return not any(thread.is_alive() for thread in self.threads)
+
+    def held_slots(self) -> list[Slot]:
+        """The concurrency_limit slots the running jobs hold (safe to read while they run)."""
+        return list(self.leases.values())
 
     def counts(self) -> tuple[int, int]:
         """Jobs (processed, failed) since start, summed over processors."""

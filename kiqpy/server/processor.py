@@ -15,17 +15,18 @@ import structlog
 from kiqpy.chain import Chain
 from kiqpy.client.execution import execute, set_stop_event
 from kiqpy.client.registry import lookup
-from kiqpy.errors import Interrupted, JobTimeout, OverLimit, PayloadError
-from kiqpy.limiter import concurrent
+from kiqpy.errors import ConfigurationError, Interrupted, JobTimeout, OverLimit, PayloadError
+from kiqpy.limiter import Slot, concurrent
 from kiqpy.payload import decode
 from kiqpy.server.fetch import STOP, Fetcher
 from kiqpy.server.metrics import Recorder
 from kiqpy.server.retry import Retrier
 from kiqpy.server.watchdog import Watchdog, settle
 
-# How long a concurrency_limit slot is held at most: a job of a limited class running longer no
-# longer counts against the limit, and a slot held by a killed process is free after this.
-CLASS_LEASE = 300.0
+# The lease of a concurrency_limit slot: the heartbeat renews the slots of running jobs every
+# beat (heartbeat_interval, 10 s by default), so a job may run for as long as it needs, and a
+# slot held by a killed process is free again at most this long after its last renewal.
+CLASS_LEASE = 60.0
 
 _bind = structlog.contextvars.bind_contextvars
 _clear = structlog.contextvars.clear_contextvars
@@ -40,8 +41,10 @@ class Processor:
     def __init__(self, name: str, fetcher: Fetcher, retrier: Retrier, chain: Chain,
                  busy: dict[str, tuple[str, dict[str, Any], float]], halt: threading.Event,
                  log: Any, metrics: Recorder | None = None, watchdog: Watchdog | None = None,
-                 default_timeout: float | None = None) -> None:
+                 default_timeout: float | None = None,
+                 leases: dict[str, Slot] | None = None) -> None:
         self.name, self.fetcher, self.retrier, self.chain = name, fetcher, retrier, chain
+        self.leases = leases if leases is not None else {}
         self.busy, self.halt, self.log = busy, halt, log
         self.processed = 0
         self.failed = 0
@@ -98,7 +101,7 @@ class Processor:
                 self._run(cls, job, timeout)
             else:
                 with ExitStack() as slot:
-                    if not self._take_slot(slot, job["class"], limit):
+                    if not self._take_slot(slot, job, options, limit):
                         raise _Throttled
                     self._run(cls, job, timeout)
         except Interrupted:
@@ -156,15 +159,27 @@ class Processor:
             self.watchdog.disarm()
             settle()
 
-    def _take_slot(self, slot: ExitStack, name: str, limit: int) -> bool:
-        """A slot of the class's concurrent limiter, held until ``slot`` closes; False when
+    def _take_slot(self, slot: ExitStack, job: dict[str, Any], options: dict[str, Any],
+                   limit: int) -> bool:
+        """A slot of the class's concurrent limiter (per concurrency_key when the class has
+        one), held until ``slot`` closes and renewed by the heartbeat meanwhile; False when
         all ``limit`` are taken (no waiting)."""
-        gate = concurrent(f"class:{name}", limit, wait_timeout=0, lock_timeout=CLASS_LEASE,
+        name = f"class:{job['class']}"
+        key_of = options.get("concurrency_key")
+        if key_of is not None:
+            key = key_of(*job.get("args", ()))
+            if not isinstance(key, (str, int)) or isinstance(key, bool):
+                raise ConfigurationError(f"{job['class']}: concurrency_key returned {key!r}; "
+                                         "it must return a str")
+            name = f"{name}:{key}"
+        gate = concurrent(name, limit, wait_timeout=0, lock_timeout=CLASS_LEASE,
                           config=self.retrier.config)
         try:
-            slot.enter_context(gate.within_limit())
+            held = slot.enter_context(gate.within_limit())
         except OverLimit:
             return False
+        self.leases[self.name] = held
+        slot.callback(self.leases.pop, self.name, None)
         return True
 
 
