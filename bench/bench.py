@@ -127,6 +127,34 @@ def metrics_cost(url: str, r: redis.Redis, n: int, quiet: list[str], pairs: int)
          f"{statistics.median(ratios):.1%}", "<= 5% of the metrics-off rate")
 
 
+def limiter_cost(url: str, r: redis.Redis, n: int, quiet: list[str], plain: float) -> None:
+    """Issue 15's figure: what a ``within_limit`` block costs, per call from one thread for
+    each kind, and per job for the INCR job inside a roomy concurrent limiter."""
+    import kiqpy
+    from kiqpy import limiter
+
+    kiqpy.configure(redis_url=url)
+    calls = max(n // 5, 1000)
+    for name, lim in (("concurrent", limiter.concurrent("bench:c", 10**6, wait_timeout=0)),
+                      ("bucket", limiter.bucket("bench:b", 10**9, "second")),
+                      ("window", limiter.window("bench:w", 10**9, 1)),
+                      ("leaky", limiter.leaky("bench:l", 10**9, "second"))):
+        with lim.within_limit():
+            pass
+        start = time.perf_counter()
+        for _ in range(calls):
+            with lim.within_limit():
+                pass
+        took = (time.perf_counter() - start) / calls
+        line(f"within_limit block, {name}, one thread", f"{took * 1e6:,.0f} us/block",
+             "(for reference: 1 script, concurrent 2)")
+    limited = processing(url, r, "NoopIncrLimited", n, quiet,
+                         "processing no-op+INCR in a concurrent block, -c 10",
+                         "(for reference)")
+    line("  cost of the within_limit block per job", f"{1 - limited / plain:.0%}",
+         "(for reference)")
+
+
 def ceiling(url: str, r: redis.Redis, n: int, threads: int = 10,
             through_kiqpy: bool = False) -> float:
     """Issue 21's yardstick: ``threads`` threads doing nothing but INCR, each on its own
@@ -270,6 +298,7 @@ def main() -> None:
                    ">= 25k jobs/s")
         if args.throughput:
             return
+        limiter_cost(url, r, n, quiet, off)
         latency(url, r, samples=50 if args.quick else 200)
         idle_cost(url, r, seconds=5 if args.quick else 10)
         memory(url, r)

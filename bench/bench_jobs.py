@@ -8,6 +8,7 @@ import time
 import redis
 
 import kiqpy
+from kiqpy import limiter
 
 _redis = redis.Redis.from_url(os.environ.get("REDIS_URL", "redis://localhost:6379/0"))
 
@@ -23,6 +24,18 @@ class NoopIncr(kiqpy.Worker, name="bench.NoopIncr"):
 
     def perform(self, n: int) -> None:
         with kiqpy.redis() as conn:
+            conn.incr("bench:count")
+
+
+# A concurrent limiter roomy enough never to turn a job away: what its block costs per job.
+ROOMY = limiter.concurrent("bench:roomy", 1000, wait_timeout=0)
+
+
+class NoopIncrLimited(kiqpy.Worker, name="bench.NoopIncrLimited"):
+    """NoopIncr inside ``ROOMY.within_limit()`` (take and give back a slot: 2 scripts)."""
+
+    def perform(self, n: int) -> None:
+        with ROOMY.within_limit(), kiqpy.redis() as conn:
             conn.incr("bench:count")
 
 

@@ -34,7 +34,7 @@ except ImportError:  # the fixture below says what to install
     expect = None
 from tests.redis_server import RedisServer
 from tests.web_helpers import XSS_ATTR, XSS_SCRIPT, add, failed, job, push
-from tests.workers import ROOT, WorkerProcess, identity_of
+from tests.workers import ROOT, WorkerProcess, identity_of, log_events
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
@@ -327,3 +327,53 @@ def test_metrics_pages_chart_a_class_with_its_deploy_marks(page: Any, r: redis.R
     overflow = page.evaluate("document.documentElement.scrollWidth - innerWidth")
     assert overflow <= 1, f"the metrics page is wider than a phone by {overflow}px"
     page.set_viewport_size(LAPTOP)
+
+
+def test_limits_page_and_pausing_a_queue_from_its_buttons(page: Any, r: redis.Redis,
+                                                          redis_url: str, config: Config) -> None:
+    from tests import app_limits
+
+    # Given a worker running a job that holds its class's concurrency slot, and a queue
+    # that has run one job
+    kiqpy.configure(redis_url=redis_url)
+    paced = app_limits.Paced.set(queue="paced")
+    paced.perform_async(0, 0)
+    app_limits.LongLimited.perform_async()
+    with WorkerProcess(redis_url, "-c", "3", "-q", "default", "-q", "paced",
+                       require="tests.app_limits") as worker:
+        wait_for(lambda: r.exists("test:long_started") and r.llen("test:paced_done") == 1,
+                 timeout=30, message="the limited job to start and the first paced job to run")
+        # When the Limits page is opened, Then it shows the class's slot in use
+        go(page, "/limits")
+        row = page.locator("table.limits tbody tr", has_text="class:LongLimited")
+        assert "concurrent" in row.inner_text()
+        assert row.locator("td[data-label='In use']").inner_text().strip() == "1"
+        shot(page, "limits")
+        # When the paced queue is paused from the Queues page
+        go(page, "/queues")
+        page.locator("table.queues tbody tr", has_text="paced").get_by_role(
+            "button", name="Pause").click()
+        page.wait_for_url("**/queues?done=queue-pause&n=1")
+        assert "paused" in page.locator("table.queues tbody tr", has_text="paced").inner_text()
+        shot(page, "queues-paused")
+        # Then, once the worker knows (within the 2 s the pause promises), jobs pushed to it
+        # wait there
+        wait_for(lambda: any(e.get("event") == "queue paused" and e.get("queue") == "paced"
+                             for e in log_events(worker)), timeout=5,
+                 message="the worker to log that the queue is paused")
+        for n in (1, 2, 3):
+            paced.perform_async(n, 0)
+        with pytest.raises(AssertionError):  # polls for 3 s: none runs while paused
+            wait_for(lambda: r.llen("test:paced_done") > 1, timeout=3,
+                     message="no paced job while paused")
+        assert r.llen("queue:paced") == 3
+        # and after Unpause on the queue's own page they all run, once each
+        go(page, "/queues/paced")
+        page.get_by_role("button", name="Unpause").click()
+        page.wait_for_url("**/queues/paced?done=queue-unpause&n=1")
+        wait_for(lambda: r.llen("test:paced_done") == 4, timeout=20,
+                 message="the paced jobs to run after unpausing")
+        assert sorted(r.lrange("test:paced_done", 0, -1)) == [b"paced:0", b"paced:1",
+                                                               b"paced:2", b"paced:3"]
+        r.set("test:long_release", 1)
+        wait_for(lambda: r.llen("test:long_done") == 1, timeout=20, message="the long job")
