@@ -133,6 +133,7 @@ def run_worker(config: Config, options: ProcessOptions, max_jobs: int | None = N
 
 def run_supervisor(options: ProcessOptions, load_app: AppLoader) -> int:
     """A parent that forks ``options.processes`` workers (see kiqpy.server.supervisor)."""
+    from kiqpy.server.launcher import shutdown_overrun
     from kiqpy.server.supervisor import Supervisor
 
     # What the parent needs (timeout, Redis for the health check) does not depend on the app.
@@ -146,7 +147,9 @@ def run_supervisor(options: ProcessOptions, load_app: AppLoader) -> int:
 
     supervisor = Supervisor(options.processes, run_child, config.timeout, kiqpy_log.get_logger(),
                             max_memory_mb=options.max_memory, on_reopen=kiqpy_log.reopen,
-                            on_child_died=forget_dead_child(config))
+                            on_child_died=forget_dead_child(config),
+                            # a child's shutdown is bounded; SIGKILL only past that bound
+                            kill_grace=shutdown_overrun(config) + 2.0)
     if options.health_port is not None:
         from kiqpy.cli import health
 

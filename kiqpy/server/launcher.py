@@ -262,6 +262,14 @@ class Launcher:
         self.redis.hdel(self.keys.inflight_owners, self.identity)
 
 
+def shutdown_overrun(config: Config) -> float:
+    """The most seconds :meth:`Launcher.shutdown` can take past ``config.timeout``: steps 3
+    to 6 are each bounded (FLUSH_SECONDS, or a blocked BLMOVE plus a socket timeout), and a
+    Redis call under way when a step's timer runs out may still take a socket timeout. The
+    ``-p N`` supervisor waits this long (and a little more) before it SIGKILLs a child."""
+    return 3 * FLUSH_SECONDS + BLOCK_SECONDS + 4 * config.socket_timeout
+
+
 def _timer(seconds: float) -> threading.Event:
     """An event that sets itself after ``seconds``."""
     event = threading.Event()

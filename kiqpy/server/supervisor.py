@@ -20,7 +20,8 @@ from kiqpy.server.launcher import EXIT_RECYCLE, EXIT_STOPPED
 if TYPE_CHECKING:
     from http.server import HTTPServer
 
-# How long the parent waits past the children's own shutdown timeout before SIGKILL.
+# How long the parent waits past the children's own shutdown timeout before SIGKILL, unless
+# told (kiqpy.cli.serve passes the worker's bounded overrun, launcher.shutdown_overrun).
 KILL_GRACE = 15.0
 
 
@@ -49,8 +50,10 @@ class Supervisor:
                  log: Any,
                  max_memory_mb: float | None = None, health: HTTPServer | None = None,
                  on_reopen: Callable[[], None] | None = None,
-                 on_child_died: Callable[[int], None] | None = None) -> None:
+                 on_child_died: Callable[[int], None] | None = None,
+                 kill_grace: float = KILL_GRACE) -> None:
         self.count, self.run_child, self.timeout, self.log = count, run_child, timeout, log
+        self.kill_grace = kill_grace
         self.max_memory_kb = max_memory_mb * 1024 if max_memory_mb else None
         self.health, self.on_reopen, self.on_child_died = health, on_reopen, on_child_died
         self.children: dict[int, Child] = {}
@@ -77,7 +80,7 @@ class Supervisor:
                 if self.max_memory_kb and time.monotonic() >= next_memory_check:
                     self._check_memory()
                     next_memory_check = time.monotonic() + 2.0
-            elif time.monotonic() - self.stopping_since > self.timeout + KILL_GRACE:
+            elif time.monotonic() - self.stopping_since > self.timeout + self.kill_grace:
                 self._kill_all()
         self.log.info("supervisor stopped", exit_code=self.exit_code)
         return self.exit_code
