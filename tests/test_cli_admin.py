@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import pty
-import select
 import subprocess
 import sys
 import time
@@ -21,7 +19,7 @@ from kiqpy.cli import main
 from kiqpy.failures import malformed_job
 from kiqpy.payload import encode, new_jid, now_ms
 from tests.conftest import queued_jobs, scheduled_jobs, wait_for
-from tests.workers import ROOT, WorkerProcess, identity_of
+from tests.workers import ROOT, WorkerProcess, identity_of, in_a_terminal
 
 APP = "tests.app_admin"
 
@@ -173,6 +171,9 @@ def test_clear_empties_a_set_or_a_queue(config, r, redis_url):
     Queue("mail", config).pause()
     assert cli(redis_url, "clear", "retry", "--yes").output == (
         "cleared the retry set: 3 jobs deleted\n")
+    entry(r, "schedule")
+    assert cli(redis_url, "clear", "schedule", "--yes").output == (
+        "cleared the schedule: 1 jobs deleted\n")
     result = cli(redis_url, "clear", "queue", "mail", "--yes", "--json")
     assert json.loads(result.output) == {"cleared": "mail", "queue": True, "deleted": 1}
     assert Queue("mail", config).size == 0 and Queue("mail", config).paused
@@ -194,31 +195,8 @@ def test_destructive_commands_without_yes_and_without_a_terminal_are_usage_error
 
 
 def _in_a_terminal(redis_url: str, args: list[str], answer: str) -> tuple[int, str]:
-    """Run ``kiqpy ARGS`` with a terminal on stdin and stderr, answer its prompt; returns the
-    exit status and what it wrote to the terminal and stdout."""
-    master, slave = pty.openpty()
     env = {**os.environ, "REDIS_URL": redis_url}
-    proc = subprocess.Popen([sys.executable, "-m", "kiqpy.cli", *args], cwd=ROOT, env=env,
-                            stdin=slave, stdout=subprocess.PIPE, stderr=slave)
-    os.close(slave)
-    seen, deadline = b"", time.monotonic() + 20
-    try:
-        while b"Continue? [y/N]" not in seen:
-            assert time.monotonic() < deadline, f"no prompt: {seen!r}"
-            if select.select([master], [], [], 0.5)[0]:
-                seen += os.read(master, 1024)
-        os.write(master, answer.encode() + b"\n")
-        out, _ = proc.communicate(timeout=20)
-        while select.select([master], [], [], 0)[0]:
-            try:
-                seen += os.read(master, 1024)
-            except OSError:  # the child closed its side
-                break
-    finally:
-        os.close(master)
-        if proc.poll() is None:
-            proc.kill()
-    return proc.returncode, seen.decode(errors="replace") + out.decode()
+    return in_a_terminal([sys.executable, "-m", "kiqpy.cli", *args], env, ROOT, answer)
 
 
 def test_on_a_terminal_a_destructive_command_asks_first(config, r, redis_url):
