@@ -113,7 +113,7 @@ CLI_TABLES = {
     "check": (cli.check, lambda: subsection("`kiqpy check`")),
     "stats": (cli.stats, lambda: subsection("`kiqpy stats`")),
     **{name: (cli.main.commands[name], lambda name=name: subsection(f"`kiqpy {name}`"))
-       for name in ("enqueue", "retry", "kill", "delete", "clear", "process")},
+       for name in ("enqueue", "retry", "kill", "delete", "clear", "process", "top")},
 }
 
 

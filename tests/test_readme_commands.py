@@ -157,6 +157,9 @@ COVERED_ELSEWHERE = {
     "kiqpy process quiet ID":
         ADMIN + "test_process_list_quiet_dump_and_stop_a_real_worker "
                 "(list, quiet, dump, stop of a real worker)",
+    "kiqpy top":
+        "tests/test_cli_top.py::test_top_shows_a_live_worker_and_its_keys_act_on_it "
+        "(Textual's pilot drives the app against a real worker)",
     "kill -- -PGID":
         "tests/test_supervisor.py::test_ctrl_c_to_the_whole_group_drains_children_gracefully "
         "(signals a -p 2 supervisor's whole process group)",
@@ -197,6 +200,8 @@ COVERED_ELSEWHERE = {
 NOT_RUNNABLE = {
     "pip install 'kiqpy[web]'": "installs from PyPI (no network in tests); the extra is "
                                 "installed by make test's '.[dev]'",
+    "pip install 'kiqpy[tui]'": "installs from PyPI (no network in tests); make test's '.[dev]' "
+                                "install includes textual",
     "pip install -e '.[web]'": "reinstalls the package the suite runs from; make test's "
                                "'.[dev]' install includes the same extra",
     "make install": "every make test runs it first (test: install redis browser); rerunning "

@@ -388,6 +388,7 @@ from kiqpy.cli.periodic import periodic  # noqa: E402
 from kiqpy.cli.process import process  # noqa: E402
 from kiqpy.cli.queue import queue  # noqa: E402
 from kiqpy.cli.stats import check, stats  # noqa: E402
+from kiqpy.cli.top import top  # noqa: E402
 from kiqpy.cli.web import web  # noqa: E402
 
 main.add_command(stats)
@@ -402,3 +403,4 @@ main.add_command(kill)
 main.add_command(delete)
 main.add_command(clear)
 main.add_command(process)
+main.add_command(top)

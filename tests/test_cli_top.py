@@ -1,0 +1,133 @@
+"""``kiqpy top``: the Textual UI driven by Textual's pilot against a real Redis and a real
+worker process, and the message when Textual is not installed."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Callable
+
+import pytest
+from click.testing import CliRunner
+
+import kiqpy
+from kiqpy.api import DeadSet, ProcessSet, Queue, RetrySet
+from kiqpy.cli import main
+from kiqpy.config import Config
+from kiqpy.payload import encode, new_jid, now_ms
+from tests.workers import WorkerProcess, identity_of
+
+pytest.importorskip("textual")
+
+from kiqpy.cli.tui import TopApp
+
+APP = "tests.app_admin"
+
+
+def failed(r, key: str = "retry", queue: str = "elsewhere") -> str:
+    """A failed job in ``key``, for a queue no worker of these tests reads."""
+    jid = new_jid()
+    job = {"class": "tests.app_admin.Report", "args": [jid], "queue": queue, "jid": jid,
+           "retry": True, "retry_count": 0, "created_at": now_ms(),
+           "error_class": "ValueError", "error_message": "boom"}
+    r.zadd(key, {encode(job): time.time() + (3600 if key == "retry" else -60)})
+    return jid
+
+
+async def until(pilot, predicate: Callable[[], object], message: str,
+                timeout: float = 20) -> None:
+    """Let the app run until ``predicate()`` holds (fail after ``timeout`` seconds)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        await pilot.pause(0.05)
+
+
+def rows(app: TopApp, table: str) -> list[list[str]]:
+    widget = app.query_one(f"#{table}")
+    return [[str(c) for c in widget.get_row_at(i)] for i in range(widget.row_count)]
+
+
+def select(app: TopApp, table: str, first_cell: str) -> None:
+    """Put the cursor of ``table`` on the row whose first cell is ``first_cell``."""
+    widget = app.query_one(f"#{table}")
+    index = next(i for i, row in enumerate(rows(app, table)) if row[0] == first_cell)
+    widget.focus()
+    widget.move_cursor(row=index)
+
+
+def test_top_shows_a_live_worker_and_its_keys_act_on_it(config, r, redis_url):
+    # Given a worker busy with one job, waiting jobs, two retries and one dead job
+    retry_a, retry_b = failed(r), failed(r)
+    dead = failed(r, "dead")
+    kiqpy.enqueue("tests.app_admin.Report", 1, queue="waiting")
+    kiqpy.enqueue("tests.app_admin.Nap", "top")
+    with WorkerProcess(redis_url, "-q", "default", "-c", "2", "-g", "top-test",
+                       require=APP) as worker:
+        identity = identity_of(worker)
+
+        async def scenario() -> None:
+            app = TopApp(Config(redis_url=redis_url), refresh_seconds=0.2)
+            async with app.run_test(size=(200, 60)) as pilot:
+                # Then the screen shows the process, the busy job, the queues and the counters
+                await until(pilot, lambda: any(
+                    row[0] == identity and row[3] == "1/2" for row in rows(app, "processes"))
+                    and rows(app, "busy"), "the busy worker on screen")
+                [busy] = rows(app, "busy")
+                assert busy[0] == identity and busy[3] == "tests.app_admin.Nap"
+                assert rows(app, "queues")[0][:2] == ["waiting", "1"]
+                counters = str(app.query_one("#counters").render())
+                assert "Busy 1/2" in counters and "Retries 2" in counters
+                assert "Dead 1" in counters
+                assert {row[5] for row in rows(app, "entries")} == {retry_a, retry_b}
+
+                # r retries the selected entry: it is pushed to its queue
+                select(app, "entries", rows(app, "entries")[0][0])
+                chosen = rows(app, "entries")[0][5]
+                await pilot.press("r")
+                await until(pilot, lambda: Queue("elsewhere", config).size == 1, "the retry")
+                assert RetrySet(config).find_job(chosen) is None
+                other = ({retry_a, retry_b} - {chosen}).pop()
+                await until(pilot, lambda: [row[5] for row in rows(app, "entries")] == [other],
+                            "the entries to refresh")
+
+                # k asks, n keeps it; k and y kill it
+                await pilot.press("k")
+                await pilot.press("n")
+                assert RetrySet(config).size == 1
+                await pilot.press("k")
+                await pilot.press("y")
+                await until(pilot, lambda: DeadSet(config).find_job(other), "the kill")
+
+                # e shows the dead set
+                await pilot.press("e")
+                await until(pilot, lambda: {row[5] for row in rows(app, "entries")}
+                            == {dead, other}, "the dead set on screen")
+                assert str(app.query_one("#entries-title").render()) == "Dead (2)"
+
+                # Q quiets the selected process, S asks and stops it
+                select(app, "processes", identity)
+                await pilot.press("Q")
+                await until(pilot, lambda: ProcessSet(config).find(identity).is_quiet,
+                            "the worker to quiet")
+                await until(pilot, lambda: rows(app, "processes")[0][7] == "quiet",
+                            "quiet on screen")
+                r.lpush("test:wake", 1)  # the Nap job ends, so the stop is quick
+                await pilot.press("S")
+                await pilot.press("y")
+                await until(pilot, lambda: worker.process.poll() is not None, "the stop")
+                await until(pilot, lambda: not rows(app, "processes"), "no process left")
+                await pilot.press("q")
+
+        asyncio.run(scenario())
+        assert worker.wait(10) == 0
+
+
+def test_top_says_which_extra_to_install_without_textual(monkeypatch, redis_url):
+    monkeypatch.setitem(sys.modules, "textual", None)  # as if it were not installed
+    result = CliRunner().invoke(main, ["top", "--redis-url", redis_url])
+    assert result.exit_code == 1
+    assert "kiqpy top needs Textual" in result.output
+    assert "pip install 'kiqpy[tui]'" in result.output
