@@ -93,8 +93,12 @@ def test_top_shows_a_live_worker_and_its_keys_act_on_it(config, r, redis_url):
                 await until(pilot, lambda: [row[5] for row in rows(app, "entries")] == [other],
                             "the entries to refresh")
 
-                # k asks, n keeps it; k and y kill it
+                # k asks (and the screen keeps refreshing under the question); n keeps it,
+                # k and y kill it
                 await pilot.press("k")
+                shown = app.refreshes
+                await until(pilot, lambda: app.refreshes > shown + 1, "refreshes under Confirm")
+                assert app.screen.query_one("#question")
                 await pilot.press("n")
                 assert RetrySet(config).size == 1
                 await pilot.press("k")
@@ -131,3 +135,16 @@ def test_top_says_which_extra_to_install_without_textual(monkeypatch, redis_url)
     assert result.exit_code == 1
     assert "kiqpy top needs Textual" in result.output
     assert "pip install 'kiqpy[tui]'" in result.output
+
+
+def test_top_says_when_redis_cannot_be_read_and_keeps_running(closed_url):
+    async def scenario() -> None:
+        app = TopApp(Config(redis_url=closed_url), refresh_seconds=0.2)
+        async with app.run_test() as pilot:
+            status = app.query_one("#status")
+            await until(pilot, lambda: "cannot read Redis" in str(status.render()),
+                        "the status line")
+            assert app.is_running and app.refreshes == 0
+            await pilot.press("q")
+
+    asyncio.run(scenario())

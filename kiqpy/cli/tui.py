@@ -17,6 +17,7 @@ thread too, then ask for a refresh. The app exits on ``q``; the client is closed
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,7 +27,8 @@ from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
+from textual.css.query import NoMatches
+from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, DataTable, Footer, Label, Static
 
 from kiqpy.cli.process import state
@@ -71,13 +73,16 @@ def read_snapshot(config: Config, client: redis.Redis, entries_set: str) -> Snap
 
 
 class Confirm(ModalScreen[bool]):
-    """Yes or no before a destructive action (``y``/``n`` or the buttons)."""
+    """Yes or no before a destructive action (``y``/``n`` or the buttons; No has the focus,
+    so Enter does nothing harmful)."""
 
+    AUTO_FOCUS = "#no"
     BINDINGS = [Binding("y", "answer(True)", "Yes"), Binding("n,escape", "answer(False)", "No")]
     DEFAULT_CSS = """
     Confirm { align: center middle; }
     Confirm > Vertical { width: 70; height: auto; border: thick $error; padding: 1 2;
                          background: $surface; }
+    Confirm Label { width: 100%; }
     Confirm Horizontal { height: auto; margin-top: 1; }
     Confirm Button { margin-right: 2; }
     """
@@ -117,9 +122,11 @@ class TopApp(App[None]):
     #counters { height: 1; padding: 0 1; background: $boost; }
     #status { height: 1; padding: 0 1; color: $text-muted; }
     .title { height: 1; padding: 0 1; text-style: bold; }
+    .section { height: 1fr; }
+    #entries-section { height: 2fr; }
+    #queues-section { width: 1fr; }
+    #busy-section { width: 2fr; }
     DataTable { height: 1fr; }
-    #top-row { height: 1fr; }
-    #top-row > Vertical { width: 1fr; }
     """
 
     def __init__(self, config: Config, redis_client: redis.Redis | None = None,
@@ -139,18 +146,20 @@ class TopApp(App[None]):
                      + (f" namespace {self.config.namespace!r}" if self.config.namespace
                         else ""), classes="title")
         yield Static("reading...", id="counters")
-        with Horizontal(id="top-row"):
-            with Vertical():
-                yield Static("Processes", classes="title")
-                yield _table("processes", "IDENTITY", "TAG", "QUEUES", "BUSY", "RSS",
-                             "UPTIME", "BEAT", "STATE")
-            with Vertical():
+        with Vertical(classes="section"):
+            yield Static("Processes", classes="title")
+            yield _table("processes", "IDENTITY", "TAG", "QUEUES", "BUSY", "RSS", "UPTIME",
+                         "BEAT", "STATE")
+        with Horizontal(classes="section"):
+            with Vertical(id="queues-section"):
                 yield Static("Queues", classes="title")
                 yield _table("queues", "NAME", "SIZE", "LATENCY", "PAUSED")
-        yield Static("Busy", classes="title")
-        yield _table("busy", "PROCESS", "THREAD", "QUEUE", "CLASS", "ARGS", "STARTED")
-        yield Static("Retries", classes="title", id="entries-title")
-        yield _table("entries", "WHEN", "CLASS", "ARGS", "QUEUE", "ERROR", "JID")
+            with Vertical(id="busy-section"):
+                yield Static("Busy", classes="title")
+                yield _table("busy", "PROCESS", "THREAD", "QUEUE", "CLASS", "ARGS", "STARTED")
+        with Vertical(classes="section", id="entries-section"):
+            yield Static("Retries", classes="title", id="entries-title")
+            yield _table("entries", "WHEN", "CLASS", "ARGS", "QUEUE", "ERROR", "JID")
         yield Static("", id="status")
         yield Footer()
 
@@ -170,15 +179,21 @@ class TopApp(App[None]):
         try:
             snapshot = read_snapshot(self.config, self.client, self.entries_set)
         except (KiqpyError, redis.RedisError) as exc:
-            self.call_from_thread(self._status, f"cannot read Redis: {exc}")
+            self.call_from_thread(self._failed, f"cannot read Redis: {exc}")
             return
         self.call_from_thread(self.show, snapshot)
 
     def show(self, snapshot: Snapshot) -> None:
         """Put a snapshot on screen, keeping each table's selected row where it can."""
+        try:
+            self._show(snapshot)
+        except NoMatches:  # the app is closing: its widgets are gone
+            return
+
+    def _show(self, snapshot: Snapshot) -> None:
         self.snapshot = snapshot
         o = snapshot.overview
-        self.query_one("#counters", Static).update(
+        self._main.query_one("#counters", Static).update(
             f"Processed {o['processed']:,}  Failed {o['failed']:,}  "
             f"Busy {o['workers_size']:,}/{sum(p['concurrency'] for p in snapshot.processes):,}  "
             f"Processes {o['processes_size']:,}  Enqueued {o['enqueued']:,}  "
@@ -206,7 +221,7 @@ class TopApp(App[None]):
             for e in snapshot.entries])
         name = "Retries" if self.entries_set == "retry" else "Dead"
         shown = len(snapshot.entries)
-        self.query_one("#entries-title", Static).update(
+        self._main.query_one("#entries-title", Static).update(
             f"{name} ({shown} of {snapshot.entries_total})" if shown < snapshot.entries_total
             else f"{name} ({shown})")
         self.refreshes += 1
@@ -266,17 +281,28 @@ class TopApp(App[None]):
 
         self.run_worker(run, thread=True, group="act")
 
+    def _failed(self, message: str) -> None:
+        with contextlib.suppress(NoMatches):  # the app is closing
+            self._status(message)
+
     def _done(self, message: str, severity: str) -> None:
-        self._status(message)
+        with contextlib.suppress(NoMatches):  # the app is closing
+            self._status(message)
         self.notify(message, severity=severity)  # type: ignore[arg-type]
         self.refresh_now()
 
     # -- helpers -----------------------------------------------------------------------------
+    @property
+    def _main(self) -> Screen[Any]:
+        """The screen with the tables, also while a Confirm is on top of it (a refresh may
+        land then)."""
+        return self.screen_stack[0]
+
     def _table(self, name: str) -> DataTable[str]:
-        return self.query_one(f"#{name}", DataTable)
+        return self._main.query_one(f"#{name}", DataTable)
 
     def _status(self, text: str) -> None:
-        self.query_one("#status", Static).update(text)
+        self._main.query_one("#status", Static).update(text)
 
     def _selected_key(self, name: str) -> str | None:
         table = self._table(name)
