@@ -254,3 +254,21 @@ def test_a_real_enqueue_subprocess_runs_its_job_in_a_real_worker(config, r, redi
     with WorkerProcess(redis_url):
         wait_for(lambda: r.lrange("test:jids", 0, -1) == [jid.encode()], message="the job ran")
     assert ScheduledSet(config).size == 0
+
+
+def test_the_commands_honour_the_namespace_and_say_when_redis_is_unreachable(r, redis_url,
+                                                                           closed_url):
+    data = json.loads(cli(redis_url, "enqueue", "Record", "[1]", "--in", "600", "--json",
+                          "--namespace", "shop").output)
+    assert r.zcard("shop:schedule") == 1 and not r.exists("schedule")
+    result = cli(redis_url, "kill", data["jid"], "--yes", "--namespace", "shop")
+    assert result.output == f"killed {data['jid']} (from schedule)\n"
+    assert r.zcard("shop:dead") == 1
+    assert cli(redis_url, "kill", data["jid"], "--yes").exit_code == 1  # not in the bare keys
+
+    for args in (["enqueue", "Record"], ["retry", "x"], ["clear", "dead", "--yes"],
+                 ["process", "list"]):
+        result = cli(closed_url, *args)
+        assert result.exit_code == 1, (args, result.output)
+        assert result.output.startswith("Error: cannot reach Redis at redis://127.0.0.1:"), (
+            result.output)

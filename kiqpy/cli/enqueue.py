@@ -22,7 +22,7 @@ from typing import Any
 import click
 
 from kiqpy.cli.admin import echo_json, json_option, redis_for
-from kiqpy.cli.require import require
+from kiqpy.cli.require import is_path, require
 from kiqpy.cli.target import config_for, redis_options
 from kiqpy.config import Config
 from kiqpy.errors import ConfigurationError, KiqpyError
@@ -126,6 +126,9 @@ def _registered(ctx: click.Context, job_class: str, requires: tuple[str, ...],
         name = job_class
     else:
         short = [n for n, cls in jobs.items() if cls.__name__ == job_class]
+        if len(short) > 1:  # several jobs share the class name: prefer the -r modules' own
+            mine = [n for n in short if _defined_in(jobs[n], requires)]
+            short = mine if len(mine) == 1 else short
         if len(short) != 1:
             known = sorted(jobs)
             # Close to a full name or to a class name: suggest the full names.
@@ -150,3 +153,9 @@ def _registered(ctx: click.Context, job_class: str, requires: tuple[str, ...],
         raise click.UsageError(str(exc)) from exc
     return config, name, dict(jobs[name].kiqpy_options_resolved)
 
+
+def _defined_in(cls: type, requires: tuple[str, ...]) -> bool:
+    """True if ``cls`` comes from one of the -r modules (or a module under one)."""
+    module = cls.__module__
+    return any(module == target or module.startswith(target + ".")
+               for target in requires if not is_path(target))
