@@ -4,7 +4,14 @@ worker process, and the message when Textual is not installed."""
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
+import pty
+import select
+import struct
+import subprocess
 import sys
+import termios
 import time
 from collections.abc import Callable
 
@@ -16,7 +23,7 @@ from kiqpy.api import DeadSet, ProcessSet, Queue, RetrySet
 from kiqpy.cli import main
 from kiqpy.config import Config
 from kiqpy.payload import encode, new_jid, now_ms
-from tests.workers import WorkerProcess, identity_of
+from tests.workers import ROOT, WorkerProcess, identity_of
 
 pytest.importorskip("textual")
 
@@ -50,7 +57,7 @@ def rows(app: TopApp, table: str) -> list[list[str]]:
     return [[str(c) for c in widget.get_row_at(i)] for i in range(widget.row_count)]
 
 
-def select(app: TopApp, table: str, first_cell: str) -> None:
+def choose(app: TopApp, table: str, first_cell: str) -> None:
     """Put the cursor of ``table`` on the row whose first cell is ``first_cell``."""
     widget = app.query_one(f"#{table}")
     index = next(i for i, row in enumerate(rows(app, table)) if row[0] == first_cell)
@@ -84,7 +91,7 @@ def test_top_shows_a_live_worker_and_its_keys_act_on_it(config, r, redis_url):
                 assert {row[5] for row in rows(app, "entries")} == {retry_a, retry_b}
 
                 # r retries the selected entry: it is pushed to its queue
-                select(app, "entries", rows(app, "entries")[0][0])
+                choose(app, "entries", rows(app, "entries")[0][0])
                 chosen = rows(app, "entries")[0][5]
                 await pilot.press("r")
                 await until(pilot, lambda: Queue("elsewhere", config).size == 1, "the retry")
@@ -112,7 +119,7 @@ def test_top_shows_a_live_worker_and_its_keys_act_on_it(config, r, redis_url):
                 assert str(app.query_one("#entries-title").render()) == "Dead (2)"
 
                 # Q quiets the selected process, S asks and stops it
-                select(app, "processes", identity)
+                choose(app, "processes", identity)
                 await pilot.press("Q")
                 await until(pilot, lambda: ProcessSet(config).find(identity).is_quiet,
                             "the worker to quiet")
@@ -148,3 +155,33 @@ def test_top_says_when_redis_cannot_be_read_and_keeps_running(closed_url):
             await pilot.press("q")
 
     asyncio.run(scenario())
+
+
+def test_kiqpy_top_runs_in_a_real_terminal_and_q_quits(config, r, redis_url):
+    # Given the command in a pseudo-terminal of 120 x 40
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    env = {**os.environ, "REDIS_URL": redis_url, "TERM": "xterm-256color"}
+    proc = subprocess.Popen([sys.executable, "-m", "kiqpy.cli", "top"], cwd=ROOT, env=env,
+                            stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+    seen, deadline = b"", time.monotonic() + 30
+    try:
+        # Then it draws the counters read from Redis; q ends it with status 0
+        while b"Processed" not in seen:
+            assert time.monotonic() < deadline and proc.poll() is None, seen[-2000:]
+            if select.select([master], [], [], 0.2)[0]:
+                seen += os.read(master, 65536)
+        os.write(master, b"q")
+        while proc.poll() is None and time.monotonic() < deadline:
+            if select.select([master], [], [], 0.2)[0]:
+                try:
+                    os.read(master, 65536)  # keep the terminal drained while it exits
+                except OSError:
+                    break
+        assert proc.wait(10) == 0
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)

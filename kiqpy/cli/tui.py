@@ -30,6 +30,7 @@ from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, DataTable, Footer, Label, Static
+from textual.worker import get_current_worker
 
 from kiqpy.cli.process import state
 from kiqpy.cli.stats import ago, collect
@@ -52,6 +53,7 @@ class Snapshot:
     busy: list[dict[str, Any]]
     entries: list[Any] = field(default_factory=list)  # SortedEntry, newest first
     entries_total: int = 0
+    process_objects: dict[str, Any] = field(default_factory=dict)  # identity -> Process
 
 
 def read_snapshot(config: Config, client: redis.Redis, entries_set: str) -> Snapshot:
@@ -69,7 +71,8 @@ def read_snapshot(config: Config, client: redis.Redis, entries_set: str) -> Snap
     queues = collect(config, client, "queues")["queues"]
     jobs = (RetrySet if entries_set == "retry" else DeadSet)(config, client)
     page = jobs.page(1, ENTRIES_SHOWN)
-    return Snapshot(data["overview"], rows, queues, busy, list(page.entries), page.total)
+    return Snapshot(data["overview"], rows, queues, busy, list(page.entries), page.total,
+                    {p.identity: p for p in processes})
 
 
 class Confirm(ModalScreen[bool]):
@@ -107,7 +110,12 @@ class Confirm(ModalScreen[bool]):
 
 
 class TopApp(App[None]):
-    """``kiqpy top``: the live view of one Redis (``config``)."""
+    """``kiqpy top``: the live view of one Redis (``config``).
+
+    Its loop is Textual's: a timer starts one reader thread per ``refresh_seconds`` (the
+    newest cancels an older one still running), which hands a Snapshot back to the UI thread;
+    actions run in threads too. It owns its Redis client and closes it on unmount; it exits
+    on ``q``."""
 
     TITLE = "kiqpy top"
     BINDINGS = [
@@ -181,7 +189,8 @@ class TopApp(App[None]):
         except (KiqpyError, redis.RedisError) as exc:
             self.call_from_thread(self._failed, f"cannot read Redis: {exc}")
             return
-        self.call_from_thread(self.show, snapshot)
+        if not get_current_worker().is_cancelled:  # a newer read started: it wins
+            self.call_from_thread(self.show, snapshot)
 
     def show(self, snapshot: Snapshot) -> None:
         """Put a snapshot on screen, keeping each table's selected row where it can."""
@@ -312,15 +321,10 @@ class TopApp(App[None]):
         return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
 
     def _selected_process(self) -> Any:
-        from kiqpy.api import ProcessSet
-
+        """The selected row's Process, as last read (its commands go through its client)."""
         key = self._selected_key("processes")
-        if key is None:
-            return None
-        process = ProcessSet(self.config, self.client, prune=False).find(key)
-        if process is None:
-            self.notify(f"{key} is gone", severity="warning")
-        return process
+        processes = self.snapshot.process_objects if self.snapshot else {}
+        return processes.get(key) if key is not None else None
 
     def _selected_entry(self) -> Any:
         key = self._selected_key("entries")
