@@ -227,7 +227,7 @@ def test_process_list_quiet_dump_and_stop_a_real_worker(config, r, redis_url):
         result = cli(redis_url, "process", "dump", prefix)
         assert result.output == (f"asked {identity} to log the stack of every thread; it acts "
                                  f"at its next heartbeat\n")
-        worker.wait_for_log("kiqpy.heartbeat")  # a thread dump names every thread
+        worker.wait_for_log("thread dump")
         assert cli(redis_url, "process", "quiet", identity).exit_code == 0
         wait_for(lambda: ProcessSet(config).find(identity).is_quiet, message="quiet")
         assert cli(redis_url, "process", "list").output.splitlines()[1].endswith("quiet")
