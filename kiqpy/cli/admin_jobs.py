@@ -91,20 +91,16 @@ def _jids_or_all(command: str, jids: tuple[str, ...], every: bool) -> None:
         raise click.UsageError(f"kiqpy {command} needs JIDs, or --all")
 
 
-def _all(verb: str, name: str, config: Config, client: redis.Redis, yes: bool,
+def _all(action: str, verb: str, name: str, config: Config, client: redis.Redis, yes: bool,
          as_json: bool, move: Callable[[Any], int]) -> None:
+    """``--all``: ask, then ``move`` the whole set ``name`` (``action``: retry, kill)."""
     jobs = _set(name, config, client)
-    size = jobs.size
-    confirm(f"{_infinitive(verb)} all {size} jobs of the {_where((name,))}", yes)
+    confirm(f"{action} all {jobs.size} jobs of the {_where((name,))}", yes)
     count = move(jobs)
     if as_json:
         echo_json({verb: count, "from": name})
     else:
         click.echo(f"{verb} {count} jobs (from {name})")
-
-
-def _infinitive(verb: str) -> str:
-    return {"retried": "retry", "killed": "kill"}[verb]
 
 
 @click.command("retry")
@@ -124,7 +120,7 @@ def retry(jids: tuple[str, ...], every: bool, source: str | None, yes: bool, as_
     config = config_for(redis_url, namespace)
     with redis_for(config) as client:
         if every:
-            _all("retried", source or "retry", config, client, yes, as_json,
+            _all("retry", "retried", source or "retry", config, client, yes, as_json,
                  lambda jobs: jobs.retry_all())
             return
         found = _find(jids, (source,) if source else ("retry", "dead"), config, client)
@@ -148,7 +144,7 @@ def kill(jids: tuple[str, ...], every: bool, source: str | None, yes: bool, as_j
     config = config_for(redis_url, namespace)
     with redis_for(config) as client:
         if every:
-            _all("killed", source or "retry", config, client, yes, as_json,
+            _all("kill", "killed", source or "retry", config, client, yes, as_json,
                  lambda jobs: jobs.kill_all())
             return
         found = _find(jids, (source,) if source else ("retry", "schedule"), config, client)
