@@ -93,6 +93,10 @@ def test_enqueue_with_require_resolves_a_registered_class_and_its_options(config
     assert "(did you mean tests.app_admin.Report" in result.output
     result = cli(redis_url, "enqueue", "tests.app_admin.Reprot", "[]", "-r", APP)
     assert "(did you mean tests.app_admin.Report" in result.output
+    result = cli(redis_url, "enqueue", "Report", "[]", "-r", APP, "-r", "tests.app_admin_more")
+    assert result.exit_code == 2 and ("2 registered jobs are called that: "
+                                      "tests.app_admin.Report, tests.app_admin_more.Report; "
+                                      "give the full name") in result.output
     result = cli(redis_url, "enqueue", "Report", "[]", "-r", "tests.no_such_module")
     assert result.exit_code == 2 and "cannot import 'tests.no_such_module'" in result.output
 
