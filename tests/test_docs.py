@@ -112,6 +112,8 @@ CLI_TABLES = {
     "web": (cli.web, lambda: section("The dashboard")),
     "check": (cli.check, lambda: subsection("`kiqpy check`")),
     "stats": (cli.stats, lambda: subsection("`kiqpy stats`")),
+    **{name: (cli.main.commands[name], lambda name=name: subsection(f"`kiqpy {name}`"))
+       for name in ("enqueue", "retry", "kill", "delete", "clear", "process", "top")},
 }
 
 

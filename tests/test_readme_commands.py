@@ -14,7 +14,8 @@ against the suite's private Redis instead of yours:
   directory that is the working directory and on ``PYTHONPATH``; ``REDIS_URL`` (env) points at
   the test Redis;
 - ``kiqpy`` (and ``/srv/myapp/.venv/bin/kiqpy``) is the ``kiqpy`` script next to this Python;
-- ``redis-cli`` gets ``-u <test Redis URL>``; ``<identity>`` and ``$MAINPID`` are filled in;
+- ``redis-cli`` gets ``-u <test Redis URL>``; ``<identity>`` and ``$MAINPID`` are filled in
+  (and ``host-1:4242``, in ``kiqpy process``, is a live worker's host:pid);
 - ``kiqpy web`` gets a free ``--port`` and the test Redis for ``--redis-url``.
 """
 
@@ -37,10 +38,11 @@ import pytest
 import redis
 
 import kiqpy
+from kiqpy.payload import encode
 from tests.conftest import wait_for
 from tests.redis_server import free_port
 from tests.test_docs import README, ROOT, _clean_env, block, write_files
-from tests.workers import LoggedProcess, WorkerProcess, identity_of
+from tests.workers import LoggedProcess, WorkerProcess, identity_of, in_a_terminal
 
 FENCE = re.compile(r"^[ \t]*```(\w*)\n(.*?)^[ \t]*```", re.M | re.DOTALL)
 SHELL_LANGS = {"sh", "bash", "shell", "console"}
@@ -73,9 +75,18 @@ RUN_HERE = {
         "test_kiqpy_web_commands",
     "KIQPY_WEB_AUTH=admin:s3cret kiqpy web --host 0.0.0.0": "test_kiqpy_web_commands",
     "make help": "test_make_help",
+    "kiqpy enqueue myapp.jobs.HardWorker '[\"bob\", 5]'": "test_admin_from_the_shell",
+    "kiqpy enqueue HardWorker '[\"bob\", 5]' -r myapp.jobs --in 60": "test_admin_from_the_shell",
+    "kiqpy retry 51d3c3c2ee1aa1b9c4f4b0a5": "test_admin_from_the_shell",
+    "kiqpy kill --all --yes": "test_admin_from_the_shell",
+    "kiqpy delete 51d3c3c2ee1aa1b9c4f4b0a5 --from dead": "test_admin_from_the_shell",
+    "kiqpy clear queue mail": "test_admin_from_the_shell",
+    "kiqpy process list": "test_admin_from_the_shell",
+    "kiqpy process quiet host-1:4242": "test_admin_from_the_shell",
 }
 
 # command -> "path[::test_name] (why)": the test or script elsewhere that runs its equivalent
+ADMIN = "tests/test_cli_admin.py::"
 COVERED_ELSEWHERE = {
     "kiqpy cancel JID":
         "tests/test_cancel.py::test_a_running_job_is_told_and_neither_retried_nor_dead "
@@ -98,6 +109,57 @@ COVERED_ELSEWHERE = {
     "kiqpy queue list":
         "tests/test_queue_pause.py::test_the_queue_command_pauses_lists_and_unpauses "
         "(pause, list, --json and unpause through the command)",
+    "kiqpy enqueue":
+        ADMIN + "test_enqueue_pushes_a_class_by_name_without_importing_it "
+                "(by name, --queue, --json)",
+    "kiqpy enqueue CLASS [ARGS_JSON]":
+        ADMIN + "test_enqueue_refuses_bad_input_with_a_usage_error "
+                "(ARGS_JSON that is not a JSON array)",
+    "kiqpy retry":
+        ADMIN + "test_retry_takes_jids_from_the_retry_and_dead_sets_to_their_queues "
+                "(JIDs from both sets)",
+    "kiqpy retry JID...":
+        ADMIN + "test_retry_takes_jids_from_the_retry_and_dead_sets_to_their_queues "
+                "(JIDs from both sets)",
+    "kiqpy retry --all":
+        ADMIN + "test_retry_and_kill_all_move_a_whole_set "
+                "(--all, --from dead)",
+    "kiqpy kill":
+        ADMIN + "test_kill_and_delete_find_the_set_that_holds_each_jid "
+                "(kill from schedule and retry)",
+    "kiqpy kill JID...":
+        ADMIN + "test_kill_and_delete_find_the_set_that_holds_each_jid "
+                "(kill from schedule and retry)",
+    "kiqpy delete":
+        ADMIN + "test_kill_and_delete_find_the_set_that_holds_each_jid "
+                "(delete, with and without --from)",
+    "kiqpy delete JID...":
+        ADMIN + "test_kill_and_delete_find_the_set_that_holds_each_jid "
+                "(delete, with and without --from)",
+    "kiqpy clear":
+        ADMIN + "test_clear_empties_a_set_or_a_queue "
+                "(clear retry, clear queue NAME)",
+    "kiqpy clear retry":
+        ADMIN + "test_clear_empties_a_set_or_a_queue "
+                "(clear retry, clear queue NAME)",
+    "kiqpy clear dead":
+        ADMIN + "test_on_a_terminal_a_destructive_command_asks_first "
+                "(clear dead, answered y on a pty)",
+    "kiqpy clear schedule":
+        ADMIN + "test_clear_empties_a_set_or_a_queue "
+                "(clear schedule)",
+    "kiqpy clear queue NAME":
+        ADMIN + "test_clear_empties_a_set_or_a_queue "
+                "(clear queue mail keeps it paused)",
+    "kiqpy process":
+        ADMIN + "test_process_list_quiet_dump_and_stop_a_real_worker "
+                "(list, quiet, dump, stop of a real worker)",
+    "kiqpy process quiet ID":
+        ADMIN + "test_process_list_quiet_dump_and_stop_a_real_worker "
+                "(list, quiet, dump, stop of a real worker)",
+    "kiqpy top":
+        "tests/test_cli_top.py::test_top_shows_a_live_worker_and_its_keys_act_on_it "
+        "(Textual's pilot drives the app against a real worker)",
     "kill -- -PGID":
         "tests/test_supervisor.py::test_ctrl_c_to_the_whole_group_drains_children_gracefully "
         "(signals a -p 2 supervisor's whole process group)",
@@ -138,6 +200,8 @@ COVERED_ELSEWHERE = {
 NOT_RUNNABLE = {
     "pip install 'kiqpy[web]'": "installs from PyPI (no network in tests); the extra is "
                                 "installed by make test's '.[dev]'",
+    "pip install 'kiqpy[tui]'": "installs from PyPI (no network in tests); make test's '.[dev]' "
+                                "install includes textual",
     "pip install -e '.[web]'": "reinstalls the package the suite runs from; make test's "
                                "'.[dev]' install includes the same extra",
     "make install": "every make test runs it first (test: install redis browser); rerunning "
@@ -369,6 +433,67 @@ def block_lines(lang: str) -> dict[str, str]:
     """``key=value`` lines of the README's one fenced block in ``lang``."""
     [body] = [body for found, body in FENCE.findall(README) if found == lang]
     return dict(line.strip().split("=", 1) for line in body.splitlines() if "=" in line)
+
+
+ADMIN_JID = "51d3c3c2ee1aa1b9c4f4b0a5"
+
+
+def _failed(r: redis.Redis, jid: str = ADMIN_JID) -> None:
+    """The README's HardWorker job, failed once, in the retry set."""
+    job = {"class": "myapp.jobs.HardWorker", "args": ["bob", 5], "queue": "default", "jid": jid,
+           "retry": True, "retry_count": 0, "error_class": "ValueError", "error_message": "x"}
+    r.zadd("retry", {encode(job): time.time() + 3600})
+
+
+@pytest.mark.slow
+def test_admin_from_the_shell(r, redis_url, app_dir):
+    # kiqpy enqueue: by name as given, then checked against myapp.jobs and scheduled
+    done = _run("kiqpy enqueue myapp.jobs.HardWorker '[\"bob\", 5]'", redis_url, app_dir)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("enqueued myapp.jobs.HardWorker on default: jid ")
+    done = _run("kiqpy enqueue HardWorker '[\"bob\", 5]' -r myapp.jobs --in 60", redis_url,
+                app_dir)
+    assert done.returncode == 0, done.stderr
+    assert "scheduled myapp.jobs.HardWorker on default for " in done.stdout
+    assert (r.llen("queue:default"), r.zcard("schedule")) == (1, 1)
+
+    # retry JID: to its queue; kill --all --yes: the retry set to the dead set; delete JID
+    _failed(r)
+    done = _run(f"kiqpy retry {ADMIN_JID}", redis_url, app_dir)
+    assert done.stdout == f"retried {ADMIN_JID} (from retry)\n", done.stderr
+    assert r.llen("queue:default") == 2
+    _failed(r)
+    done = _run("kiqpy kill --all --yes", redis_url, app_dir)
+    assert (done.stdout, r.zcard("retry"), r.zcard("dead")) == (
+        "killed 1 jobs (from retry)\n", 0, 1), done.stderr
+    done = _run(f"kiqpy delete {ADMIN_JID} --from dead", redis_url, app_dir)
+    assert done.returncode == 2 and "pass --yes" in done.stderr  # no terminal here
+    argv, env = _argv_env(f"kiqpy delete {ADMIN_JID} --from dead", redis_url, app_dir)
+    status, text = in_a_terminal(argv, env, app_dir, "y")
+    assert status == 0 and f"deleted {ADMIN_JID} (from dead)" in text and not r.zcard("dead")
+
+    # clear queue mail, on a terminal
+    client = kiqpy.Client(kiqpy.Config(redis_url=redis_url))
+    for n in range(2):
+        client.push({"class": "myapp.jobs.HardWorker", "args": ["bob", n], "queue": "mail"})
+    argv, env = _argv_env("kiqpy clear queue mail", redis_url, app_dir)
+    status, text = in_a_terminal(argv, env, app_dir, "y")
+    assert "Delete all 2 jobs of the queue mail. Continue? [y/N]" in text
+    assert status == 0 and "cleared the queue mail: 2 jobs deleted" in text
+    assert not r.exists("queue:mail")
+
+    # process list, and process quiet with a host:pid prefix
+    with WorkerProcess(redis_url) as worker:
+        identity = identity_of(worker)
+        wait_for(lambda: r.exists(identity), message="the first heartbeat")
+        done = _run("kiqpy process list", redis_url, app_dir)
+        assert done.stdout.splitlines()[1].startswith(identity), done.stdout
+        host_pid = identity.rsplit(":", 1)[0]
+        argv, env = _argv_env("kiqpy process quiet host-1:4242", redis_url, app_dir)
+        done = subprocess.run([host_pid if w == "host-1:4242" else w for w in argv],
+                              cwd=app_dir, env=env, capture_output=True, text=True, timeout=30)
+        assert done.stdout.startswith(f"asked {identity} to quiet"), done.stderr
+        wait_for(lambda: r.hget(identity, "quiet") == b"true", message="the worker to quiet")
 
 
 @pytest.mark.slow

@@ -158,3 +158,39 @@ def http_get(url: str) -> tuple[int, str]:
         return int(exc.code), exc.read().decode()
     except OSError as exc:
         return 0, str(exc)
+
+
+def in_a_terminal(argv: list[str], env: dict[str, str], cwd: Path, answer: str,
+                  prompt: bytes = b"Continue? [y/N]", timeout: float = 20) -> tuple[int, str]:
+    """Run ``argv`` with a pseudo-terminal on stdin and stderr, wait for ``prompt`` and type
+    ``answer``; returns the exit status and what it wrote (terminal, then stdout)."""
+    import pty
+    import select
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=slave, stdout=subprocess.PIPE,
+                            stderr=slave)
+    os.close(slave)
+    seen, deadline = b"", time.monotonic() + timeout
+    try:
+        while prompt not in seen:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise AssertionError(f"no prompt {prompt!r}; got {seen!r}")
+            if select.select([master], [], [], 0.2)[0]:
+                seen += os.read(master, 1024)
+        os.write(master, answer.encode() + b"\n")
+        out, _ = proc.communicate(timeout=timeout)
+        while select.select([master], [], [], 0)[0]:
+            try:
+                chunk = os.read(master, 1024)
+            except OSError:  # the child closed its side
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    return proc.returncode, seen.decode(errors="replace") + out.decode(errors="replace")

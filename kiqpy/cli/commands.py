@@ -8,8 +8,6 @@
 from __future__ import annotations
 
 import difflib
-import importlib
-import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -19,6 +17,8 @@ import click
 
 from kiqpy import log as kiqpy_log
 from kiqpy import queues
+from kiqpy.cli.require import is_path as _is_path
+from kiqpy.cli.require import require
 from kiqpy.cli.serve import ProcessOptions
 from kiqpy.config import Config, env_redis_url
 from kiqpy.errors import ConfigurationError, UnknownJobError
@@ -56,61 +56,6 @@ def load_config_file(path: str | None) -> dict[str, Any]:
     if not isinstance(table, dict):
         raise click.BadParameter(f"{path}: 'kiqpy' must be a table", param_hint="'-C' / '--config'")
     return table
-
-
-def require(target: str) -> None:
-    """Import a module name (``myapp.jobs``) or a file path (``./jobs.py``).
-
-    A file under the working directory is imported by its dotted name (``myapp/jobs.py`` as
-    ``myapp.jobs``), so its job classes get the names the application pushes them under
-    (``myapp.jobs.HardWorker``); a file elsewhere is imported under its own stem."""
-    if _is_path(target):
-        path = Path(target).resolve()
-        if path.is_dir():
-            path = path / "__init__.py"
-        if not path.is_file():
-            raise FileNotFoundError(f"no such file: {path}")
-        dotted = _dotted_name(path, Path.cwd())
-        if dotted is not None:
-            if os.getcwd() not in sys.path:
-                sys.path.insert(0, os.getcwd())
-            module = importlib.import_module(dotted)
-            found = getattr(module, "__file__", None)
-            if found is None or Path(found).resolve() != path:
-                raise ImportError(f"{target} imports as {dotted!r}, but that name is another "
-                                  f"module ({found or 'built in'}); rename the file")
-            return
-        sys.path.insert(0, str(path.parent if path.name != "__init__.py" else path.parent.parent))
-        name = path.stem if path.name != "__init__.py" else path.parent.name
-        spec = importlib.util.spec_from_file_location(name, path)
-        if spec is None or spec.loader is None:
-            raise ImportError(f"cannot import {target}")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    else:
-        if "" not in sys.path and os.getcwd() not in sys.path:
-            sys.path.insert(0, os.getcwd())
-        importlib.import_module(target)
-
-
-def _is_path(target: str) -> bool:
-    """A -r value that names a file or folder (``./jobs.py``, ``app/``), not a module."""
-    return target.endswith(".py") or os.sep in target
-
-
-def _dotted_name(path: Path, root: Path) -> str | None:
-    """``root/a/b.py`` -> ``a.b`` (``root/a/__init__.py`` -> ``a``); None if ``path`` is not
-    under ``root`` or a part is not a valid module name."""
-    try:
-        parts = list(path.relative_to(root.resolve()).with_suffix("").parts)
-    except ValueError:
-        return None
-    if parts and parts[-1] == "__init__":
-        parts.pop()
-    if not parts or not all(part.isidentifier() for part in parts):
-        return None
-    return ".".join(parts)
 
 
 class DefaultGroup(click.Group):
@@ -436,10 +381,14 @@ def _settings(ctx: click.Context, opts: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+from kiqpy.cli.admin_jobs import clear, delete, kill, retry  # noqa: E402
 from kiqpy.cli.cancel import cancel  # noqa: E402
+from kiqpy.cli.enqueue import enqueue  # noqa: E402
 from kiqpy.cli.periodic import periodic  # noqa: E402
+from kiqpy.cli.process import process  # noqa: E402
 from kiqpy.cli.queue import queue  # noqa: E402
 from kiqpy.cli.stats import check, stats  # noqa: E402
+from kiqpy.cli.top import top  # noqa: E402
 from kiqpy.cli.web import web  # noqa: E402
 
 main.add_command(stats)
@@ -448,3 +397,10 @@ main.add_command(web)
 main.add_command(periodic)
 main.add_command(cancel)
 main.add_command(queue)
+main.add_command(enqueue)
+main.add_command(retry)
+main.add_command(kill)
+main.add_command(delete)
+main.add_command(clear)
+main.add_command(process)
+main.add_command(top)
