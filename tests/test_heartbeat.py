@@ -98,6 +98,27 @@ def today():
     return dt.datetime.now(dt.timezone.utc).date()
 
 
+def test_a_running_job_with_huge_args_is_shown_shortened_and_encoded_once(parts, r):
+    # Given a running job whose args take 300 kB
+    job = {"class": "Import", "jid": "a" * 24, "args": ["x" * 300_000], "queue": "default"}
+    parts.manager.busy["kiqpy.processor-1"] = ("default", job, time.time())
+    # When two beats write the work hash
+    parts.heartbeat.beat()
+    first = parts.heartbeat._entries[id(job)][1]
+    parts.heartbeat.beat()
+    # Then its entry keeps the class and jid, says how big the args were, and is not rebuilt
+    [raw] = r.hvals(KEYS.work(IDENTITY))
+    entry = json.loads(raw)
+    assert entry["payload"]["jid"] == "a" * 24 and entry["payload"]["class"] == "Import"
+    assert entry["payload"]["args"][0].endswith("bytes of args, not shown)")
+    assert len(raw) < 2000
+    assert parts.heartbeat._entries[id(job)][1] is first
+    # and once it ends, its encoding is forgotten
+    del parts.manager.busy["kiqpy.processor-1"]
+    parts.heartbeat.beat()
+    assert parts.heartbeat._entries == {}
+
+
 # -- the process hash ---------------------------------------------------------------------------
 def test_a_beat_registers_the_process_with_its_info_and_state(parts, r):
     before = time.time()

@@ -36,6 +36,9 @@ from kiqpy.server.recovery import Recovery
 DAILY_STATS_TTL = 5 * 365 * 24 * 3600
 # The process hash field holding the counts already added to the counters (see _counted).
 FLUSHED = "flushed"
+# A running job's entry in the work hash larger than this shows its args shortened: the Busy
+# page needs the class and jid, not megabytes rewritten at every beat.
+WORK_ARGS_MAX = 64 * 1024
 WATCH_ATTEMPTS = 5
 SIGNALS = {"TSTP": "quiet", "quiet": "quiet", "TERM": "stop", "stop": "stop",
            "TTIN": "dump", "dump": "dump"}
@@ -91,6 +94,8 @@ class Heartbeat:
         self.started_at = time.time()
         self._info: tuple[list[tuple[str, int]], str] | None = None
         self._master: tuple[str, int] | None = None  # on Sentinel: the master last seen
+        # id(job map) -> (the map, its work entry): a running job is encoded once
+        self._entries: dict[int, tuple[dict[str, Any], str]] = {}
 
     @property
     def info(self) -> str:
@@ -121,8 +126,21 @@ class Heartbeat:
         return self.keys.work(self.identity)
 
     def _work_entry(self, queue: str, job: dict[str, Any], started: float) -> str:
-        """One running job as Sidekiq stores it; for Sidekiq 6 exactly so: the payload as a
-        JSON string and ``run_at`` in whole epoch seconds (7 and 8 also read the object)."""
+        """One running job as Sidekiq stores it, encoded once per job (a long job is written
+        again at every beat); args past ``WORK_ARGS_MAX`` bytes are shown shortened."""
+        cached = self._entries.get(id(job))
+        if cached is not None and cached[0] is job:
+            return cached[1]
+        entry = self._encode_work_entry(queue, job, started)
+        if len(entry) > WORK_ARGS_MAX:
+            short = {**job, "args": [f"({len(entry):,} bytes of args, not shown)"]}
+            entry = self._encode_work_entry(queue, short, started)
+        self._entries[id(job)] = (job, entry)
+        return entry
+
+    def _encode_work_entry(self, queue: str, job: dict[str, Any], started: float) -> str:
+        """For Sidekiq 6 exactly as it stores it: the payload as a JSON string and ``run_at``
+        in whole epoch seconds (7 and 8 also read the object)."""
         if self.config.sidekiq_version == "6":
             return json.dumps({"queue": queue, "payload": json.dumps(job, default=repr),
                                "run_at": int(started)})
@@ -191,6 +209,9 @@ class Heartbeat:
         work = self._work_key()
         running = {thread: self._work_entry(q, job, started)
                    for thread, (q, job, started) in busy.items()}
+        # Keep the encodings of the jobs still running only.
+        self._entries = {id(job): self._entries[id(job)] for _, job, _ in busy.values()
+                         if id(job) in self._entries}
 
         def write(pipe: Any, delta: tuple[int, int], flushed: str) -> None:
             pipe.sadd(self.keys.processes, self.identity)
