@@ -81,6 +81,9 @@ _DECLARED: dict[str, tuple[Validator, str]] = {
     # At most this many jobs of the class run at once across the cluster (kiqpy/server/
     # processor.py holds a slot of a concurrent limiter named class:<name> while one runs).
     "concurrency_limit": (_positive_int, "kiqpy"),
+    # Push when the current database transaction commits (Config.defer_push decides what a
+    # transaction is; kiqpy.contrib.django installs one). False: push now even inside one.
+    "on_commit": (_bool, "kiqpy"),
 }
 
 # Options of bundled middleware, known before they are imported so the error can say where
@@ -91,8 +94,10 @@ _BUNDLED = {
     "expires_in": "kiqpy_middleware.expiry",
 }
 
-# Options that only shape how a job is pushed; they are not copied into the payload.
+# Options fixed when the class is defined; they are not copied into the payload.
 PUSH_ONLY = frozenset({"name", "concurrency_limit"})
+# Options that only steer the push itself (class-wide or per push); not in the payload either.
+NOT_IN_PAYLOAD = PUSH_ONLY | {"on_commit"}
 
 
 def declare_option(name: str, validator: Validator, owner: str) -> None:
