@@ -15,11 +15,11 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import click
 from django.core.management.base import BaseCommand
 
 import kiqpy
 from kiqpy.cli import main
+from kiqpy.contrib.cli import defaults
 
 
 class Command(BaseCommand):
@@ -39,26 +39,3 @@ class Command(BaseCommand):
         main.main(args=list(args), prog_name="manage.py kiqpy",
                   default_map=defaults(main, kiqpy.default_config()), standalone_mode=False)
 
-
-def defaults(group: click.Group, config: kiqpy.Config) -> dict[str, Any]:
-    """click's ``default_map``: every admin command's ``--redis-url`` and ``--namespace``
-    default to the configuration's. The worker is left out: it starts from the default
-    configuration itself (kiqpy.cli.commands.build_config)."""
-    found: dict[str, Any] = {}
-    for name, command in group.commands.items():
-        if name == "worker":
-            continue
-        if isinstance(command, click.Group):
-            nested = defaults(command, config)
-            if nested:
-                found[name] = nested
-            continue
-        params = {param.name for param in command.params}
-        own = {}
-        if "redis_url" in params:
-            own["redis_url"] = config.redis_url
-        if "namespace" in params:
-            own["namespace"] = config.namespace
-        if own:
-            found[name] = own
-    return found
