@@ -63,7 +63,11 @@ class Example:
         return matches[0]
 
     def argv(self, argv: list[str]) -> list[str]:
-        return [sys.executable, *argv[1:]] if argv[0] == "python" else argv
+        if argv[0] == "python":
+            return [sys.executable, *argv[1:]]
+        if argv[0] == "flask":
+            return [sys.executable, "-m", "flask", *argv[1:]]
+        return argv
 
     def run(self, *prefix: str) -> str:
         env, argv = self.command(*prefix)
@@ -147,3 +151,36 @@ def test_django_app_runs_as_its_readme_says(redis_url: str, r: object, tmp_path:
         status, url, page = _get(browser, base + "/admin/login/?next=/kiqpy/", form)
         assert status == 200 and url == base + "/kiqpy/", (status, url, page[:300])
         assert 'href="/kiqpy/queues"' in page
+
+
+def test_flask_app_runs_as_its_readme_says(redis_url: str, r: object, tmp_path: Path) -> None:
+    outbox = tmp_path / "outbox.txt"
+    example = Example("flask_app", redis_url, {"FLASK_APP_OUTBOX": str(outbox)})
+    assert [argv[:4] for _, argv in example.commands] == [
+        ["flask", "--app", "app", "kiqpy"], ["flask", "--app", "app", "signup"],
+        ["flask", "--app", "app", "kiqpy"], ["flask", "--app", "app", "run"]]
+    with example.start(tmp_path / "worker.log", "flask", "--app", "app", "kiqpy", "-c") as worker:
+        signed = example.run("flask", "--app", "app", "signup")
+        assert re.fullmatch(r"ann: job [0-9a-f]{24}\nbob: job [0-9a-f]{24}\n", signed), signed
+        wait_for(lambda: (outbox.exists() and len(outbox.read_text().splitlines()) == 2)
+                 or worker.process.poll() is not None, timeout=30)
+        assert worker.process.poll() is None, worker.log()
+        assert sorted(outbox.read_text().splitlines()) == ["Welcome aboard, ann!",
+                                                           "Welcome aboard, bob!"]
+    stats = example.run("flask", "--app", "app", "kiqpy", "stats")
+    assert "namespace 'flask-example'" in stats
+
+    port = free_port()
+    with example.start(tmp_path / "web.log", "flask", "--app", "app", "run",
+                       replace={"5000": str(port)}) as server:
+        base = f"http://127.0.0.1:{port}"
+        plain = urllib.request.build_opener(NoRedirect, NO_PROXY)
+        wait_for(lambda: _get(plain, base + "/kiqpy/")[0] != 0
+                 or server.process.poll() is not None, timeout=30, interval=0.2)
+        assert server.process.poll() is None, server.log()
+        assert _get(plain, base + "/kiqpy/")[0] == 302
+        browser = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()), NO_PROXY)
+        status, url, page = _get(browser, base + "/kiqpy/")
+        assert status == 200 and url == base + "/kiqpy/", (status, url)
+        assert "flask-example" in page and 'href="/kiqpy/queues"' in page
