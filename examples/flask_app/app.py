@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 from flask import Flask, redirect, request, session
-
 from jobs import SendWelcome
+
 from kiqpy.contrib.flask import Kiqpy
 
 HERE = Path(__file__).resolve().parent
