@@ -65,19 +65,19 @@ def site(django_db: Path, r: redis.Redis, redis_url: str) -> Iterator[Any]:
     kiqpy.configure(Config(redis_url=redis_url))
 
 
-def manage(django_db: Path, redis_url: str, *args: str) -> list[str]:
+def manage(django_db: Path, redis_url: str, *args: str) -> tuple[list[str], dict[str, str]]:
     env = {**os.environ, "KIQPY_REDIS_URL": redis_url, "DJANGO_DB_PATH": str(django_db),
            "PYTHONUNBUFFERED": "1"}
     env.pop("REDIS_URL", None)
     env.pop("DJANGO_SETTINGS_MODULE", None)
-    return [sys.executable, "manage.py", *args], env  # type: ignore[return-value]
+    return [sys.executable, "manage.py", *args], env
 
 
 @pytest.fixture
 def worker(site: Any, django_db: Path, redis_url: str, tmp_path: Path) -> Iterator[LoggedProcess]:
     """``python manage.py kiqpy`` (no -r: the app found djshop/jobs.py)."""
     argv, env = manage(django_db, redis_url, "kiqpy", "--log-format", "json", "-c", "2", *FAST)
-    with LoggedProcess(argv, SITE, env, tmp_path / "worker.log") as process:  # type: ignore[arg-type]
+    with LoggedProcess(argv, SITE, env, tmp_path / "worker.log") as process:
         wait_for(lambda: len(list(kiqpy.api.ProcessSet())) == 1 or process.process.poll(),
                  timeout=30)
         assert process.process.poll() is None, process.log()
@@ -258,6 +258,15 @@ def test_manage_py_kiqpy_stats_reads_settings(site: Any, django_db: Path, redis_
     data = json.loads(done.stdout)
     # The namespace came from settings.KIQPY, not from a flag.
     assert [(q["name"], q["size"]) for q in data["queues"]] == [("default", 1)]
+
+
+def test_manage_py_kiqpy_help_lists_kiqpys_commands(django_db: Path, redis_url: str) -> None:
+    argv, env = manage(django_db, redis_url, "kiqpy", "--help")
+    done = subprocess.run(argv, cwd=SITE, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "Usage: manage.py kiqpy" in done.stdout
+    for command in ("worker", "web", "stats"):
+        assert f"  {command} " in done.stdout, done.stdout
 
 
 def test_close_old_connections_around_each_job(site: Any) -> None:
