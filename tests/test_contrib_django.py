@@ -47,6 +47,9 @@ def django_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     from django.core.management import call_command
 
     call_command("migrate", run_syncdb=True, verbosity=0)
+    # The app's ready() configured kiqpy from the project's settings; the tests install it on
+    # the test Redis themselves, and later test modules get the environment's default back.
+    kiqpy.configure(Config.from_env())
     yield Path(settings.DATABASES["default"]["NAME"])
 
 
@@ -73,15 +76,23 @@ def manage(django_db: Path, redis_url: str, *args: str) -> tuple[list[str], dict
     return [sys.executable, "manage.py", *args], env
 
 
-@pytest.fixture
-def worker(site: Any, django_db: Path, redis_url: str, tmp_path: Path) -> Iterator[LoggedProcess]:
-    """``python manage.py kiqpy`` (no -r: the app found djshop/jobs.py)."""
-    argv, env = manage(django_db, redis_url, "kiqpy", "--log-format", "json", "-c", "2", *FAST)
+@pytest.fixture(params=[1])
+def worker(request: pytest.FixtureRequest, site: Any, django_db: Path, redis_url: str,
+           tmp_path: Path) -> Iterator[LoggedProcess]:
+    """``python manage.py kiqpy`` (no -r: the app found djshop/jobs.py), with ``-p N`` when
+    the test asks for more than one process."""
+    count = int(request.param)
+    processes = ["-p", str(count)] if count > 1 else []
+    argv, env = manage(django_db, redis_url, "kiqpy", "--log-format", "json", "-c", "2",
+                       *processes, *FAST)
     with LoggedProcess(argv, SITE, env, tmp_path / "worker.log") as process:
-        wait_for(lambda: len(list(kiqpy.api.ProcessSet())) == 1 or process.process.poll(),
-                 timeout=30)
+        wait_for(lambda: len(list(kiqpy.api.ProcessSet())) == count
+                 or process.process.poll() is not None, timeout=30)
         assert process.process.poll() is None, process.log()
         yield process
+        # TERM, so a supervisor stops its children too (a kill would orphan them).
+        process.process.terminate()
+        process.process.wait(30)
 
 
 def queued() -> int:
@@ -103,6 +114,24 @@ def test_push_inside_atomic_waits_for_commit_and_the_worker_finds_the_row(worker
         assert queued() == 0
     # When it commits, Then the worker (manage.py kiqpy) runs it and finds the committed row
     wait_for(lambda: Order.objects.get(pk=order.pk).status == "shipped", timeout=20)
+    assert Stats().failed == 0
+
+
+@pytest.mark.parametrize("worker", [2], indirect=True)
+def test_forked_workers_run_pushes_of_many_transactions(worker: Any) -> None:
+    """manage.py kiqpy -p 2: each forked child opens its own database connection."""
+    from django.db import transaction
+    from djshop.jobs import ShipOrder
+    from djshop.models import Order
+
+    ids = []
+    for n in range(6):
+        with transaction.atomic():
+            order = Order.objects.create(item=f"box-{n}")
+            ShipOrder.perform_async(order.pk)
+            ids.append(order.pk)
+    wait_for(lambda: Order.objects.filter(pk__in=ids, status="shipped").count() == 6,
+             timeout=30)
     assert Stats().failed == 0
 
 

@@ -6,6 +6,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from django.apps import AppConfig
+from django.db import connections
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import autodiscover_modules
 
@@ -47,6 +48,8 @@ class KiqpyConfig(AppConfig):
             raise ImproperlyConfigured(f"settings.KIQPY: {exc}") from exc
         if CloseOldConnections not in config.server_middleware:
             config.server_middleware.add(CloseOldConnections)
+        if close_inherited_connections not in config.event_handlers["startup"]:
+            config.on("startup", close_inherited_connections)
         return config
 
     def dashboard(self) -> Dashboard:
@@ -59,3 +62,9 @@ class KiqpyConfig(AppConfig):
 
                 self._dashboard = create_app(config)
             return self._dashboard
+
+
+def close_inherited_connections() -> None:
+    """A worker process's ``startup``: a child forked by ``-p N`` must not share the parent's
+    database sockets, so it closes what it inherited and opens its own on first use."""
+    connections.close_all()
