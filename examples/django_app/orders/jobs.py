@@ -1,7 +1,8 @@
 """Found by kiqpy's autodiscovery: `manage.py kiqpy` imports every installed app's jobs.py."""
 
-import kiqpy
 from orders.models import Order
+
+import kiqpy
 
 
 class ConfirmOrder(kiqpy.Worker, queue="default"):

@@ -6,8 +6,8 @@ import threading
 from typing import TYPE_CHECKING
 
 from django.apps import AppConfig
-from django.db import connections
 from django.core.exceptions import ImproperlyConfigured
+from django.db import connections
 from django.utils.module_loading import autodiscover_modules
 
 import kiqpy

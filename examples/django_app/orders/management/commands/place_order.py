@@ -1,6 +1,5 @@
 from django.core.management.base import BaseCommand
 from django.db import transaction
-
 from orders.jobs import ConfirmOrder
 from orders.models import Order
 
