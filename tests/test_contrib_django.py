@@ -40,10 +40,15 @@ def django_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
     db = tmp_path_factory.mktemp("django") / "db.sqlite3"
     if not settings.configured:
+        saved = dict(os.environ)
         os.environ["DJANGO_SETTINGS_MODULE"] = "djproject.settings"
         os.environ["DJANGO_DB_PATH"] = str(db)
         sys.path.insert(0, str(SITE))
-        django.setup()
+        try:
+            django.setup()
+        finally:  # the settings are loaded now; later subprocesses get a clean environment
+            os.environ.clear()
+            os.environ.update(saved)
     from django.core.management import call_command
 
     call_command("migrate", run_syncdb=True, verbosity=0)

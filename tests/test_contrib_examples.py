@@ -54,7 +54,8 @@ class Example:
         self.folder = ROOT / "examples" / name
         self.commands = readme_commands(name)
         self.env = {**os.environ, "REDIS_URL": redis_url, "PYTHONUNBUFFERED": "1", **env}
-        self.env.pop("KIQPY_REDIS_URL", None)
+        for name in ("KIQPY_REDIS_URL", "DJANGO_SETTINGS_MODULE", "FLASK_APP"):
+            self.env.pop(name, None)
 
     def command(self, *prefix: str) -> tuple[dict[str, str], list[str]]:
         matches = [(env, argv) for env, argv in self.commands if argv[:len(prefix)] == list(prefix)]
