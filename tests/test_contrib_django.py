@@ -294,6 +294,16 @@ def test_manage_py_kiqpy_stats_reads_settings(site: Any, django_db: Path, redis_
     assert [(q["name"], q["size"]) for q in data["queues"]] == [("default", 1)]
 
 
+def test_call_command_kiqpy_stats(site: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    from django.core.management import call_command
+    from djshop.jobs import ShipOrder
+
+    ShipOrder.perform_async(1)
+    call_command("kiqpy", "stats", "--json")
+    data = json.loads(capsys.readouterr().out)
+    assert [(q["name"], q["size"]) for q in data["queues"]] == [("default", 1)]
+
+
 def test_manage_py_kiqpy_help_lists_kiqpys_commands(django_db: Path, redis_url: str) -> None:
     argv, env = manage(django_db, redis_url, "kiqpy", "--help")
     done = subprocess.run(argv, cwd=SITE, env=env, capture_output=True, text=True, timeout=60)

@@ -12,6 +12,7 @@ namespace as their defaults; their flags and the ``KIQPY_*`` variables still win
 
 from __future__ import annotations
 
+import argparse
 import os
 from typing import Any
 
@@ -32,7 +33,8 @@ class Command(BaseCommand):
         main.main(args=argv[2:], prog_name=prog, default_map=defaults(main, kiqpy.default_config()))
 
     def add_arguments(self, parser: Any) -> None:
-        parser.add_argument("args", nargs="*", help="kiqpy's command and flags")
+        # call_command's arguments are kiqpy's, flags included: argparse keeps them as they are.
+        parser.add_argument("args", nargs=argparse.REMAINDER, help="kiqpy's command and flags")
 
     def handle(self, *args: str, **options: Any) -> None:
         # call_command("kiqpy", "stats", "--json"): click without exiting the process.
