@@ -167,7 +167,7 @@ class Client:
         True when it took it. Testing modes never defer: a test that pushes inside a
         transaction (Django's TestCase runs each test in one) sees its jobs at once."""
         defer = self.config.defer_push
-        if defer is None or store != self._store:
+        if defer is None or mode.active() is not None:
             return False
 
         def push() -> None:
