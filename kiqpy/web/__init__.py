@@ -83,7 +83,8 @@ def create_asgi_app(config: Config | None = None, *, prefix: str = "",
 
     The views' Redis calls run in a thread (``asyncio.to_thread``), never on the event loop.
     """
+    dashboard = create_app(config, prefix=prefix, basic_auth=basic_auth,
+                           trust_proxy=trust_proxy, metrics=metrics)  # says if Jinja2 is missing
     from kiqpy.web.asgi import AsgiDashboard
 
-    return AsgiDashboard(create_app(config, prefix=prefix, basic_auth=basic_auth,
-                                    trust_proxy=trust_proxy, metrics=metrics))
+    return AsgiDashboard(dashboard)
