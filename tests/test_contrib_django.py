@@ -25,6 +25,7 @@ from kiqpy.api import Stats
 from kiqpy.config import Config
 from kiqpy.keys import Keys
 from tests.conftest import wait_for
+from tests.redis_server import free_port
 from tests.workers import FAST, LoggedProcess
 
 django = pytest.importorskip("django")
@@ -292,6 +293,27 @@ def test_manage_py_kiqpy_stats_reads_settings(site: Any, django_db: Path, redis_
     data = json.loads(done.stdout)
     # The namespace came from settings.KIQPY, not from a flag.
     assert [(q["name"], q["size"]) for q in data["queues"]] == [("default", 1)]
+
+
+def test_manage_py_kiqpy_web_shows_the_settings_namespace(site: Any, django_db: Path,
+                                                        redis_url: str, tmp_path: Path) -> None:
+    import urllib.request
+
+    port = free_port()
+    argv, env = manage(django_db, redis_url, "kiqpy", "web", "--port", str(port))
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    def page() -> str:
+        try:
+            with opener.open(f"http://127.0.0.1:{port}/queues", timeout=2) as answer:
+                return str(answer.read().decode())
+        except OSError:
+            return ""
+
+    with LoggedProcess(argv, SITE, env, tmp_path / "web.log") as web:
+        wait_for(lambda: page() or web.process.poll() is not None, timeout=30, interval=0.1)
+        assert web.process.poll() is None, web.log()
+        assert "djshop" in page()
 
 
 def test_call_command_kiqpy_stats(site: Any, capsys: pytest.CaptureFixture[str]) -> None:
