@@ -107,6 +107,7 @@ def queued() -> int:
 
 
 # -- transaction-safe pushes ------------------------------------------------------------------
+@pytest.mark.slow
 def test_push_inside_atomic_waits_for_commit_and_the_worker_finds_the_row(worker: Any) -> None:
     from django.db import transaction
     from djshop.jobs import ShipOrder
@@ -123,6 +124,7 @@ def test_push_inside_atomic_waits_for_commit_and_the_worker_finds_the_row(worker
     assert Stats().failed == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("worker", [2], indirect=True)
 def test_forked_workers_run_pushes_of_many_transactions(worker: Any) -> None:
     """manage.py kiqpy -p 2: each forked child opens its own database connection."""
@@ -141,6 +143,7 @@ def test_forked_workers_run_pushes_of_many_transactions(worker: Any) -> None:
     assert Stats().failed == 0
 
 
+@pytest.mark.slow
 def test_rollback_drops_the_push(worker: Any) -> None:
     from django.db import transaction
     from djshop.jobs import ShipOrder
@@ -283,6 +286,7 @@ def test_dashboard_access_by_permission_or_callable(site: Any) -> None:
 
 
 # -- manage.py kiqpy ----------------------------------------------------------------------------
+@pytest.mark.slow
 def test_manage_py_kiqpy_stats_reads_settings(site: Any, django_db: Path, redis_url: str) -> None:
     from djshop.jobs import ShipOrder
 
@@ -295,6 +299,7 @@ def test_manage_py_kiqpy_stats_reads_settings(site: Any, django_db: Path, redis_
     assert [(q["name"], q["size"]) for q in data["queues"]] == [("default", 1)]
 
 
+@pytest.mark.slow
 def test_manage_py_kiqpy_web_shows_the_settings_namespace(site: Any, django_db: Path,
                                                         redis_url: str, tmp_path: Path) -> None:
     import urllib.request
@@ -326,6 +331,7 @@ def test_call_command_kiqpy_stats(site: Any, capsys: pytest.CaptureFixture[str])
     assert [(q["name"], q["size"]) for q in data["queues"]] == [("default", 1)]
 
 
+@pytest.mark.slow
 def test_manage_py_kiqpy_help_lists_kiqpys_commands(django_db: Path, redis_url: str) -> None:
     argv, env = manage(django_db, redis_url, "kiqpy", "--help")
     done = subprocess.run(argv, cwd=SITE, env=env, capture_output=True, text=True, timeout=60)

@@ -102,6 +102,7 @@ def test_dashboard_prefix_and_none(r: redis.Redis, redis_url: str) -> None:
     kiqpy.configure(Config(redis_url=redis_url))
 
 
+@pytest.mark.slow
 def test_jobs_run_in_the_app_context_with_a_real_worker(app: Any, r: redis.Redis,
                                                         redis_url: str, tmp_path: Path) -> None:
     from tests.flask_site import Greet
