@@ -35,6 +35,9 @@ DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 EVENTS = ("startup", "heartbeat", "beat", "quiet", "shutdown", "exit")
 ErrorHandler = Callable[[BaseException, dict[str, Any]], None]
 DeathHandler = Callable[[dict[str, Any], BaseException], None]
+# defer_push(push, on_commit) -> True when it took ``push`` to call later (or never, on a
+# rollback), False to let the client push now. ``on_commit`` is the push's option (None: unset).
+PushDeferrer = Callable[[Callable[[], None], "bool | None"], bool]
 
 
 def env_redis_url(environ: Mapping[str, str] | None = None) -> str:
@@ -98,6 +101,9 @@ class Config:
     # Lifecycle events of a worker process (see on()): event name -> handlers, in order.
     event_handlers: dict[str, list[Callable[[], None]]] = field(
         default_factory=lambda: {event: [] for event in EVENTS}, compare=False, repr=False)
+    # "Push now or later": a framework integration (kiqpy.contrib.django) sets this so a push
+    # made inside a database transaction waits for its commit. None: every push goes out now.
+    defer_push: PushDeferrer | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if type(self.sidekiq_version) is int:  # `sidekiq_version = 6` in a TOML file
@@ -131,6 +137,8 @@ class Config:
             raise ConfigurationError("push_replicas must be >= 0 and push_replicas_timeout > 0")
         if self.pool_size < 0:
             raise ConfigurationError(f"pool_size must be positive, got {self.pool_size}")
+        if self.defer_push is not None and not callable(self.defer_push):
+            raise ConfigurationError(f"defer_push must be a callable, got {self.defer_push!r}")
 
     def _check_types(self) -> None:
         # Values from a TOML file or code can be of any type; say which one is wrong instead

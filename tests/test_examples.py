@@ -33,7 +33,7 @@ from tests.workers import WorkerProcess, log_events
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 NAMES = ["sleeper", "word_count", "device_sync", "mail", "middleware", "testing", "periodic",
-         "export"]
+         "export", "django_app", "flask_app"]
 SHELL_BLOCK = re.compile(r"^```sh\n(.*?)^```", re.M | re.DOTALL)
 ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 
@@ -53,7 +53,7 @@ def commands(name: str) -> list[list[str]]:
                 argv = shlex.split(part, comments=True)
                 while argv and ASSIGNMENT.match(argv[0]):
                     argv.pop(0)
-                if argv and argv[0] in ("kiqpy", "python"):
+                if argv and argv[0] in ("kiqpy", "python", "flask"):
                     found.append(argv)
     return found
 
@@ -128,10 +128,14 @@ def test_readme_commands_name_existing_files_and_modules(name):
     found = commands(name)
     assert found, f"{name}/README.md has no kiqpy or python command"
     subcommands = set(cli.main.commands)
+    # The framework examples (tests/test_contrib_examples.py runs them) work from their folder.
+    base = EXAMPLES / name if f"cd examples/{name}" in readme(name) else ROOT
     for argv in found:
         where = f"{name}/README.md: {shlex.join(argv)}"
         args = argv[1:]
-        if argv[0] == "kiqpy":
+        if argv[0] == "flask":
+            assert args[0] == "--app" and (base / f"{args[1]}.py").is_file(), where
+        elif argv[0] == "kiqpy":
             if args and not args[0].startswith("-"):
                 assert args[0] in subcommands, where
             for flag, value in itertools.pairwise(args):
@@ -148,7 +152,7 @@ def test_readme_commands_name_existing_files_and_modules(name):
             else:
                 assert module_exists(module), where
         else:
-            assert (ROOT / args[0]).is_file(), where
+            assert (base / args[0]).is_file(), where
 
 
 # -- sleeper ------------------------------------------------------------------------------------

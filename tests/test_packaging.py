@@ -95,6 +95,11 @@ def test_wheel_holds_the_packages_and_the_lua_scripts(wheel: Path) -> None:
     for path in [*web.glob("*.py"), *web.glob("templates/*.html"), *web.glob("static/*")]:
         assert path.relative_to(REPO).as_posix() in names, path
     assert "kiqpy/web/templates/layout.html" in names and "kiqpy/web/static/app.js" in names
+    # The framework integrations, down to the Django management command
+    contrib = REPO / "kiqpy" / "contrib"
+    for path in contrib.rglob("*.py"):
+        assert path.relative_to(REPO).as_posix() in names, path
+    assert "kiqpy/contrib/django/management/commands/kiqpy.py" in names
     assert not [name for name in names if name.startswith("middleware/")]
     assert not [name for name in names if name.startswith("tests/")]
 
@@ -123,3 +128,19 @@ def test_editable_install_imports_kiqpy_middleware_outside_the_repo(tmp_path: Pa
     assert Path(str(found["kiqpy_middleware"])).resolve() == REPO / "middleware" / "__init__.py"
     assert found["push_lua"] is True
     assert found["middleware"] is None
+
+
+def test_framework_extras_install_only_their_framework() -> None:
+    """kiqpy[django] and kiqpy[flask] bring their framework (and Jinja2 for the dashboard),
+    nothing of the other; `dev` has everything the contrib tests use."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]
+    names = {extra: {spec.split(">")[0].split("[")[0].lower() for spec in specs}
+             for extra, specs in extras.items()}
+    assert names["django"] == {"django", "jinja2"}
+    assert names["flask"] == {"flask"}  # Flask brings Jinja2
+    assert {"django", "flask", "starlette", "uvicorn", "httpx"} <= names["dev"]

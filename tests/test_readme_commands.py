@@ -194,10 +194,20 @@ COVERED_ELSEWHERE = {
                "(SIGKILL of busy workers)",
     "kill -USR1": "tests/test_supervisor.py::test_pidfile_and_logfile_with_reopen_on_usr1 "
                   "(USR1 reopens --logfile)",
+    "python manage.py kiqpy": "tests/test_contrib_django.py::test_push_inside_atomic_waits_for_"
+                              "commit_and_the_worker_finds_the_row (the worker fixture)",
+    "python manage.py kiqpy -c 10": "tests/test_contrib_examples.py::test_django_app_runs_as_its_"
+                                    "readme_says (python manage.py kiqpy -c 2)",
+    "python manage.py kiqpy --help": "tests/test_contrib_django.py::test_manage_py_kiqpy_help_"
+                                     "lists_kiqpys_commands (its usage and commands)",
 }
 
 # command -> why it cannot run here
 NOT_RUNNABLE = {
+    "pip install 'kiqpy[django]'": "installs from PyPI (no network in tests); make test's "
+                                   "'.[dev]' installs Django",
+    "pip install 'kiqpy[flask]'": "installs from PyPI (no network in tests); make test's "
+                                  "'.[dev]' installs Flask",
     "pip install 'kiqpy[web]'": "installs from PyPI (no network in tests); the extra is "
                                 "installed by make test's '.[dev]'",
     "pip install 'kiqpy[tui]'": "installs from PyPI (no network in tests); make test's '.[dev]' "

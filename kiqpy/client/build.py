@@ -12,7 +12,7 @@ from typing import Any
 
 import redis
 
-from kiqpy.client.options import PUSH_ONLY, is_option, near_option, validate_push_options
+from kiqpy.client.options import NOT_IN_PAYLOAD, is_option, near_option, validate_push_options
 from kiqpy.config import Config
 from kiqpy.errors import ArgumentError, OptionsError
 from kiqpy.payload import Job, check_args, check_job, check_value, new_jid
@@ -25,7 +25,7 @@ def payload_options(options: dict[str, Any]) -> dict[str, Any]:
     """The options that travel in the payload (all but push-only ones). List and dict values
     are copied, so a middleware that edits ``job["tags"]`` cannot change the class's options."""
     return {k: copy.deepcopy(v) if type(v) in (list, dict) else v
-            for k, v in options.items() if k not in PUSH_ONLY}
+            for k, v in options.items() if k not in NOT_IN_PAYLOAD}
 
 
 # -- per-push fields -----------------------------------------------------------------------

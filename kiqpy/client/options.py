@@ -90,6 +90,9 @@ _DECLARED: dict[str, tuple[Validator, str]] = {
     # With concurrency_limit: the limit applies per key, concurrency_key(*args) -> str
     # ("at most 1 per account"); the limiter is then named class:<name>:<key>.
     "concurrency_key": (_callable, "kiqpy"),
+    # Push when the current database transaction commits (Config.defer_push decides what a
+    # transaction is; kiqpy.contrib.django installs one). False: push now even inside one.
+    "on_commit": (_bool, "kiqpy"),
 }
 
 # Options of bundled middleware, known before they are imported so the error can say where
@@ -100,8 +103,10 @@ _BUNDLED = {
     "expires_in": "kiqpy_middleware.expiry",
 }
 
-# Options that only shape how a job is pushed; they are not copied into the payload.
+# Options fixed when the class is defined; they are not copied into the payload.
 PUSH_ONLY = frozenset({"name", "concurrency_limit", "concurrency_key"})
+# Options that only steer the push itself (class-wide or per push); not in the payload either.
+NOT_IN_PAYLOAD = PUSH_ONLY | {"on_commit"}
 
 
 def declare_option(name: str, validator: Validator, owner: str) -> None:

@@ -120,7 +120,8 @@ class Client:
         job = builder.build(job_class, args, options, at, fields=fields)
         if job is None:
             return None
-        store([job])
+        if not self._deferred(store, [[job]], options):
+            store([job])
         return str(job["jid"])
 
     def enqueue_bulk(self, job_class: JobClass, arg_lists: Iterable[Sequence[Any]],
@@ -145,6 +146,7 @@ class Client:
                                 f"one time per job, or a single time for all")
         builder, store = self._destination()
         jids: list[str | None] = []
+        batches: list[list[Job]] = []
         for start in range(0, len(items), batch_size):
             jobs = []
             for index in range(start, min(start + batch_size, len(items))):
@@ -153,8 +155,26 @@ class Client:
                 jids.append(None if job is None else job["jid"])
                 if job is not None:
                     jobs.append(job)
-            store(jobs)
+            batches.append(jobs)
+        if not self._deferred(store, batches, options):
+            for jobs in batches:
+                store(jobs)
         return jids
+
+    def _deferred(self, store: Callable[[list[Job]], None], batches: list[list[Job]],
+                  options: Mapping[str, Any]) -> bool:
+        """Hand the push to ``config.defer_push`` (push now or at the transaction's commit);
+        True when it took it. Testing modes never defer: a test that pushes inside a
+        transaction (Django's TestCase runs each test in one) sees its jobs at once."""
+        defer = self.config.defer_push
+        if defer is None or mode.active() is not None:
+            return False
+
+        def push() -> None:
+            for jobs in batches:
+                store(jobs)
+
+        return bool(defer(push, options.get("on_commit")))
 
     def _destination(self) -> tuple[JobBuilder, Callable[[list[Job]], None]]:
         """Where this client's pushes go: its Redis, unless a testing mode is active in this

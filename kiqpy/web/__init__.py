@@ -12,26 +12,16 @@ In your own server, ``create_app()`` returns a plain WSGI callable::
     dashboard = create_app()                    # the default configuration's Redis
     # any WSGI server: waitress.serve(dashboard, host="127.0.0.1", port=9292)
 
-Mounted in Flask (the dispatcher sets SCRIPT_NAME, so links stay under /kiqpy)::
+Mounted in an ASGI app (Starlette, FastAPI, Django's ASGI), natively: ``create_asgi_app()``
+takes the same arguments and runs the views in a thread so the event loop never waits on
+Redis::
 
-    from werkzeug.middleware.dispatcher import DispatcherMiddleware
-    app.wsgi_app = DispatcherMiddleware(app.wsgi_app, {"/kiqpy": create_app()})
+    from kiqpy.web import create_asgi_app
+    app.mount("/kiqpy", create_asgi_app())
 
-Mounted in Django (``wsgi.py``), or behind anything that passes full paths, give ``prefix``::
-
-    django_app = get_wsgi_application()
-    dashboard = create_app(prefix="/kiqpy")
-
-    def application(environ, start_response):
-        if environ["PATH_INFO"].startswith("/kiqpy"):
-            return dashboard(environ, start_response)
-        return django_app(environ, start_response)
-
-Mounted in an ASGI app (Starlette, FastAPI, Django's ASGI), through a WSGI-to-ASGI adapter
-such as ``a2wsgi`` (the mount's root path becomes SCRIPT_NAME)::
-
-    from a2wsgi import WSGIMiddleware
-    app.mount("/kiqpy", WSGIMiddleware(create_app()))
+In a Django or Flask project, ``kiqpy.contrib.django`` and ``kiqpy.contrib.flask`` mount it
+behind the project's own login. Behind a server that passes full paths to a plain WSGI app,
+give ``prefix="/kiqpy"``.
 
 Security: every change is a POST carrying a per-session token (cookie plus form field) and is
 refused when the browser says it comes from another site; pages send a strict
@@ -50,8 +40,9 @@ from kiqpy.errors import ConfigurationError
 if TYPE_CHECKING:
     from kiqpy.config import Config
     from kiqpy.web.app import Dashboard
+    from kiqpy.web.asgi import AsgiDashboard
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "create_asgi_app"]
 
 
 def create_app(config: Config | None = None, *, prefix: str = "",
@@ -79,3 +70,21 @@ def create_app(config: Config | None = None, *, prefix: str = "",
             raise
         raise ConfigurationError("the dashboard needs Jinja2: pip install 'kiqpy[web]'") from exc
     return Dashboard(config, prefix, basic_auth, trust_proxy, metrics)
+
+
+def create_asgi_app(config: Config | None = None, *, prefix: str = "",
+                    basic_auth: str | tuple[str, str] | None = None,
+                    trust_proxy: bool = False, metrics: bool = False) -> AsgiDashboard:
+    """The dashboard as a native ASGI application, for Starlette, FastAPI or any ASGI
+    server; the arguments are :func:`create_app`'s. Mount it where it is served::
+
+        app.mount("/kiqpy", create_asgi_app())              # FastAPI, Starlette
+        # uvicorn 'kiqpy_asgi:app' with app = create_asgi_app() serves it alone
+
+    The views' Redis calls run in a thread (``asyncio.to_thread``), never on the event loop.
+    """
+    dashboard = create_app(config, prefix=prefix, basic_auth=basic_auth,
+                           trust_proxy=trust_proxy, metrics=metrics)  # says if Jinja2 is missing
+    from kiqpy.web.asgi import AsgiDashboard
+
+    return AsgiDashboard(dashboard)

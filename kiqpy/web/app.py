@@ -89,11 +89,21 @@ class Dashboard:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]
                  ) -> Iterable[bytes]:
+        response = self.serve(environ)
+        start_response(response.status_line, response.headers)
+        return [response.body]
+
+    def serve(self, environ: dict[str, Any]) -> Response:
+        """The complete response to one request given as a WSGI environ: what the WSGI
+        callable sends, and what the ASGI app (:mod:`kiqpy.web.asgi`) and the framework
+        mounts (:mod:`kiqpy.contrib`) send after building an environ from their request.
+        Blocking (Redis calls): an event loop runs it in a thread."""
         response = self.handle(environ)
         security.add_security_headers(response)
         response.headers.append(("Content-Length", str(len(response.body))))
-        start_response(response.status_line, response.headers)
-        return [b""] if environ.get("REQUEST_METHOD") == "HEAD" else [response.body]
+        if environ.get("REQUEST_METHOD") == "HEAD":
+            response.body = b""
+        return response
 
     def handle(self, environ: dict[str, Any]) -> Response:
         split = self._split(environ)
