@@ -145,6 +145,7 @@ class Worker:
     kiqpy_options: ClassVar[dict[str, Any]] = {}
     kiqpy_options_resolved: ClassVar[dict[str, Any]] = {}
     kiqpy_job_name: ClassVar[str] = ""
+    kiqpy_async: ClassVar[bool] = False  # perform is 'async def' (set at definition)
     jid: str | None = None
 
     perform_async = _ClassEnqueue("perform_async")
@@ -176,7 +177,7 @@ class Worker:
         if not isinstance(declared, Mapping):
             raise OptionsError(f"{cls.__qualname__}: kiqpy_options must be a dict, got "
                                f"{type(declared).__name__}")
-        _refuse_async_perform(cls)
+        cls.kiqpy_async = _async_perform(cls)
         own = {**declared, **options}
         checked = validate_options(own, cls.__qualname__)
         inherited = dict(cls.kiqpy_options_resolved)
@@ -202,13 +203,12 @@ class Worker:
         return bool(client.exists(Keys(config.namespace).cancelled(self.jid)))
 
 
-def _refuse_async_perform(cls: type[Worker]) -> None:
-    """An ``async def perform`` would return a coroutine that nobody awaits: the job would
-    count as a success without running. Until the worker runs async jobs, refuse such a class
-    where it is defined."""
-    perform = cls.__dict__.get("perform")
-    if inspect.iscoroutinefunction(perform) or inspect.isasyncgenfunction(perform):
+def _async_perform(cls: type[Worker]) -> bool:
+    """Whether ``cls.perform`` (its own or inherited) is ``async def``: the worker then runs
+    it on its event loop. An async generator would never run as a job: refused here."""
+    perform = getattr(cls, "perform", None)
+    if inspect.isasyncgenfunction(perform):
         raise ConfigurationError(
-            f"{cls.__qualname__}.perform is 'async def', and kiqpy runs only plain 'def "
-            f"perform' methods so far: the job would never run. Define 'def perform' (it may "
-            f"call asyncio.run(...) for async code)")
+            f"{cls.__qualname__}.perform is an async generator ('async def' with 'yield'): "
+            f"a job's perform is 'def' or 'async def' without 'yield'")
+    return inspect.iscoroutinefunction(perform)

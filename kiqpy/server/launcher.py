@@ -69,7 +69,8 @@ class Launcher:
                                  self._stuck)
         self.manager = Manager(config.concurrency, self.fetcher, self.retrier,
                                config.server_middleware, self.log, config.metrics,
-                               self.watchdog, config.default_timeout)
+                               self.watchdog, config.default_timeout,
+                               config.async_concurrency)
         self.heartbeat = Heartbeat(config, self.redis, self.keys, self.identity, self.manager,
                                    self.fetcher, self.outage, self.log, self._remote,
                                    self.background_stop)
@@ -231,11 +232,13 @@ class Launcher:
         self._quiet()
         fire(self.config, self.log, "shutdown")
         self.manager.stop()
-        # 2. Let running jobs finish, up to the timeout.
+        # 2. Let running jobs finish, up to the timeout (async ones too).
         finished = self.manager.join(self.config.timeout)
         if not finished:
             self.log.warning("jobs still running at the timeout; requeueing them",
                              running=len(self.manager.snapshot()))
+            # Async jobs are cancelled (never acked), so the requeue below puts them back.
+            self.manager.abandon()
         # 3. From here a failure's Redis writes give up rather than block the exit: such a
         #    job stays in-flight, so it is requeued below or recovered later.
         self.hard_stop.set()

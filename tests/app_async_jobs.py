@@ -1,0 +1,58 @@
+"""Async job classes for worker tests (``-r tests.app_async_jobs``; the sync classes of
+``tests.app_jobs`` load with them). Each records what it did in Redis under ``test:`` keys,
+through :func:`kiqpy.aredis`, so the test (another process) can see it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import kiqpy
+from tests import app_jobs  # noqa: F401  (the sync classes, for mixed workers)
+
+
+class ARecord(kiqpy.Worker, name="ARecord"):
+    """Appends its args (as repr) to ``test:ran``, with the jid, current_job()'s jid and
+    whether it ran on the worker's loop thread."""
+
+    async def perform(self, *args):
+        await asyncio.sleep(0)
+        job = kiqpy.current_job()
+        conn = kiqpy.aredis()
+        await conn.rpush("test:ran", repr(args))
+        await conn.rpush("test:jids", f"{self.jid}|{job['jid'] if job else None}")
+
+
+class ASleep(kiqpy.Worker, name="ASleep"):
+    """Records ``test:started`` (its arg), sleeps ``seconds`` on the loop, records
+    ``test:finished``."""
+
+    async def perform(self, n, seconds):
+        await kiqpy.aredis().sadd("test:started", n)
+        await asyncio.sleep(seconds)
+        await kiqpy.aredis().sadd("test:finished", n)
+
+
+class AFail(kiqpy.Worker, name="AFail", retry=2):
+    """Always raises ValueError after an await."""
+
+    async def perform(self, message):
+        await asyncio.sleep(0)
+        raise ValueError(message)
+
+
+class ATimeout(kiqpy.Worker, name="ATimeout", retry=1, timeout=0.3):
+    """Awaits longer than its timeout option."""
+
+    async def perform(self):
+        await kiqpy.aredis().incr("test:atimeout-started")
+        await asyncio.sleep(30)
+        await kiqpy.aredis().incr("test:atimeout-finished")
+
+
+class ABlock(kiqpy.Worker, name="ABlock"):
+    """Blocks the event loop with time.sleep (a bug the worker must report)."""
+
+    async def perform(self, seconds):
+        time.sleep(seconds)
+        await kiqpy.aredis().incr("test:ablock")
