@@ -56,3 +56,17 @@ class ABlock(kiqpy.Worker, name="ABlock"):
     async def perform(self, seconds):
         time.sleep(seconds)
         await kiqpy.aredis().incr("test:ablock")
+
+
+class AFailFast(kiqpy.Worker, name="AFailFast", retry=2):
+    """Always fails, retried at once; records its jid in ``test:exhausted`` at the end."""
+
+    async def perform(self, message="boom"):
+        await kiqpy.aredis().incr("test:afailfast_attempts")
+        raise ValueError(message)
+
+    def kiqpy_retry_in(self, count, exc, job):
+        return 0
+
+    def kiqpy_retries_exhausted(self, job, exc):
+        app_jobs.r().rpush("test:exhausted", job["jid"])
