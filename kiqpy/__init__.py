@@ -23,7 +23,7 @@ from kiqpy.client.execution import current_job
 from kiqpy.client.iteration import IterableWorker
 from kiqpy.client.options import declare_option
 from kiqpy.client.periodic import periodic
-from kiqpy.client.push import Client, default_client, enqueue
+from kiqpy.client.push import Client, aenqueue, default_client, enqueue
 from kiqpy.client.registry import registered
 from kiqpy.client.worker import Worker
 from kiqpy.config import Config, configure, default_config
@@ -136,6 +136,7 @@ __all__ = [
     "UnknownJobError",
     "Worker",
     "__version__",
+    "aenqueue",
     "aredis",
     "configure",
     "current_job",

@@ -8,7 +8,7 @@ import asyncio
 import time
 
 import kiqpy
-from tests import app_jobs  # noqa: F401  (the sync classes, for mixed workers)
+from tests import app_jobs  # the sync classes load too, for mixed workers
 
 
 class ARecord(kiqpy.Worker, name="ARecord"):

@@ -161,5 +161,5 @@ def test_a_job_that_blocks_the_loop_is_reported(config, r, redis_url):
 def test_kiqpy_aredis_outside_a_loop_is_a_clear_error():
     import pytest
 
-    with pytest.raises(kiqpy.ConfigurationError, match="kiqpy.aredis\\(\\) is for code running"):
+    with pytest.raises(kiqpy.ConfigurationError, match=r"kiqpy.aredis\(\) is for code running"):
         kiqpy.aredis()

@@ -61,7 +61,7 @@ def execute(cls: JobType, job: Job, chain: Chain) -> Any:
     if is_async(cls):
         if _loop_running():
             raise KiqpyError(f"{cls.__qualname__}.perform is 'async def' and this thread runs "
-                             f"an event loop: await {cls.__qualname__}.adrain() / "
+                             f"an event loop: await {cls.__name__}.adrain() / "
                              f"aperform_inline() instead of the blocking call")
         return asyncio.run(execute_async(cls, job, chain))
     instance = cls()

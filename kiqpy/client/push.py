@@ -13,10 +13,11 @@ testing modes.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import redis
 
@@ -25,11 +26,20 @@ from kiqpy.client.build import JobBuilder, JobClass, split_push
 from kiqpy.client.registry import lookup
 from kiqpy.client.timing import run_at
 from kiqpy.config import Config, default_config, on_configure
-from kiqpy.connection import connect, describe, translate_errors
+from kiqpy.connection import connect, describe, loop_client, translate_errors
 from kiqpy.errors import ArgumentError, NotReplicatedError, RedisRefusedError
 from kiqpy.keys import Keys
 from kiqpy.payload import Job, check_args, encode, set_member
 from kiqpy.scripts import Scripts
+
+
+class _Plan(NamedTuple):
+    """A push's writes, encoded: payloads per queue (LPUSH via push.lua), scheduled members
+    with their run times (ZADD schedule); ``single``: one job now, sent as one EVALSHA."""
+
+    by_queue: dict[str, list[bytes]]
+    scheduled: dict[bytes, float]
+    single: bool
 
 
 class _Default:
@@ -132,6 +142,20 @@ class Client:
 
         Every arg list is checked before the first batch is stored, so a bad item fails the
         whole call instead of leaving the batches before it enqueued."""
+        items, times = self._bulk_items(arg_lists, at, batch_size, fields)
+        builder, store = self._destination()
+        jids: list[str | None] = []
+        for start in range(0, len(items), batch_size):
+            built = self._build_batch(builder, job_class, items, times, options, fields, start,
+                                      min(start + batch_size, len(items)))
+            jids += [None if job is None else job["jid"] for job in built]
+            store([job for job in built if job is not None])
+        return jids
+
+    def _bulk_items(self, arg_lists: Iterable[Sequence[Any]],
+                    at: float | list[float | None] | None, batch_size: int,
+                    fields: dict[str, Any] | None) -> tuple[list[list[Any]], list[Any]]:
+        """Every bulk arg list checked (errors name the item), and one run time per item."""
         if type(batch_size) is not int or batch_size < 1:
             raise ArgumentError(f"batch_size must be an int of at least 1, got {batch_size!r}")
         items = [_bulk_item(index, args, self.config.serializer)
@@ -143,18 +167,14 @@ class Client:
         if len(times) != len(items):
             raise ArgumentError(f"'at' has {len(times)} times for {len(items)} arg lists; give "
                                 f"one time per job, or a single time for all")
-        builder, store = self._destination()
-        jids: list[str | None] = []
-        for start in range(0, len(items), batch_size):
-            jobs = []
-            for index in range(start, min(start + batch_size, len(items))):
-                job = builder.build(job_class, items[index], options, times[index],
-                                    checked=True, fields=fields)
-                jids.append(None if job is None else job["jid"])
-                if job is not None:
-                    jobs.append(job)
-            store(jobs)
-        return jids
+        return items, times
+
+    @staticmethod
+    def _build_batch(builder: JobBuilder, job_class: JobClass, items: list[list[Any]],
+                     times: list[Any], options: dict[str, Any], fields: dict[str, Any] | None,
+                     start: int, stop: int) -> list[Job | None]:
+        return [builder.build(job_class, items[index], options, times[index], checked=True,
+                              fields=fields) for index in range(start, stop)]
 
     def _destination(self) -> tuple[JobBuilder, Callable[[list[Job]], None]]:
         """Where this client's pushes go: its Redis, unless a testing mode is active in this
@@ -216,21 +236,15 @@ class Client:
         return job_class, args, options, when, fields
 
     # -- storage -----------------------------------------------------------------------------
-    def _store(self, jobs: list[Job]) -> None:
-        """Write encoded jobs: queued ones via push.lua per queue, scheduled ones by ZADD;
-        with ``push_replicas``, then WAIT for that many replicas on the same connection."""
-        if not jobs:
-            return
-        serializer, keys = self.config.serializer, self.keys
-        replicas = self.config.push_replicas
-        if len(jobs) == 1 and "at" not in jobs[0] and not replicas:
+    def _plan(self, jobs: list[Job]) -> _Plan:
+        """What a push writes, encoded (shared by :meth:`_store` and :meth:`_astore`, which
+        differ only in the round trip): one job pushed now alone is one push.lua call;
+        otherwise push.lua per queue and one ZADD, in one pipeline."""
+        serializer = self.config.serializer
+        if len(jobs) == 1 and "at" not in jobs[0] and not self.config.push_replicas:
             job = jobs[0]
-            queue = job["queue"]
             job["enqueued_at"] = self.config.now_stamp()
-            with _pushing(self.redis):
-                self.scripts.call(self.scripts.push, [keys.queues, keys.queue(queue)],
-                                  [queue, encode(job, serializer)])
-            return
+            return _Plan({job["queue"]: [encode(job, serializer)]}, {}, single=True)
         by_queue: dict[str, list[bytes]] = {}
         scheduled: dict[bytes, float] = {}
         enqueued_at = self.config.now_stamp()
@@ -242,28 +256,145 @@ class Client:
             else:
                 job["enqueued_at"] = enqueued_at
                 by_queue.setdefault(job["queue"], []).append(encode(job, serializer))
+        return _Plan(by_queue, scheduled, single=False)
+
+    def _store(self, jobs: list[Job]) -> None:
+        """Write encoded jobs: queued ones via push.lua per queue, scheduled ones by ZADD;
+        with ``push_replicas``, then WAIT for that many replicas on the same connection."""
+        if not jobs:
+            return
+        plan, keys = self._plan(jobs), self.keys
+        replicas = self.config.push_replicas
+        if plan.single:
+            ((queue, payloads),) = plan.by_queue.items()
+            with _pushing(self.redis):
+                self.scripts.call(self.scripts.push, [keys.queues, keys.queue(queue)],
+                                  [queue, *payloads])
+            return
         with _pushing(self.redis):
             pipe = self.redis.pipeline(transaction=False)
-            for queue, payloads in by_queue.items():
+            for queue, payloads in plan.by_queue.items():
                 self.scripts.push(keys=[keys.queues, keys.queue(queue)], args=[queue, *payloads],
                                   client=pipe)
-            if scheduled:
-                pipe.zadd(keys.schedule, scheduled)
+            if plan.scheduled:
+                pipe.zadd(keys.schedule, plan.scheduled)
             if replicas:
                 # WAIT counts the replicas that have every write of its own connection so
                 # far: a pipeline is one connection, so it covers exactly this push.
                 pipe.execute_command("WAIT", replicas,
                                      int(self.config.push_replicas_timeout * 1000))
             acked = pipe.execute()[-1]
+        self._check_replicas(acked)
+
+    def _check_replicas(self, acked: Any) -> None:
+        replicas = self.config.push_replicas
         if replicas and acked < replicas:
             raise NotReplicatedError(
                 f"Redis at {describe(self.redis)} stored the push, but only {acked} of "
                 f"{replicas} replica(s) acknowledged it within "
                 f"{self.config.push_replicas_timeout} s; a failover could lose it")
 
+    # -- the async client ----------------------------------------------------------------------
+    # For code on an event loop: the same build, checks, client chain and errors as the sync
+    # methods; only the round trip differs (redis.asyncio, one client per loop). With client
+    # middleware, the build runs in a worker thread (asyncio.to_thread), so a middleware's
+    # blocking I/O (kiqpy_middleware.unique's SET NX, say) never holds the loop; middleware get
+    # this client's sync ``redis``, as for the sync methods.
+    async def aenqueue(self, job_class: JobClass, args: Sequence[Any], options: dict[str, Any],
+                       at: float | None = None, fields: dict[str, Any] | None = None
+                       ) -> str | None:
+        """:meth:`enqueue` for code on an event loop."""
+        builder, store = self._adestination()
+        if self.config.client_middleware:
+            job = await asyncio.to_thread(builder.build, job_class, args, options, at,
+                                          fields=fields)
+        else:
+            job = builder.build(job_class, args, options, at, fields=fields)
+        if job is None:
+            return None
+        await store([job])
+        return str(job["jid"])
+
+    async def aenqueue_bulk(self, job_class: JobClass, arg_lists: Iterable[Sequence[Any]],
+                            options: dict[str, Any],
+                            at: float | list[float | None] | None = None,
+                            batch_size: int = 1000, fields: dict[str, Any] | None = None
+                            ) -> list[str | None]:
+        """:meth:`enqueue_bulk` for code on an event loop."""
+        items, times = self._bulk_items(arg_lists, at, batch_size, fields)
+        builder, store = self._adestination()
+        jids: list[str | None] = []
+        for start in range(0, len(items), batch_size):
+            stop = min(start + batch_size, len(items))
+            if self.config.client_middleware:
+                built = await asyncio.to_thread(self._build_batch, builder, job_class, items,
+                                                times, options, fields, start, stop)
+            else:
+                built = self._build_batch(builder, job_class, items, times, options, fields,
+                                          start, stop)
+            jids += [None if job is None else job["jid"] for job in built]
+            await store([job for job in built if job is not None])
+        return jids
+
+    async def apush(self, item: Mapping[str, Any]) -> str | None:
+        """:meth:`push` for code on an event loop."""
+        job_class, args, options, at, fields = self._split(item)
+        if isinstance(at, list):
+            raise ArgumentError("push: 'at' is one time here; a list of times is for push_bulk")
+        return await self.aenqueue(job_class, args, options, at, fields)
+
+    async def apush_bulk(self, item: Mapping[str, Any], batch_size: int = 1000
+                         ) -> list[str | None]:
+        """:meth:`push_bulk` for code on an event loop."""
+        job_class, args, options, at, fields = self._split(item)
+        return await self.aenqueue_bulk(job_class, args, options, at, batch_size, fields)
+
+    def _adestination(self) -> tuple[JobBuilder, Callable[[list[Job]], Awaitable[None]]]:
+        """:meth:`_destination` for the async methods: a testing mode's ``_astore``."""
+        active = mode.active()
+        if active is None or active is self:
+            return self.builder, self._astore
+        return JobBuilder(self.config), active._astore
+
+    async def _astore(self, jobs: list[Job]) -> None:
+        """:meth:`_store` on redis.asyncio: the same plan and the same push.lua, sent by
+        EVALSHA (loaded on NOSCRIPT, as redis-py's scripts do)."""
+        if not jobs:
+            return
+        plan, keys = self._plan(jobs), self.keys
+        conn = loop_client(self.config.redis_url, self.config.socket_timeout,
+                           self.config.sentinel_auth)
+        push = self.scripts.push
+        replicas = self.config.push_replicas
+        with _pushing(conn):
+            for attempt in (1, 2):
+                try:
+                    if plan.single:
+                        ((queue, payloads),) = plan.by_queue.items()
+                        await conn.evalsha(push.sha, 2, keys.queues, keys.queue(queue), queue,
+                                           *payloads)
+                        return
+                    pipe = conn.pipeline(transaction=False)
+                    for queue, payloads in plan.by_queue.items():
+                        pipe.evalsha(push.sha, 2, keys.queues, keys.queue(queue), queue,
+                                     *payloads)
+                    if plan.scheduled:
+                        pipe.zadd(keys.schedule, plan.scheduled)
+                    if replicas:
+                        pipe.execute_command("WAIT", replicas,
+                                             int(self.config.push_replicas_timeout * 1000))
+                    acked = (await pipe.execute())[-1]
+                    break
+                except redis.exceptions.NoScriptError:
+                    # A restarted or flushed Redis: load it and send the push again (a
+                    # NOSCRIPT push.lua wrote nothing; a ZADD sent twice is the same set).
+                    if attempt == 2:
+                        raise
+                    await conn.script_load(push.script)
+        self._check_replicas(acked)
 
 @contextlib.contextmanager
-def _pushing(client: redis.Redis) -> Iterator[None]:
+def _pushing(client: Any) -> Iterator[None]:
     """Redis errors of a push in kiqpy's tree: unreachable is :class:`RedisUnavailableError`;
     a refusal (OOM, READONLY, WRONGTYPE...) is :class:`RedisRefusedError`, still a redis-py
     ``ResponseError`` for code that catches that."""
@@ -304,4 +435,20 @@ def enqueue(name: JobClass, *args: Any, **options: Any) -> str | None:
     base.update(pushed)
     when = run_at(delay=delay) if delay is not None else (None if at is None else run_at(at=at))
     jid: str | None = client.enqueue(name, args, base, when, fields)
+    return jid
+
+
+async def aenqueue(name: JobClass, *args: Any, **options: Any) -> str | None:
+    """:func:`enqueue` for code on an event loop (redis.asyncio; never blocks the loop)::
+
+        await kiqpy.aenqueue("OtherApp::Job", 1, 2, queue="x")"""
+    at, delay = options.pop("at", None), options.pop("delay", None)
+    if at is not None and delay is not None:
+        raise ArgumentError("aenqueue() takes delay or at, not both")
+    job_name, base = _name_and_options(name)
+    client = current_client()
+    pushed, fields = split_push(options, f"aenqueue({job_name!r})", client.config.serializer)
+    base.update(pushed)
+    when = run_at(delay=delay) if delay is not None else (None if at is None else run_at(at=at))
+    jid: str | None = await client.aenqueue(name, args, base, when, fields)
     return jid
