@@ -206,3 +206,34 @@ def test_a_blocking_drain_inside_a_loop_is_refused_with_the_way_out(config):
 
         with pytest.raises(kiqpy.KiqpyError, match=r"await Refused.adrain\(\)"):
             run(main())
+
+
+# -- the pytest plugin's fixtures in async tests (anyio's pytest plugin runs them) --------------
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+class Greeted(kiqpy.Worker):
+    greeted: list = []
+
+    async def perform(self, name):
+        await asyncio.sleep(0)
+        Greeted.greeted.append(name)
+
+
+@pytest.mark.anyio
+async def test_kiqpy_fake_in_an_async_test(kiqpy_fake):
+    Greeted.greeted.clear()
+    await Greeted.aperform_async("ann")
+    await kiqpy.aenqueue(Greeted, "bob")
+    assert [job["args"] for job in Greeted.jobs] == [["ann"], ["bob"]]
+    assert await Greeted.adrain() == 2
+    assert Greeted.greeted == ["ann", "bob"] and kiqpy_fake.jobs == []
+
+
+@pytest.mark.anyio
+async def test_kiqpy_inline_in_an_async_test(kiqpy_inline):
+    Greeted.greeted.clear()
+    await Greeted.aperform_async("cy")
+    assert Greeted.greeted == ["cy"]
