@@ -459,7 +459,7 @@ def feed_server() -> Iterator[str]:
     import threading
 
     class Feed(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the handler's API
+        def do_GET(self) -> None:
             body = b"<rss>" + self.path.encode() + b"</rss>"
             self.send_response(200 if "missing" not in self.path else 404)
             self.send_header("Content-Length", str(len(body)))
