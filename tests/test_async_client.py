@@ -237,3 +237,23 @@ async def test_kiqpy_inline_in_an_async_test(kiqpy_inline):
     Greeted.greeted.clear()
     await Greeted.aperform_async("cy")
     assert Greeted.greeted == ["cy"]
+
+
+def test_concurrent_pushes_share_round_trips_and_each_gets_its_own_reply(config, r):
+    # Given a flushed script cache and a queue key of the wrong type
+    r.script_flush()
+    r.set("queue:broken", "not a list")
+
+    async def main():
+        good = [MailJob.aperform_async("x", n) for n in range(200)]
+        bad = MailJob.set(queue="broken").aperform_async("y", 0)
+        return await asyncio.gather(*good, bad, return_exceptions=True)
+
+    # When 201 tasks push at once
+    *jids, refused = run(main())
+    # Then each good push landed once (NOSCRIPT handled), and only the bad one failed, with
+    # the sync client's error
+    assert len(set(jids)) == 200 and all(isinstance(j, str) for j in jids)
+    assert sorted(j["jid"] for j in queued_jobs(r, "mail")) == sorted(jids)
+    assert isinstance(refused, kiqpy.RedisRefusedError)
+    assert "refused the push" in str(refused) and "WRONGTYPE" in str(refused)

@@ -27,7 +27,12 @@ from kiqpy.client.registry import lookup
 from kiqpy.client.timing import run_at
 from kiqpy.config import Config, default_config, on_configure
 from kiqpy.connection import connect, describe, loop_client, translate_errors
-from kiqpy.errors import ArgumentError, NotReplicatedError, RedisRefusedError
+from kiqpy.errors import (
+    ArgumentError,
+    NotReplicatedError,
+    RedisRefusedError,
+    RedisUnavailableError,
+)
 from kiqpy.keys import Keys
 from kiqpy.payload import Job, check_args, encode, set_member
 from kiqpy.scripts import Scripts
@@ -371,8 +376,8 @@ class Client:
                 try:
                     if plan.single:
                         ((queue, payloads),) = plan.by_queue.items()
-                        await conn.evalsha(push.sha, 2, keys.queues, keys.queue(queue), queue,
-                                           *payloads)
+                        await _batcher(conn).evalsha(
+                            push.sha, [keys.queues, keys.queue(queue), queue, *payloads])
                         return
                     pipe = conn.pipeline(transaction=False)
                     for queue, payloads in plan.by_queue.items():
@@ -392,6 +397,75 @@ class Client:
                         raise
                     await conn.script_load(push.script)
         self._check_replicas(acked)
+
+class _Batcher:
+    """Single pushes made at the same time on one event loop (100 tasks each awaiting
+    ``aperform_async``) share round trips: each call queues its ``EVALSHA`` and the first one
+    starts a task that sends everything queued in one pipeline (no MULTI: every push is still
+    its own atomic push.lua call), and again for what queued meanwhile. Each caller gets its
+    own reply or error (``raise_on_error=False``), so a NOSCRIPT or a refusal is handled by
+    the caller as for a lone call. redis.asyncio spends most of a lone command's time in
+    Python; sharing the pipeline makes concurrent pushes several times faster. A push made
+    while none is in flight is sent at once, on its own."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.pending: list[tuple[str, list[Any], asyncio.Future[Any]]] = []
+        self.sending = False
+        self.task: asyncio.Task[None] | None = None
+
+    async def evalsha(self, sha: str, keys_and_args: list[Any]) -> Any:
+        """``EVALSHA sha 2 *keys_and_args`` (two keys, as push.lua takes): sent at once when no
+        push is in flight, else queued for the next shared pipeline."""
+        if not self.sending:
+            self.sending = True
+            try:
+                return await self.conn.evalsha(sha, 2, *keys_and_args)
+            finally:
+                self._next()
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.pending.append((sha, keys_and_args, future))
+        return await future
+
+    def _next(self) -> None:
+        """A round trip ended: send what queued meanwhile, or say nothing is in flight."""
+        if self.pending:
+            # Kept: the loop holds only a weak reference to a task.
+            self.task = asyncio.get_running_loop().create_task(self._send())
+        else:
+            self.sending = False
+
+    async def _send(self) -> None:
+        batch, self.pending = self.pending, []
+        try:
+            pipe = self.conn.pipeline(transaction=False)
+            for sha, keys_and_args, _ in batch:
+                pipe.evalsha(sha, 2, *keys_and_args)
+            try:
+                replies = await pipe.execute(raise_on_error=False)
+            except Exception as exc:  # the connection: every push of the batch failed
+                replies = [exc] * len(batch)
+            for (_, _, future), reply in zip(batch, replies, strict=True):
+                if future.done():  # its caller was cancelled
+                    continue
+                if isinstance(reply, Exception):
+                    future.set_exception(reply)
+                else:
+                    future.set_result(reply)
+        finally:
+            for _, _, future in batch:  # only if this task itself was cancelled
+                if not future.done():
+                    future.set_exception(RedisUnavailableError("the push was interrupted"))
+            self._next()
+
+
+def _batcher(conn: Any) -> _Batcher:
+    """The batcher of a ``redis.asyncio`` client (one per client, so one per loop)."""
+    batcher: _Batcher | None = getattr(conn, "_kiqpy_batcher", None)
+    if batcher is None:
+        batcher = conn._kiqpy_batcher = _Batcher(conn)
+    return batcher
+
 
 @contextlib.contextmanager
 def _pushing(client: Any) -> Iterator[None]:
