@@ -70,3 +70,16 @@ class AFailFast(kiqpy.Worker, name="AFailFast", retry=2):
 
     def kiqpy_retries_exhausted(self, job, exc):
         app_jobs.r().rpush("test:exhausted", job["jid"])
+
+
+class ALimited(kiqpy.Worker, name="ALimited", concurrency_limit=1):
+    """At most one runs at a time across the cluster: records in ``test:overlap`` any run that
+    saw another one running."""
+
+    async def perform(self, n):
+        conn = kiqpy.aredis()
+        if await conn.incr("test:running") > 1:
+            await conn.sadd("test:overlap", n)
+        await asyncio.sleep(0.2)
+        await conn.decr("test:running")
+        await conn.sadd("test:finished", n)

@@ -163,3 +163,59 @@ def test_kiqpy_aredis_outside_a_loop_is_a_clear_error():
 
     with pytest.raises(kiqpy.ConfigurationError, match=r"kiqpy.aredis\(\) is for code running"):
         kiqpy.aredis()
+
+
+def test_a_sync_server_middleware_wraps_the_whole_async_job(config, r, redis_url):
+    jid = jobs.ASleep.perform_async("wrapped", 0.2)
+    with WorkerProcess(redis_url, require="tests.app_async_middleware") as worker:
+        wait_for(lambda: r.llen("test:around") == 2, message="the middleware around the job")
+        wait_for(lambda: not inflight(r), message="the ack")
+        worker.terminate()
+        assert worker.wait(15) == 0
+    # before: the job had not run; after: it had; current_job() is the job's in both
+    around = [json.loads(x) for x in r.lrange("test:around", 0, -1)]
+    assert around == [["before", jid, jid, 0], ["after", jid, jid, 1]]
+
+
+def test_concurrency_limit_holds_for_async_jobs(config, r, redis_url):
+    jobs.ALimited.perform_bulk([[n] for n in range(4)])
+    with WorkerProcess(redis_url, require=REQUIRE) as worker:
+        wait_for(lambda: r.scard("test:finished") == 4, timeout=30, message="all four")
+        wait_for(lambda: not inflight(r), message="the acks")
+        worker.terminate()
+        assert worker.wait(15) == 0
+    assert r.smembers("test:overlap") == set()
+
+
+def test_no_more_async_jobs_leave_redis_than_the_process_can_run(config, r, redis_url):
+    # Given many more waiting async jobs than one thread and two loop slots
+    jobs.ASleep.perform_bulk([[f"b{n}", 60] for n in range(20)])
+    with WorkerProcess(redis_url, "-c", "1", "--async-concurrency", "2", "--prefetch", "0",
+                       "-t", "0", require=REQUIRE) as worker:
+        wait_for(lambda: r.scard("test:started") == 2, message="two to start")
+        identity = r.smembers(KEYS.processes).pop().decode()
+        beat = r.hget(KEYS.process(identity), "beat")
+        # When two heartbeats have gone by
+        for _ in range(2):
+            wait_for(lambda: r.hget(KEYS.process(identity), "beat") != beat, message="a beat")
+            beat = r.hget(KEYS.process(identity), "beat")
+        # Then the process holds the two running jobs and the one its thread waits with
+        assert r.scard("test:started") == 2
+        assert len(inflight(r)) == 3 and r.llen("queue:default") == 17
+        worker.terminate()
+        assert worker.wait(15) == 0
+    assert r.llen("queue:default") == 20 and inflight(r) == []
+
+
+def test_term_cancels_an_async_job_inside_a_sync_middleware_and_requeues_it(config, r,
+                                                                             redis_url):
+    jid = jobs.ASleep.perform_async("stuck", 60)
+    with WorkerProcess(redis_url, "-t", "1", require="tests.app_async_middleware") as worker:
+        wait_for(lambda: r.scard("test:started") == 1, message="the job to start")
+        worker.terminate()
+        assert worker.wait(20) == 0
+    # The middleware saw the job end (cancelled, not finished); the job is back in its queue
+    around = [json.loads(x) for x in r.lrange("test:around", 0, -1)]
+    assert around == [["before", jid, jid, 0], ["after", jid, jid, 0]]
+    assert [decode(p)["jid"] for p in r.lrange("queue:default", 0, -1)] == [jid]
+    assert inflight(r) == [] and r.zcard("retry") == 0
