@@ -197,7 +197,8 @@ def test_no_more_async_jobs_leave_redis_than_the_process_can_run(config, r, redi
         beat = r.hget(KEYS.process(identity), "beat")
         # When two heartbeats have gone by
         for _ in range(2):
-            wait_for(lambda: r.hget(KEYS.process(identity), "beat") != beat, message="a beat")
+            wait_for(lambda last=beat: r.hget(KEYS.process(identity), "beat") != last,
+                     message="a beat")
             beat = r.hget(KEYS.process(identity), "beat")
         # Then the process holds the two running jobs and the one its thread waits with
         assert r.scard("test:started") == 2
