@@ -44,6 +44,9 @@ if TYPE_CHECKING:
 BLOCKED_SECONDS = 0.5
 # The loop's own tick; the watcher looks at it every TICK seconds too.
 TICK = 0.1
+# Threads for the Redis writes of async jobs' outcomes (failures, throttles, limiter slots):
+# each may hold one connection of the worker's pool, which the launcher sizes for them.
+IO_THREADS = 4
 # After the shutdown's deadline: how long cancelled jobs get to unwind (their finally blocks).
 CANCEL_GRACE = 2.0
 
@@ -73,7 +76,7 @@ class AsyncRunner:
         self._performing: set[asyncio.Task[None]] = set()  # inside perform: cancellable
         self._changed = threading.Condition()
         self._numbers = itertools.count(1)
-        self._io = ThreadPoolExecutor(4, "kiqpy.asyncio-io")
+        self._io = ThreadPoolExecutor(IO_THREADS, "kiqpy.asyncio-io")
         self._tick = time.monotonic()
         self._ident: int | None = None
         self._closed = threading.Event()

@@ -21,6 +21,7 @@ from kiqpy.config import Config
 from kiqpy.connection import connect
 from kiqpy.keys import Keys
 from kiqpy.log import get_logger
+from kiqpy.server import aio
 from kiqpy.server.events import fire
 from kiqpy.server.fetch import BLOCK_SECONDS, MAX_WAITERS, Fetcher
 from kiqpy.server.heartbeat import Heartbeat, new_identity
@@ -54,7 +55,7 @@ class Launcher:
         waiters = (MAX_WAITERS if queues.dynamic(config.queues)
                    else len(config.queues) if len(config.queues) <= MAX_WAITERS else 0)
         self.redis = connect(config.redis_url, config.pool_size or config.concurrency + waiters
-                             + 6, config.socket_timeout, config.sentinel_auth)
+                             + 6 + aio.IO_THREADS, config.socket_timeout, config.sentinel_auth)
         self.keys = Keys(config.namespace)
         self.identity = identity or new_identity()
         self.outage = Outage(self.redis.kiqpy_url, self.log)  # type: ignore[attr-defined]
