@@ -4,7 +4,7 @@ perform``, beside the processor threads.
     processor thread: decode -> class is async? -> wait for a loop slot -> hand the job over
                       (Fetcher.detach: the threads may take another job) -> fetch on
     kiqpy.asyncio-loop: task per job: log context -> server chain -> await perform
-                        (asyncio.timeout) -> Processor.settle (in kiqpy.asyncio-io when it
+                        (asyncio.timeout) -> Processor.conclude (in kiqpy.asyncio-io when it
                         writes to Redis) -> Processor.finish (ack, or release)
 
 Backpressure: a processor thread blocks while all ``--async-concurrency`` slots are taken, so
@@ -202,11 +202,11 @@ class AsyncRunner:
         outcome: str | None = None
         failed = False
         try:
-            if error is None:  # no Redis write: settled here, on the loop
-                outcome, failed = out.settle(queue, job, payload, cls, None, started, limit,
+            if error is None:  # no Redis write: concluded here, on the loop
+                outcome, failed = out.conclude(queue, job, payload, cls, None, started, limit,
                                              timeout)
             else:
-                outcome, failed = await self._in_io(out.settle, queue, job, payload, cls,
+                outcome, failed = await self._in_io(out.conclude, queue, job, payload, cls,
                                                     error, started, limit, timeout)
         finally:
             self.processed += outcome != "throttled"

@@ -1,6 +1,8 @@
 """One job's life in a processor thread: decode -> log context -> retry guard -> server chain ->
-perform -> ack. Formats no key strings and talks to Redis only through the fetcher (acks) and
-the retrier (failures).
+perform -> ack. A job whose class has an ``async def perform`` is handed to the event loop
+(kiqpy/server/aio.py) after the decode; its outcome goes through the same
+:meth:`Processor.conclude` and :meth:`Processor.finish`. Formats no key strings and talks to
+Redis only through the fetcher (acks) and the retrier (failures).
 """
 
 from __future__ import annotations
@@ -96,7 +98,8 @@ class Processor:
         self.log.info("start")
         started = time.perf_counter()
         error: BaseException | None = None
-        limit = timeout = None
+        limit = timeout = outcome = None
+        failed = False
         try:
             cls = lookup(job["class"])
             options = cls.kiqpy_options_resolved
@@ -114,7 +117,7 @@ class Processor:
         except BaseException as exc:  # a job's SystemExit must not end the worker either
             error = exc
         try:
-            outcome, failed = self.settle(queue, job, payload, cls, error, started, limit,
+            outcome, failed = self.conclude(queue, job, payload, cls, error, started, limit,
                                           timeout)
         finally:
             self.processed += outcome != "throttled"  # a put-back is not a run
@@ -123,7 +126,7 @@ class Processor:
             _clear()
         self.finish(queue, payload, outcome, started)
 
-    def settle(self, queue: str, job: dict[str, Any], payload: bytes, cls: Any,
+    def conclude(self, queue: str, job: dict[str, Any], payload: bytes, cls: Any,
                error: BaseException | None, started: float, limit: Any, timeout: Any
                ) -> tuple[str | None, bool]:
         """The outcome of one run, logged, counted in the metrics and written (retry set,
