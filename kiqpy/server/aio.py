@@ -81,6 +81,7 @@ class AsyncRunner:
         self._ident: int | None = None
         self._closed = threading.Event()
         self._cancelling = False
+        self._handed = 0  # handed to the loop, task not created yet (under _changed)
 
     # -- from processor threads ----------------------------------------------------------------
     def start(self, spawn: Callable[[str, Callable[[], None]], threading.Thread]) -> None:
@@ -109,9 +110,13 @@ class AsyncRunner:
         self._ensure_loop()
         assert self.loop is not None
         fetcher.detach()
+        with self._changed:  # so wait() does not miss a job between here and its task
+            self._handed += 1
         try:
             self.loop.call_soon_threadsafe(self._begin, queue, payload, job)
         except RuntimeError:  # the loop closed meanwhile (shutdown): not started
+            with self._changed:
+                self._handed -= 1
             self._slots.release()
             fetcher.release(queue, payload, held=False)
 
@@ -149,18 +154,22 @@ class AsyncRunner:
     def _begin(self, queue: str, payload: bytes, job: dict[str, Any]) -> None:
         assert self.loop is not None
         # A fresh context per task (a task copies the context it is created in): its log
-        # context and current_job() are its own.
-        task = contextvars.Context().run(
+        # context and current_job() are its own; stopping() sees the worker's halt.
+        context = contextvars.Context()
+        context.run(set_stop_event, self.halt)
+        task = context.run(
             self.loop.create_task,
             self._job(f"kiqpy.async-{next(self._numbers)}", queue, payload, job),
             name=str(job.get("jid")))
-        self._tasks.add(task)
+        with self._changed:
+            self._tasks.add(task)
+            self._handed -= 1
         task.add_done_callback(self._ended)
 
     def _ended(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
         self._slots.release()
         with self._changed:
+            self._tasks.discard(task)
             self._changed.notify_all()
         if not task.cancelled() and task.exception() is not None:  # a bug of ours, not a job's
             self.outcomes.log.error("async job task crashed", error=repr(task.exception()))
@@ -168,6 +177,9 @@ class AsyncRunner:
     async def _job(self, name: str, queue: str, payload: bytes, job: dict[str, Any]) -> None:
         """One async job, the same path as :meth:`Processor.process` (see there)."""
         out = self.outcomes
+        if self._cancelling:  # reached the loop after the shutdown's deadline: not started
+            out.finish(queue, payload, None, time.perf_counter(), held=False)
+            return
         out.busy[name] = (queue, job, time.time())
         _bind(jid=job["jid"], job_class=job["class"], queue=queue)
         out.log.info("start")
@@ -241,13 +253,13 @@ class AsyncRunner:
 
     # -- shutdown ------------------------------------------------------------------------------
     def running(self) -> int:
-        return len(self._tasks)
+        return len(self._tasks) + self._handed
 
     def wait(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for the running async jobs; True when none is left."""
         end = time.monotonic() + timeout
         with self._changed:
-            while self._tasks:
+            while self._tasks or self._handed:
                 left = end - time.monotonic()
                 if left <= 0:
                     return False
@@ -259,7 +271,7 @@ class AsyncRunner:
         ``CANCEL_GRACE``) for them to unwind; they are released, not acked, so the shutdown's
         requeue puts them back. A job settling its failure finishes that first."""
         loop = self.loop
-        if loop is None or not self._tasks:
+        if loop is None or not self.running():
             return
 
         def cancel_all() -> None:
