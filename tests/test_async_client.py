@@ -257,3 +257,14 @@ def test_concurrent_pushes_share_round_trips_and_each_gets_its_own_reply(config,
     assert sorted(j["jid"] for j in queued_jobs(r, "mail")) == sorted(jids)
     assert isinstance(refused, kiqpy.RedisRefusedError)
     assert "refused the push" in str(refused) and "WRONGTYPE" in str(refused)
+
+
+def test_push_replicas_is_checked_as_by_the_sync_client(r, redis_url):
+    # Given a client that wants one replica to have each push, and a Redis with none
+    client = Client(Config(redis_url=redis_url, push_replicas=1, push_replicas_timeout=0.05))
+    # When it pushes with the async client
+    with pytest.raises(kiqpy.NotReplicatedError, match=r"only 0 of 1 replica"):
+        run(client.aenqueue(MailJob, ["a", 1], {}))
+    # Then the push was stored (the error says a failover could lose it), as with the sync one
+    assert len(queued_jobs(r, "mail")) == 1
+    client.close()
