@@ -264,7 +264,7 @@ def test_push_replicas_is_checked_as_by_the_sync_client(r, redis_url):
     client = Client(Config(redis_url=redis_url, push_replicas=1, push_replicas_timeout=0.05))
     # When it pushes with the async client
     with pytest.raises(kiqpy.NotReplicatedError, match=r"only 0 of 1 replica"):
-        run(client.aenqueue(MailJob, ["a", 1], {}))
+        run(client.aenqueue(MailJob, ["a", 1], {"queue": "mail"}))
     # Then the push was stored (the error says a failover could lose it), as with the sync one
     assert len(queued_jobs(r, "mail")) == 1
     client.close()
