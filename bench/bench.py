@@ -154,6 +154,54 @@ def limiter_cost(url: str, r: redis.Redis, n: int, quiet: list[str], plain: floa
     line("  cost of the within_limit block per job", f"{1 - limited / plain:.0%}",
          "(for reference)")
 
+def async_figures(url: str, r: redis.Redis, n: int, sync_noop: float | None) -> None:
+    """The asyncio figures of issue 18: sleeping jobs side by side on one event loop, the
+    no-op rate of async jobs (next to the sync no-op), and the async client's push rate."""
+    quiet = ["-c", "10", "--log-level", "warning"]
+    rate = processing(url, r, "ASleep", 1000, [*quiet, "--async-concurrency", "500"],
+                      "  1,000 x asyncio.sleep(1), --async-concurrency 500", "(as jobs/s)",
+                      arg=1)
+    line("async: 1,000 x asyncio.sleep(1), --async-concurrency 500", f"{1000 / rate:.2f} s",
+         "< 3 s (2 s is the floor: two rounds of 500)")
+    noop = processing(url, r, "ANoop", n, [*quiet, "--async-concurrency", "100"],
+                      "async: processing pure no-op, --async-concurrency 100", "(for reference)")
+    if sync_noop:
+        line("  against the sync pure no-op (-c 10) of this run", f"{noop / sync_noop:.0%}",
+             "(for reference)")
+    line("async: aperform_async, 100 tasks on one loop", f"{_apush_rate(url, r, n):,.0f}/s",
+         "(for reference; single enqueue above is the sync client)")
+
+
+def _apush_rate(url: str, r: redis.Redis, n: int, tasks: int = 100) -> float:
+    import asyncio
+
+    import kiqpy
+    from bench.bench_jobs import Noop
+
+    kiqpy.configure(redis_url=url)
+    r.flushall()
+    each = max(1, n // tasks)
+
+    async def pusher() -> None:
+        for i in range(each):
+            await Noop.aperform_async(i)
+
+    async def main() -> float:
+        await Noop.aperform_async(0)  # connect, load the script
+        start = time.perf_counter()
+        await asyncio.gather(*(pusher() for _ in range(tasks)))
+        return time.perf_counter() - start
+
+    try:
+        import uvloop
+
+        elapsed = uvloop.run(main())
+    except ImportError:
+        elapsed = asyncio.run(main())
+    assert r.llen("queue:default") == each * tasks + 1, "not every push landed"
+    r.flushall()
+    return each * tasks / elapsed
+
 
 def ceiling(url: str, r: redis.Redis, n: int, threads: int = 10,
             through_kiqpy: bool = False) -> float:
@@ -270,6 +318,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller runs")
     parser.add_argument("--throughput", action="store_true",
                         help="only the ceiling and the processing figures")
+    parser.add_argument("--asyncio", action="store_true",
+                        help="only the async figures (with the sync no-op to compare)")
     args = parser.parse_args()
     n = 5_000 if args.quick else args.jobs
     server = RedisServer().start()
@@ -279,6 +329,11 @@ def main() -> None:
         print(f"kiqpy benchmark: redis-server {r.info()['redis_version']}, "
               f"{os.cpu_count()} cores, Python {sys.version.split()[0]}\n")
         calibration(r)
+        if args.asyncio:
+            sync_noop = processing(url, r, "Noop", n, ["-c", "10", "--log-level", "warning"],
+                                   "processing pure no-op, -c 10, logs off", ">= 25k jobs/s")
+            async_figures(url, r, n, sync_noop)
+            return
         if not args.throughput:
             enqueue_rates(url, r, n_single=min(n, 20_000), n_bulk=n * 2)
         quiet = ["-c", "10", "--log-level", "warning"]
@@ -294,11 +349,13 @@ def main() -> None:
         on = processing(url, r, "NoopIncr", n, ["-c", "10", "--log-level", "info"],
                         "processing no-op+INCR, -c 10, logs on", "(for reference)")
         line("  cost of the per-job log lines", f"{1 - on / off:.0%}", "<= 25% of logs-off rate")
-        processing(url, r, "Noop", n, quiet, "processing pure no-op, -c 10, logs off",
-                   ">= 25k jobs/s")
+        sync_noop = processing(url, r, "Noop", n, quiet, "processing pure no-op, -c 10, logs off",
+                               ">= 25k jobs/s")
         if args.throughput:
             return
         limiter_cost(url, r, n, quiet, off)
+
+        async_figures(url, r, n, sync_noop)
         latency(url, r, samples=50 if args.quick else 200)
         idle_cost(url, r, seconds=5 if args.quick else 10)
         memory(url, r)

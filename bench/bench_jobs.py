@@ -61,3 +61,19 @@ class Burn(kiqpy.Worker, name="bench.Burn"):
         total = 0
         for i in range(n):
             total += i * i
+
+
+class ANoop(kiqpy.Worker, name="bench.ANoop"):
+    """An async no-op, run on the worker's event loop."""
+
+    async def perform(self, n: int) -> None:
+        pass
+
+
+class ASleep(kiqpy.Worker, name="bench.ASleep"):
+    """Awaits ``asyncio.sleep(seconds)``: an async job waiting on I/O."""
+
+    async def perform(self, seconds: float) -> None:
+        import asyncio
+
+        await asyncio.sleep(seconds)

@@ -23,10 +23,11 @@ from kiqpy.client.execution import current_job
 from kiqpy.client.iteration import IterableWorker
 from kiqpy.client.options import declare_option
 from kiqpy.client.periodic import periodic
-from kiqpy.client.push import Client, default_client, enqueue
+from kiqpy.client.push import Client, aenqueue, default_client, enqueue
 from kiqpy.client.registry import registered
 from kiqpy.client.worker import Worker
 from kiqpy.config import Config, configure, default_config
+from kiqpy.connection import loop_client as _loop_client
 from kiqpy.connection import thread_client as _thread_client
 from kiqpy.errors import (
     ArgumentError,
@@ -47,6 +48,7 @@ from kiqpy.version import __version__
 
 if _TYPE_CHECKING:
     import redis as _redis
+    import redis.asyncio as _aredis
 
     from kiqpy.server.launcher import Embedded as _Embedded
 
@@ -99,6 +101,21 @@ def redis(config: Config | None = None) -> _Borrowed:
                                     config.sentinel_auth))
 
 
+def aredis(config: Config | None = None) -> "_aredis.Redis":
+    """An async Redis client (``redis.asyncio``) for code on an event loop, as
+    :func:`redis` is for threads::
+
+        class Counter(kiqpy.Worker):
+            async def perform(self, key):
+                await kiqpy.aredis().incr(key)
+
+    One client (and pool) per event loop and Redis, made on first use on that loop; never
+    close it. It goes to ``config``'s Redis (default: the default configuration's). Errors
+    are redis-py's own. Raises :class:`ConfigurationError` outside a running event loop."""
+    config = config if config is not None else default_config()
+    return _loop_client(config.redis_url, config.socket_timeout, config.sentinel_auth)
+
+
 __all__ = [
     "ArgumentError",
     "Chain",
@@ -119,6 +136,8 @@ __all__ = [
     "UnknownJobError",
     "Worker",
     "__version__",
+    "aenqueue",
+    "aredis",
     "configure",
     "current_job",
     "declare_option",

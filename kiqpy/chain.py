@@ -45,6 +45,8 @@ counters) must be safe to use from several threads at once::
 
 from __future__ import annotations
 
+import functools
+import inspect
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -60,6 +62,12 @@ class _Entry:
             # They would be silently dropped: only a class is instantiated.
             raise TypeError(f"only a middleware class takes constructor args; {kind!r} is not "
                             f"a class")
+        if _is_async(kind):
+            # Its call would return a coroutine nobody awaits: next() would never run and the
+            # job would count as skipped (or the push as stopped) without a word.
+            raise TypeError(f"{kind!r} is an async middleware ('async def'); middleware are "
+                            f"plain callables (they work around async jobs and the async "
+                            f"client too)")
         self.kind, self.args, self.kwargs = kind, args, kwargs
 
     def build(self) -> Callable[..., Any]:
@@ -71,6 +79,18 @@ class _Entry:
             middleware = middleware(*self.args, **self.kwargs)
         call: Callable[..., Any] = getattr(middleware, "call", middleware)
         return call
+
+
+def _is_async(kind: Any) -> bool:
+    """Whether a middleware (class or callable) is called as ``async def``."""
+    if isinstance(kind, type):  # its instances are called: their call or __call__
+        call = getattr(kind, "call", None) or kind.__call__
+    else:
+        call = getattr(kind, "call", None) or kind
+        if callable(call) and not inspect.isroutine(call) and not isinstance(
+                call, functools.partial):
+            call = type(call).__call__  # an object with __call__
+    return inspect.iscoroutinefunction(call)
 
 
 class Chain:

@@ -81,6 +81,8 @@ class Config:
     metrics_retention: float = 72 * 3600.0
     # -- worker ----------------------------------------------------------------------------
     concurrency: int = 10
+    # Async jobs ('async def perform') running at once on the worker's event loop.
+    async_concurrency: int = 100
     queues: tuple[tuple[str, int], ...] = (("default", 0),)
     timeout: float = 25.0
     tag: str = ""
@@ -124,6 +126,9 @@ class Config:
                                      f"{', '.join(SIDEKIQ_VERSIONS)}, got {self.sidekiq_version!r}")
         if self.concurrency < 1:
             raise ConfigurationError(f"concurrency must be at least 1, got {self.concurrency}")
+        if self.async_concurrency < 1:
+            raise ConfigurationError(f"async_concurrency must be at least 1, got "
+                                     f"{self.async_concurrency}")
         if not self.queues:
             raise ConfigurationError("at least one queue is needed")
         for name, weight in self.queues:
@@ -219,7 +224,7 @@ class Config:
         return [name for name, _ in self.queues]
 
 
-_INT_FIELDS = ("concurrency", "pool_size", "max_retries", "dead_max_jobs",
+_INT_FIELDS = ("concurrency", "async_concurrency", "pool_size", "max_retries", "dead_max_jobs",
                "poison_pill_recoveries", "prefetch", "push_replicas")
 _NUMBER_FIELDS = ("socket_timeout", "timeout", "heartbeat_interval", "process_ttl",
                   "poll_interval_average", "dead_timeout", "poison_pill_window",

@@ -25,6 +25,8 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
 import redis
+import redis.asyncio
+import redis.asyncio.sentinel
 import redis.sentinel
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
@@ -235,6 +237,77 @@ def thread_client(url: str, socket_timeout: float | None = 5.0,
                              single_connection_client=True)
         client.kiqpy_url = describe(pooled)  # type: ignore[attr-defined]
         clients[(pid, url, socket_timeout, sentinel)] = client
+    return client
+
+
+# (id of the loop, pid, url, socket_timeout, Sentinel auth) -> (the loop, its client). Closed
+# loops' clients are dropped on the next miss; keyed by id because uvloop's loops take no
+# weak references.
+_loop_clients: dict[tuple[int, int, str, float | None, SentinelAuth | None],
+                    tuple[Any, redis.asyncio.Redis]] = {}
+
+
+def loop_client(url: str, socket_timeout: float | None = 5.0,
+                sentinel: SentinelAuth | None = None) -> redis.asyncio.Redis:
+    """A ``redis.asyncio.Redis`` for the running event loop (one pool per loop: a redis.asyncio
+    connection belongs to the loop that opened it). Backs :func:`kiqpy.aredis`."""
+    import asyncio
+
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        raise ConfigurationError("kiqpy.aredis() is for code running on an event loop (an "
+                                 "async def perform, an async view); use kiqpy.redis() in "
+                                 "sync code") from None
+    key = (id(loop), os.getpid(), url, socket_timeout, sentinel)
+    found = _loop_clients.get(key)
+    if found is not None and found[0] is loop:
+        return found[1]
+    for stale in [k for k, (other, _) in _loop_clients.items()
+                  if other.is_closed() or k[1] != os.getpid()]:
+        del _loop_clients[stale]
+    client = _async_connect(url, socket_timeout, sentinel)
+    _loop_clients[key] = (loop, client)
+    return client
+
+
+def _async_connect(url: str, socket_timeout: float | None, sentinel: SentinelAuth | None,
+                   pool_size: int = 50) -> redis.asyncio.Redis:
+    """A ``redis.asyncio.Redis`` on ``url`` (any URL :func:`connect` takes), with the same
+    retry rule: resend only when the connection itself failed."""
+    from redis.asyncio.retry import Retry as AsyncRetry
+
+    options: dict[str, Any] = dict(
+        socket_timeout=socket_timeout, socket_connect_timeout=5, socket_keepalive=True,
+        health_check_interval=30,
+        retry=AsyncRetry(ExponentialBackoff(cap=0.5, base=0.01), 2,
+                         supported_errors=(redis.exceptions.ConnectionError,)),
+        retry_on_error=[redis.exceptions.ConnectionError], retry_on_timeout=False)
+    try:
+        target = parse_sentinel_url(url)
+        if target is not None:
+            auth = sentinel or SentinelAuth()
+            kwargs: dict[str, Any] = {
+                "socket_timeout": socket_timeout or 5.0,
+                "username": auth.username or target.sentinel.username,
+                "password": auth.password or target.sentinel.password}
+            if (target.sentinel.ssl if auth.ssl is None else auth.ssl):
+                kwargs["ssl"] = True
+            manager = redis.asyncio.sentinel.Sentinel(list(target.hosts),
+                                                      sentinel_kwargs=kwargs)
+            if target.ssl:
+                options["connection_class"] = (
+                    redis.asyncio.sentinel.SentinelManagedSSLConnection)
+            client: redis.asyncio.Redis = manager.master_for(
+                target.service, db=target.db, username=target.username,
+                password=target.password, **options)
+        else:
+            pool = redis.asyncio.BlockingConnectionPool.from_url(
+                url, max_connections=pool_size, timeout=30, **options)
+            client = redis.asyncio.Redis(connection_pool=pool)
+    except ValueError as exc:
+        raise ConfigurationError(f"bad Redis URL {safe_url(url)!r}: {exc}") from exc
+    client.kiqpy_url = safe_url(url)  # type: ignore[attr-defined]
     return client
 
 

@@ -9,6 +9,15 @@ Each fixture yields its mode's client; jobs the mode runs go through its
 
     def test_jobs_run_with_tenant(kiqpy_inline):
         kiqpy_inline.server_middleware.add(TenantMiddleware)
+
+Both work in async tests too (``@pytest.mark.anyio`` or pytest-asyncio): push with the async
+client and run fake jobs with ``await Job.adrain()`` / ``aperform_one()``; inline mode awaits
+an ``async def perform`` on the test's loop::
+
+    @pytest.mark.anyio
+    async def test_feed_is_fetched(kiqpy_fake):
+        await FetchFeed.aperform_async("https://example.com/feed")
+        assert await FetchFeed.adrain() == 1
 """
 
 from __future__ import annotations

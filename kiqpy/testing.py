@@ -37,7 +37,7 @@ from typing import Any, overload
 from kiqpy.chain import Chain
 from kiqpy.client import mode
 from kiqpy.client.build import JobBuilder
-from kiqpy.client.execution import execute
+from kiqpy.client.execution import execute, execute_async, is_async
 from kiqpy.client.push import Client
 from kiqpy.client.registry import lookup
 from kiqpy.client.worker import Worker
@@ -70,6 +70,9 @@ class FakeClient(Client):
                 job["enqueued_at"] = now_ms()
             self.jobs.append(round_trip(job, self.config.serializer))
 
+    async def _astore(self, jobs: list[Job]) -> None:
+        self._store(jobs)
+
     def jobs_of(self, job_class: type[Worker] | str) -> FakeJobs:
         name = job_class if isinstance(job_class, str) else job_class.kiqpy_job_name
         return FakeJobs(self, "class", name)
@@ -79,16 +82,34 @@ class FakeClient(Client):
         self.jobs.remove(job)
         return execute(lookup(job["class"]), job, self.server_middleware)
 
+    async def arun(self, job: Job) -> Any:
+        """:meth:`run` on an event loop: an async job is awaited on the running loop."""
+        self.jobs.remove(job)
+        return await _aexecute(lookup(job["class"]), job, self.server_middleware)
+
     def perform_one(self, job_class: type[Worker]) -> Any:
+        return self.run(self._oldest(job_class))
+
+    async def aperform_one(self, job_class: type[Worker]) -> Any:
+        return await self.arun(self._oldest(job_class))
+
+    def _oldest(self, job_class: type[Worker]) -> Job:
         jobs = self.jobs_of(job_class)
         if not jobs:
             raise NoJobsError(f"{job_class.__qualname__} has no fake jobs to perform")
-        return self.run(jobs[0])
+        return jobs[0]
 
     def drain(self, job_class: type[Worker]) -> int:
         count, jobs = 0, self.jobs_of(job_class)
         while jobs:
             self.run(jobs[0])
+            count += 1
+        return count
+
+    async def adrain(self, job_class: type[Worker]) -> int:
+        count, jobs = 0, self.jobs_of(job_class)
+        while jobs:
+            await self.arun(jobs[0])
             count += 1
         return count
 
@@ -105,6 +126,19 @@ class InlineClient(FakeClient):
             job["enqueued_at"] = now_ms()
             job = round_trip(job, self.config.serializer)
             execute(lookup(job["class"]), job, self.server_middleware)
+
+    async def _astore(self, jobs: list[Job]) -> None:
+        for job in jobs:
+            job["enqueued_at"] = now_ms()
+            job = round_trip(job, self.config.serializer)
+            await _aexecute(lookup(job["class"]), job, self.server_middleware)
+
+
+async def _aexecute(cls: Any, job: Job, chain: Chain) -> Any:
+    """Run a job from code on an event loop: await an async one, run a sync one here."""
+    if is_async(cls):
+        return await execute_async(cls, job, chain)
+    return execute(cls, job, chain)
 
 
 class FakeJobs(MutableSequence[Job]):
@@ -223,6 +257,20 @@ def drain(cls: type[Worker]) -> int:
     """Run the fake jobs of ``cls`` (including ones they enqueue) until none is left.
     Returns how many ran."""
     return _fake_client().drain(cls)
+
+
+async def adrain(cls: type[Worker]) -> int:
+    """:func:`drain` for a test on an event loop: async jobs are awaited on it."""
+    return await _fake_client().adrain(cls)
+
+
+async def adrain_all() -> int:
+    """:func:`drain_all` for a test on an event loop."""
+    client, count = _fake_client(), 0
+    while client.jobs:
+        await client.arun(client.jobs[0])
+        count += 1
+    return count
 
 
 def drain_all() -> int:

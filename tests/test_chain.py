@@ -372,3 +372,47 @@ def test_threads_running_a_chain_for_the_first_time_build_each_class_once():
     for thread in threads:
         thread.join(10)
     assert len(built) == 1
+
+
+def test_an_async_middleware_is_refused_when_added():
+    # Its call would return a coroutine nobody awaits: the job would be skipped silently.
+    class AsyncClass:
+        async def __call__(self, worker, job, queue, next):
+            return next()
+
+    class AsyncCall:
+        async def call(self, worker, job, queue, next):
+            return next()
+
+    async def async_function(worker, job, queue, next):
+        return next()
+
+    for middleware in (AsyncClass, AsyncCall, async_function, AsyncClass()):
+        chain = Chain()
+        with pytest.raises(TypeError, match="is an async middleware"):
+            chain.add(middleware)
+        assert len(chain) == 0
+
+
+def test_plain_middleware_of_every_shape_are_still_accepted():
+    import functools
+
+    class Plain:
+        def __call__(self, worker, job, queue, next):
+            return next()
+
+    class WithCall:
+        def call(self, worker, job, queue, next):
+            return next()
+
+    def function(worker, job, queue, next, extra=None):
+        return next()
+
+    chain = Chain()
+    for middleware in (Plain, WithCall, function, Plain(), functools.partial(function, extra=1)):
+        chain.add(middleware)
+    assert len(chain) == 5
+    with pytest.raises(TypeError, match="is an async middleware"):
+        async def coroutine(worker, job, queue, next):
+            return next()
+        chain.add(functools.partial(coroutine))

@@ -33,7 +33,7 @@ from tests.workers import WorkerProcess, log_events
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 NAMES = ["sleeper", "word_count", "device_sync", "mail", "middleware", "testing", "periodic",
-         "export", "django_app", "flask_app"]
+         "export", "django_app", "flask_app", "fastapi"]
 SHELL_BLOCK = re.compile(r"^```sh\n(.*?)^```", re.M | re.DOTALL)
 ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 
@@ -453,3 +453,61 @@ def test_export(r, redis_url):
     # Then every user is in the file exactly once
     ids = [int(line.split(",")[0]) for line in out.read_text().splitlines()]
     assert ids == list(range(1, 2001))
+
+
+# -- fastapi ------------------------------------------------------------------------------------
+@pytest.fixture
+def feed_server() -> Iterator[str]:
+    """A local HTTP server answering every GET with a small feed; yields its base URL."""
+    import http.server
+    import threading
+
+    class Feed(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"<rss>" + self.path.encode() + b"</rss>"
+            self.send_response(200 if "missing" not in self.path else 404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Feed)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_fastapi(config, r, redis_url, feed_server):
+    from fastapi.testclient import TestClient
+
+    from examples.fastapi.app import app
+
+    url = f"{feed_server}/news.xml"
+    with TestClient(app) as client:
+        # Given the app, which enqueues with the async client
+        answer = client.post("/feeds", params={"url": url})
+        assert answer.status_code == 202
+        jid = answer.json()["jid"]
+        (job,) = queued_jobs(r, "feeds")
+        assert (job["jid"], job["class"], job["args"]) == (
+            jid, "examples.fastapi.jobs.FetchFeed", [url])
+        assert client.get("/feeds", params={"url": url}).json() == {}
+        # When the README's worker runs the async job
+        with start_worker(readme_command("fastapi", "kiqpy", "-r"), redis_url) as worker:
+            wait_for(lambda: client.get("/feeds", params={"url": url}).json(),
+                     message="the fetch's result")
+            wait_for(lambda: len(events(worker, "done")) == 1, message="the job's done line")
+            worker.terminate()
+            assert worker.wait(15) == 0
+        # Then the app shows what the job recorded, and the worker logged it with its jid
+        result = client.get("/feeds", params={"url": url}).json()
+    assert result["status"] == "200" and result["jid"] == jid
+    assert result["bytes"] == str(len(b"<rss>/news.xml</rss>"))
+    assert [e["event"] for e in log_events(worker) if e.get("jid") == jid] == [
+        "start", "fetched", "done"]
+    assert r.llen("queue:feeds") == 0 and counter(r, "processed") == 1
+    assert readme_command("fastapi", "python", "-m", "examples.fastapi.app")

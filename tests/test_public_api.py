@@ -18,6 +18,7 @@ INTENDED = {
     "RedisRefusedError", "RedisUnavailableError", "UnknownJobError",
     "Worker", "__version__", "configure", "current_job", "declare_option", "default_client",
     "default_config", "embed", "enqueue", "limiter", "periodic", "redis", "registered",
+    "aredis", "aenqueue",
 }
 
 

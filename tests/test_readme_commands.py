@@ -208,6 +208,9 @@ NOT_RUNNABLE = {
                                    "'.[dev]' installs Django",
     "pip install 'kiqpy[flask]'": "installs from PyPI (no network in tests); make test's "
                                   "'.[dev]' installs Flask",
+
+    "pip install 'kiqpy[asyncio]'": "installs from PyPI (no network in tests); uvloop, the "
+                                    "extra's one package, is installed by make test's '.[dev]'",
     "pip install 'kiqpy[web]'": "installs from PyPI (no network in tests); the extra is "
                                 "installed by make test's '.[dev]'",
     "pip install 'kiqpy[tui]'": "installs from PyPI (no network in tests); make test's '.[dev]' "

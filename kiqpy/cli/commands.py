@@ -94,6 +94,9 @@ def _source_is_default(ctx: click.Context, name: str) -> bool:
               help="Module or file with job classes to import (repeatable).")
 @click.option("-c", "--concurrency", type=click.IntRange(min=1), default=10, show_default=True,
               envvar="KIQPY_CONCURRENCY", help="Processor threads.")
+@click.option("--async-concurrency", type=click.IntRange(min=1), default=100, show_default=True,
+              envvar="KIQPY_ASYNC_CONCURRENCY",
+              help="Async jobs ('async def perform') running at once on the event loop.")
 @click.option("-q", "--queue", "queues", multiple=True, envvar=["KIQPY_QUEUES", "QUEUES", "QUEUE"],
               help="Queues, comma separated or repeated; name:weight for weighted order.")
 @click.option("-t", "--timeout", type=click.FloatRange(min=0), default=25.0, show_default=True,

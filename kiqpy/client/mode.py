@@ -33,6 +33,15 @@ class Mode(Protocol):
     def _store(self, jobs: list[Job]) -> None:
         """Take pushed jobs (built by the pushing client's configuration and chain)."""
 
+    async def _astore(self, jobs: list[Job]) -> None:
+        """The same, for the async client (inline mode awaits async jobs here)."""
+
+    async def adrain(self, job_class: Any) -> int:
+        """Fake mode: :meth:`drain` on an event loop (async jobs are awaited)."""
+
+    async def aperform_one(self, job_class: Any) -> Any:
+        """Fake mode: :meth:`perform_one` on an event loop."""
+
     def jobs_of(self, job_class: Any) -> MutableSequence[Job]:
         """Fake mode: a live view of one class's (or job name's) jobs."""
 

@@ -13,10 +13,11 @@ testing modes.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import redis
 
@@ -25,11 +26,25 @@ from kiqpy.client.build import JobBuilder, JobClass, split_push
 from kiqpy.client.registry import lookup
 from kiqpy.client.timing import run_at
 from kiqpy.config import Config, default_config, on_configure
-from kiqpy.connection import connect, describe, translate_errors
-from kiqpy.errors import ArgumentError, NotReplicatedError, RedisRefusedError
+from kiqpy.connection import connect, describe, loop_client, translate_errors
+from kiqpy.errors import (
+    ArgumentError,
+    NotReplicatedError,
+    RedisRefusedError,
+    RedisUnavailableError,
+)
 from kiqpy.keys import Keys
 from kiqpy.payload import Job, check_args, encode, set_member
 from kiqpy.scripts import Scripts
+
+
+class _Plan(NamedTuple):
+    """A push's writes, encoded: payloads per queue (LPUSH via push.lua), scheduled members
+    with their run times (ZADD schedule); ``single``: one job now, sent as one EVALSHA."""
+
+    by_queue: dict[str, list[bytes]]
+    scheduled: dict[bytes, float]
+    single: bool
 
 
 class _Default:
@@ -133,6 +148,24 @@ class Client:
 
         Every arg list is checked before the first batch is stored, so a bad item fails the
         whole call instead of leaving the batches before it enqueued."""
+        items, times = self._bulk_items(arg_lists, at, batch_size, fields)
+        builder, store = self._destination()
+        jids: list[str | None] = []
+        batches: list[list[Job]] = []
+        for start in range(0, len(items), batch_size):
+            built = self._build_batch(builder, job_class, items, times, options, fields, start,
+                                      min(start + batch_size, len(items)))
+            jids += [None if job is None else job["jid"] for job in built]
+            batches.append([job for job in built if job is not None])
+        if not self._deferred(store, batches, options):
+            for jobs in batches:
+                store(jobs)
+        return jids
+
+    def _bulk_items(self, arg_lists: Iterable[Sequence[Any]],
+                    at: float | list[float | None] | None, batch_size: int,
+                    fields: dict[str, Any] | None) -> tuple[list[list[Any]], list[Any]]:
+        """Every bulk arg list checked (errors name the item), and one run time per item."""
         if type(batch_size) is not int or batch_size < 1:
             raise ArgumentError(f"batch_size must be an int of at least 1, got {batch_size!r}")
         items = [_bulk_item(index, args, self.config.serializer)
@@ -144,22 +177,14 @@ class Client:
         if len(times) != len(items):
             raise ArgumentError(f"'at' has {len(times)} times for {len(items)} arg lists; give "
                                 f"one time per job, or a single time for all")
-        builder, store = self._destination()
-        jids: list[str | None] = []
-        batches: list[list[Job]] = []
-        for start in range(0, len(items), batch_size):
-            jobs = []
-            for index in range(start, min(start + batch_size, len(items))):
-                job = builder.build(job_class, items[index], options, times[index],
-                                    checked=True, fields=fields)
-                jids.append(None if job is None else job["jid"])
-                if job is not None:
-                    jobs.append(job)
-            batches.append(jobs)
-        if not self._deferred(store, batches, options):
-            for jobs in batches:
-                store(jobs)
-        return jids
+        return items, times
+
+    @staticmethod
+    def _build_batch(builder: JobBuilder, job_class: JobClass, items: list[list[Any]],
+                     times: list[Any], options: dict[str, Any], fields: dict[str, Any] | None,
+                     start: int, stop: int) -> list[Job | None]:
+        return [builder.build(job_class, items[index], options, times[index], checked=True,
+                              fields=fields) for index in range(start, stop)]
 
     def _deferred(self, store: Callable[[list[Job]], None], batches: list[list[Job]],
                   options: Mapping[str, Any]) -> bool:
@@ -236,21 +261,15 @@ class Client:
         return job_class, args, options, when, fields
 
     # -- storage -----------------------------------------------------------------------------
-    def _store(self, jobs: list[Job]) -> None:
-        """Write encoded jobs: queued ones via push.lua per queue, scheduled ones by ZADD;
-        with ``push_replicas``, then WAIT for that many replicas on the same connection."""
-        if not jobs:
-            return
-        serializer, keys = self.config.serializer, self.keys
-        replicas = self.config.push_replicas
-        if len(jobs) == 1 and "at" not in jobs[0] and not replicas:
+    def _plan(self, jobs: list[Job]) -> _Plan:
+        """What a push writes, encoded (shared by :meth:`_store` and :meth:`_astore`, which
+        differ only in the round trip): one job pushed now alone is one push.lua call;
+        otherwise push.lua per queue and one ZADD, in one pipeline."""
+        serializer = self.config.serializer
+        if len(jobs) == 1 and "at" not in jobs[0] and not self.config.push_replicas:
             job = jobs[0]
-            queue = job["queue"]
             job["enqueued_at"] = self.config.now_stamp()
-            with _pushing(self.redis):
-                self.scripts.call(self.scripts.push, [keys.queues, keys.queue(queue)],
-                                  [queue, encode(job, serializer)])
-            return
+            return _Plan({job["queue"]: [encode(job, serializer)]}, {}, single=True)
         by_queue: dict[str, list[bytes]] = {}
         scheduled: dict[bytes, float] = {}
         enqueued_at = self.config.now_stamp()
@@ -262,28 +281,214 @@ class Client:
             else:
                 job["enqueued_at"] = enqueued_at
                 by_queue.setdefault(job["queue"], []).append(encode(job, serializer))
+        return _Plan(by_queue, scheduled, single=False)
+
+    def _store(self, jobs: list[Job]) -> None:
+        """Write encoded jobs: queued ones via push.lua per queue, scheduled ones by ZADD;
+        with ``push_replicas``, then WAIT for that many replicas on the same connection."""
+        if not jobs:
+            return
+        plan, keys = self._plan(jobs), self.keys
+        replicas = self.config.push_replicas
+        if plan.single:
+            ((queue, payloads),) = plan.by_queue.items()
+            with _pushing(self.redis):
+                self.scripts.call(self.scripts.push, [keys.queues, keys.queue(queue)],
+                                  [queue, *payloads])
+            return
         with _pushing(self.redis):
             pipe = self.redis.pipeline(transaction=False)
-            for queue, payloads in by_queue.items():
+            for queue, payloads in plan.by_queue.items():
                 self.scripts.push(keys=[keys.queues, keys.queue(queue)], args=[queue, *payloads],
                                   client=pipe)
-            if scheduled:
-                pipe.zadd(keys.schedule, scheduled)
+            if plan.scheduled:
+                pipe.zadd(keys.schedule, plan.scheduled)
             if replicas:
                 # WAIT counts the replicas that have every write of its own connection so
                 # far: a pipeline is one connection, so it covers exactly this push.
                 pipe.execute_command("WAIT", replicas,
                                      int(self.config.push_replicas_timeout * 1000))
             acked = pipe.execute()[-1]
+        self._check_replicas(acked)
+
+    def _check_replicas(self, acked: Any) -> None:
+        replicas = self.config.push_replicas
         if replicas and acked < replicas:
             raise NotReplicatedError(
                 f"Redis at {describe(self.redis)} stored the push, but only {acked} of "
                 f"{replicas} replica(s) acknowledged it within "
                 f"{self.config.push_replicas_timeout} s; a failover could lose it")
 
+    # -- the async client ----------------------------------------------------------------------
+    # For code on an event loop: the same build, checks, client chain and errors as the sync
+    # methods; only the round trip differs (redis.asyncio, one client per loop). With client
+    # middleware, the build runs in a worker thread (asyncio.to_thread), so a middleware's
+    # blocking I/O (kiqpy_middleware.unique's SET NX, say) never holds the loop; middleware get
+    # this client's sync ``redis``, as for the sync methods.
+    async def aenqueue(self, job_class: JobClass, args: Sequence[Any], options: dict[str, Any],
+                       at: float | None = None, fields: dict[str, Any] | None = None
+                       ) -> str | None:
+        """:meth:`enqueue` for code on an event loop."""
+        builder, store = self._adestination()
+        if self.config.client_middleware:
+            job = await asyncio.to_thread(builder.build, job_class, args, options, at,
+                                          fields=fields)
+        else:
+            job = builder.build(job_class, args, options, at, fields=fields)
+        if job is None:
+            return None
+        await store([job])
+        return str(job["jid"])
+
+    async def aenqueue_bulk(self, job_class: JobClass, arg_lists: Iterable[Sequence[Any]],
+                            options: dict[str, Any],
+                            at: float | list[float | None] | None = None,
+                            batch_size: int = 1000, fields: dict[str, Any] | None = None
+                            ) -> list[str | None]:
+        """:meth:`enqueue_bulk` for code on an event loop."""
+        items, times = self._bulk_items(arg_lists, at, batch_size, fields)
+        builder, store = self._adestination()
+        jids: list[str | None] = []
+        for start in range(0, len(items), batch_size):
+            stop = min(start + batch_size, len(items))
+            if self.config.client_middleware:
+                built = await asyncio.to_thread(self._build_batch, builder, job_class, items,
+                                                times, options, fields, start, stop)
+            else:
+                built = self._build_batch(builder, job_class, items, times, options, fields,
+                                          start, stop)
+            jids += [None if job is None else job["jid"] for job in built]
+            await store([job for job in built if job is not None])
+        return jids
+
+    async def apush(self, item: Mapping[str, Any]) -> str | None:
+        """:meth:`push` for code on an event loop."""
+        job_class, args, options, at, fields = self._split(item)
+        if isinstance(at, list):
+            raise ArgumentError("push: 'at' is one time here; a list of times is for push_bulk")
+        return await self.aenqueue(job_class, args, options, at, fields)
+
+    async def apush_bulk(self, item: Mapping[str, Any], batch_size: int = 1000
+                         ) -> list[str | None]:
+        """:meth:`push_bulk` for code on an event loop."""
+        job_class, args, options, at, fields = self._split(item)
+        return await self.aenqueue_bulk(job_class, args, options, at, batch_size, fields)
+
+    def _adestination(self) -> tuple[JobBuilder, Callable[[list[Job]], Awaitable[None]]]:
+        """:meth:`_destination` for the async methods: a testing mode's ``_astore``."""
+        active = mode.active()
+        if active is None or active is self:
+            return self.builder, self._astore
+        return JobBuilder(self.config), active._astore
+
+    async def _astore(self, jobs: list[Job]) -> None:
+        """:meth:`_store` on redis.asyncio: the same plan and the same push.lua, sent by
+        EVALSHA (loaded on NOSCRIPT, as redis-py's scripts do)."""
+        if not jobs:
+            return
+        plan, keys = self._plan(jobs), self.keys
+        conn = loop_client(self.config.redis_url, self.config.socket_timeout,
+                           self.config.sentinel_auth)
+        push = self.scripts.push
+        replicas = self.config.push_replicas
+        with _pushing(conn):
+            for attempt in (1, 2):
+                try:
+                    if plan.single:
+                        ((queue, payloads),) = plan.by_queue.items()
+                        await _batcher(conn).evalsha(
+                            push.sha, [keys.queues, keys.queue(queue), queue, *payloads])
+                        return
+                    pipe = conn.pipeline(transaction=False)
+                    for queue, payloads in plan.by_queue.items():
+                        pipe.evalsha(push.sha, 2, keys.queues, keys.queue(queue), queue,
+                                     *payloads)
+                    if plan.scheduled:
+                        pipe.zadd(keys.schedule, plan.scheduled)
+                    if replicas:
+                        pipe.execute_command("WAIT", replicas,
+                                             int(self.config.push_replicas_timeout * 1000))
+                    acked = (await pipe.execute())[-1]
+                    break
+                except redis.exceptions.NoScriptError:
+                    # A restarted or flushed Redis: load it and send the push again (a
+                    # NOSCRIPT push.lua wrote nothing; a ZADD sent twice is the same set).
+                    if attempt == 2:
+                        raise
+                    await conn.script_load(push.script)
+        self._check_replicas(acked)
+
+class _Batcher:
+    """Single pushes made at the same time on one event loop (100 tasks each awaiting
+    ``aperform_async``) share round trips: each call queues its ``EVALSHA`` and the first one
+    starts a task that sends everything queued in one pipeline (no MULTI: every push is still
+    its own atomic push.lua call), and again for what queued meanwhile. Each caller gets its
+    own reply or error (``raise_on_error=False``), so a NOSCRIPT or a refusal is handled by
+    the caller as for a lone call. redis.asyncio spends most of a lone command's time in
+    Python; sharing the pipeline makes concurrent pushes several times faster. A push made
+    while none is in flight is sent at once, on its own."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.pending: list[tuple[str, list[Any], asyncio.Future[Any]]] = []
+        self.sending = False
+        self.task: asyncio.Task[None] | None = None
+
+    async def evalsha(self, sha: str, keys_and_args: list[Any]) -> Any:
+        """``EVALSHA sha 2 *keys_and_args`` (two keys, as push.lua takes): sent at once when no
+        push is in flight, else queued for the next shared pipeline."""
+        if not self.sending:
+            self.sending = True
+            try:
+                return await self.conn.evalsha(sha, 2, *keys_and_args)
+            finally:
+                self._next()
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.pending.append((sha, keys_and_args, future))
+        return await future
+
+    def _next(self) -> None:
+        """A round trip ended: send what queued meanwhile, or say nothing is in flight."""
+        if self.pending:
+            # Kept: the loop holds only a weak reference to a task.
+            self.task = asyncio.get_running_loop().create_task(self._send())
+        else:
+            self.sending = False
+
+    async def _send(self) -> None:
+        batch, self.pending = self.pending, []
+        try:
+            pipe = self.conn.pipeline(transaction=False)
+            for sha, keys_and_args, _ in batch:
+                pipe.evalsha(sha, 2, *keys_and_args)
+            try:
+                replies = await pipe.execute(raise_on_error=False)
+            except Exception as exc:  # the connection: every push of the batch failed
+                replies = [exc] * len(batch)
+            for (_, _, future), reply in zip(batch, replies, strict=True):
+                if future.done():  # its caller was cancelled
+                    continue
+                if isinstance(reply, Exception):
+                    future.set_exception(reply)
+                else:
+                    future.set_result(reply)
+        finally:
+            for _, _, future in batch:  # only if this task itself was cancelled
+                if not future.done():
+                    future.set_exception(RedisUnavailableError("the push was interrupted"))
+            self._next()
+
+
+def _batcher(conn: Any) -> _Batcher:
+    """The batcher of a ``redis.asyncio`` client (one per client, so one per loop)."""
+    batcher: _Batcher | None = getattr(conn, "_kiqpy_batcher", None)
+    if batcher is None:
+        batcher = conn._kiqpy_batcher = _Batcher(conn)
+    return batcher
+
 
 @contextlib.contextmanager
-def _pushing(client: redis.Redis) -> Iterator[None]:
+def _pushing(client: Any) -> Iterator[None]:
     """Redis errors of a push in kiqpy's tree: unreachable is :class:`RedisUnavailableError`;
     a refusal (OOM, READONLY, WRONGTYPE...) is :class:`RedisRefusedError`, still a redis-py
     ``ResponseError`` for code that catches that."""
@@ -324,4 +529,20 @@ def enqueue(name: JobClass, *args: Any, **options: Any) -> str | None:
     base.update(pushed)
     when = run_at(delay=delay) if delay is not None else (None if at is None else run_at(at=at))
     jid: str | None = client.enqueue(name, args, base, when, fields)
+    return jid
+
+
+async def aenqueue(name: JobClass, *args: Any, **options: Any) -> str | None:
+    """:func:`enqueue` for code on an event loop (redis.asyncio; never blocks the loop)::
+
+        await kiqpy.aenqueue("OtherApp::Job", 1, 2, queue="x")"""
+    at, delay = options.pop("at", None), options.pop("delay", None)
+    if at is not None and delay is not None:
+        raise ArgumentError("aenqueue() takes delay or at, not both")
+    job_name, base = _name_and_options(name)
+    client = current_client()
+    pushed, fields = split_push(options, f"aenqueue({job_name!r})", client.config.serializer)
+    base.update(pushed)
+    when = run_at(delay=delay) if delay is not None else (None if at is None else run_at(at=at))
+    jid: str | None = await client.aenqueue(name, args, base, when, fields)
     return jid

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 from kiqpy.client import mode
 from kiqpy.client.build import split_push
-from kiqpy.client.execution import run_inline
+from kiqpy.client.execution import arun_inline, run_inline
 from kiqpy.client.options import validate_options
 from kiqpy.client.push import current_client
 from kiqpy.client.registry import register
@@ -77,6 +77,50 @@ class _Enqueue:
         else:
             when = None if at is None else run_at(at=at)
         return current_client().enqueue_bulk(cls, arg_lists, options, when, batch_size, fields)
+
+    # -- the async client: the same, awaited, for code on an event loop -------------------------
+    async def aperform_async(self, *args: Any) -> str | None:
+        """:meth:`perform_async` for code on an event loop (redis.asyncio): the same checks,
+        client middleware and errors; never blocks the loop."""
+        cls, options, fields = self._target()
+        jid: str | None = await current_client().aenqueue(cls, args, options, None, fields)
+        return jid
+
+    async def aperform_in(self, interval: float | _dt.timedelta | _dt.datetime, *args: Any
+                          ) -> str | None:
+        """:meth:`perform_in` for code on an event loop."""
+        cls, options, fields = self._target()
+        jid: str | None = await current_client().aenqueue(
+            cls, args, options, perform_time(interval, "aperform_in"), fields)
+        return jid
+
+    async def aperform_at(self, when: float | _dt.datetime | _dt.timedelta, *args: Any
+                          ) -> str | None:
+        """:meth:`perform_at` for code on an event loop."""
+        cls, options, fields = self._target()
+        jid: str | None = await current_client().aenqueue(
+            cls, args, options, perform_time(when, "aperform_at"), fields)
+        return jid
+
+    async def aperform_bulk(self, arg_lists: Iterable[Sequence[Any]], batch_size: int = 1000,
+                            at: float | _dt.datetime | Sequence[float | _dt.datetime] | None
+                            = None) -> list[str | None]:
+        """:meth:`perform_bulk` for code on an event loop."""
+        cls, options, fields = self._target()
+        when: float | list[float | None] | None
+        if isinstance(at, (list, tuple)):
+            when = [run_at(at=one) for one in at]
+        else:
+            when = None if at is None else run_at(at=at)
+        jids: list[str | None] = await current_client().aenqueue_bulk(
+            cls, arg_lists, options, when, batch_size, fields)
+        return jids
+
+    async def aperform_inline(self, *args: Any) -> Any:
+        """:meth:`perform_inline` for code on an event loop: an async job is awaited on the
+        running loop."""
+        cls, options, fields = self._target()
+        return await arun_inline(cls, args, options, fields)
 
     def perform_inline(self, *args: Any) -> Any:
         """Run the job now, in this thread, after the same serialization round trip as a
@@ -145,6 +189,7 @@ class Worker:
     kiqpy_options: ClassVar[dict[str, Any]] = {}
     kiqpy_options_resolved: ClassVar[dict[str, Any]] = {}
     kiqpy_job_name: ClassVar[str] = ""
+    kiqpy_async: ClassVar[bool] = False  # perform is 'async def' (set at definition)
     jid: str | None = None
 
     perform_async = _ClassEnqueue("perform_async")
@@ -152,6 +197,11 @@ class Worker:
     perform_at = _ClassEnqueue("perform_at")
     perform_bulk = _ClassEnqueue("perform_bulk")
     perform_inline = _ClassEnqueue("perform_inline")
+    aperform_async = _ClassEnqueue("aperform_async")
+    aperform_in = _ClassEnqueue("aperform_in")
+    aperform_at = _ClassEnqueue("aperform_at")
+    aperform_bulk = _ClassEnqueue("aperform_bulk")
+    aperform_inline = _ClassEnqueue("aperform_inline")
     set = _ClassEnqueue("set")
     jobs = _FakeJobs()
 
@@ -159,6 +209,16 @@ class Worker:
     def drain(cls) -> int:
         """Fake mode: run this class's fake jobs until none is left; returns how many ran."""
         return mode.fake_mode().drain(cls)
+
+    @classmethod
+    async def adrain(cls) -> int:
+        """Fake mode, on an event loop: :meth:`drain`, awaiting async jobs on the loop."""
+        return await mode.fake_mode().adrain(cls)
+
+    @classmethod
+    async def aperform_one(cls) -> Any:
+        """Fake mode, on an event loop: :meth:`perform_one`, awaiting an async job."""
+        return await mode.fake_mode().aperform_one(cls)
 
     @classmethod
     def perform_one(cls) -> Any:
@@ -176,7 +236,7 @@ class Worker:
         if not isinstance(declared, Mapping):
             raise OptionsError(f"{cls.__qualname__}: kiqpy_options must be a dict, got "
                                f"{type(declared).__name__}")
-        _refuse_async_perform(cls)
+        cls.kiqpy_async = _async_perform(cls)
         own = {**declared, **options}
         checked = validate_options(own, cls.__qualname__)
         inherited = dict(cls.kiqpy_options_resolved)
@@ -206,13 +266,12 @@ class Worker:
         return bool(client.exists(Keys(config.namespace).cancelled(self.jid)))
 
 
-def _refuse_async_perform(cls: type[Worker]) -> None:
-    """An ``async def perform`` would return a coroutine that nobody awaits: the job would
-    count as a success without running. Until the worker runs async jobs, refuse such a class
-    where it is defined."""
-    perform = cls.__dict__.get("perform")
-    if inspect.iscoroutinefunction(perform) or inspect.isasyncgenfunction(perform):
+def _async_perform(cls: type[Worker]) -> bool:
+    """Whether ``cls.perform`` (its own or inherited) is ``async def``: the worker then runs
+    it on its event loop. An async generator would never run as a job: refused here."""
+    perform = getattr(cls, "perform", None)
+    if inspect.isasyncgenfunction(perform):
         raise ConfigurationError(
-            f"{cls.__qualname__}.perform is 'async def', and kiqpy runs only plain 'def "
-            f"perform' methods so far: the job would never run. Define 'def perform' (it may "
-            f"call asyncio.run(...) for async code)")
+            f"{cls.__qualname__}.perform is an async generator ('async def' with 'yield'): "
+            f"a job's perform is 'def' or 'async def' without 'yield'")
+    return inspect.iscoroutinefunction(perform)

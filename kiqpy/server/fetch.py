@@ -385,17 +385,21 @@ class Fetcher:
             self.work.put(unit)
 
     # -- finishing jobs ----------------------------------------------------------------------
-    def done(self, queue: str, payload: bytes, seconds: float = 0.0) -> None:
-        """A processor has finished with a job (any recognised outcome): ack it."""
+    def done(self, queue: str, payload: bytes, seconds: float = 0.0, held: bool = True
+             ) -> None:
+        """A processor has finished with a job (any recognised outcome): ack it. ``held``:
+        False for a job handed to the event loop (:meth:`detach`), which no longer counts
+        against the threads' limit nor in their average run time."""
         with self._room:
             first = not self._acks
             if first:
                 self._ack_due = time.monotonic() + ACK_DELAY
             self._acks.append((queue, payload))
-            self._held -= 1
             self._forget((queue, payload))
-            # An exponential moving average over roughly the last 20 jobs.
-            self._job_seconds += (seconds - self._job_seconds) * 0.05
+            if held:
+                self._held -= 1
+                # An exponential moving average over roughly the last 20 jobs.
+                self._job_seconds += (seconds - self._job_seconds) * 0.05
             # Wake the loop only when it has something new to do: the low-water mark is
             # reached, or the first pending ack sets a deadline it must learn about.
             if first or self._held <= self._low:
@@ -403,11 +407,22 @@ class Fetcher:
         if self._idle.is_set():
             self._wake.set()
 
-    def release(self, queue: str, payload: bytes) -> None:
+    def release(self, queue: str, payload: bytes, held: bool = True) -> None:
         """A held job will not be processed here (shutdown): free its slot without an ack."""
         with self._room:
-            self._held -= 1
+            if held:
+                self._held -= 1
             self._forget((queue, payload))
+
+    def detach(self) -> None:
+        """A held job was handed to the event loop (an async job): it no longer takes one of
+        the threads' places, so the fetcher may take another job for them. It stays in
+        :attr:`_holding` (and in-flight) until :meth:`done` or :meth:`release` with
+        ``held=False``; the event loop's own slots bound how many such jobs there are."""
+        with self._room:
+            self._held -= 1
+            if self._held <= self._low:
+                self._room.notify()
 
     def _forget(self, unit: Unit) -> None:
         count = self._holding[unit] - 1

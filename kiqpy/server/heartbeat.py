@@ -81,7 +81,7 @@ class Heartbeat:
         self.on_signal, self.stop = on_signal, stop
         self.recovery = Recovery(config, client, keys, identity, outage, log)
         self.metrics = MetricsWriter(config, client, keys,
-                                     [p.metrics for p in manager.processors], log)
+                                     manager.recorders(), log)
         self.quiet = False
         self.rtt_us = 0
         # beat() runs in the heartbeat thread and clear() in the launcher's, which does not

@@ -21,6 +21,7 @@ from kiqpy.config import Config
 from kiqpy.connection import connect
 from kiqpy.keys import Keys
 from kiqpy.log import get_logger
+from kiqpy.server import aio
 from kiqpy.server.events import fire
 from kiqpy.server.fetch import BLOCK_SECONDS, MAX_WAITERS, Fetcher
 from kiqpy.server.heartbeat import Heartbeat, new_identity
@@ -54,7 +55,7 @@ class Launcher:
         waiters = (MAX_WAITERS if queues.dynamic(config.queues)
                    else len(config.queues) if len(config.queues) <= MAX_WAITERS else 0)
         self.redis = connect(config.redis_url, config.pool_size or config.concurrency + waiters
-                             + 6, config.socket_timeout, config.sentinel_auth)
+                             + 6 + aio.IO_THREADS, config.socket_timeout, config.sentinel_auth)
         self.keys = Keys(config.namespace)
         self.identity = identity or new_identity()
         self.outage = Outage(self.redis.kiqpy_url, self.log)  # type: ignore[attr-defined]
@@ -69,7 +70,8 @@ class Launcher:
                                  self._stuck)
         self.manager = Manager(config.concurrency, self.fetcher, self.retrier,
                                config.server_middleware, self.log, config.metrics,
-                               self.watchdog, config.default_timeout)
+                               self.watchdog, config.default_timeout,
+                               config.async_concurrency)
         self.heartbeat = Heartbeat(config, self.redis, self.keys, self.identity, self.manager,
                                    self.fetcher, self.outage, self.log, self._remote,
                                    self.background_stop)
@@ -231,11 +233,13 @@ class Launcher:
         self._quiet()
         fire(self.config, self.log, "shutdown")
         self.manager.stop()
-        # 2. Let running jobs finish, up to the timeout.
+        # 2. Let running jobs finish, up to the timeout (async ones too).
         finished = self.manager.join(self.config.timeout)
         if not finished:
             self.log.warning("jobs still running at the timeout; requeueing them",
                              running=len(self.manager.snapshot()))
+            # Async jobs are cancelled (never acked), so the requeue below puts them back.
+            self.manager.abandon()
         # 3. From here a failure's Redis writes give up rather than block the exit: such a
         #    job stays in-flight, so it is requeued below or recovered later.
         self.hard_stop.set()

@@ -1,6 +1,8 @@
 """One job's life in a processor thread: decode -> log context -> retry guard -> server chain ->
-perform -> ack. Formats no key strings and talks to Redis only through the fetcher (acks) and
-the retrier (failures).
+perform -> ack. A job whose class has an ``async def perform`` is handed to the event loop
+(kiqpy/server/aio.py) after the decode; its outcome goes through the same
+:meth:`Processor.conclude` and :meth:`Processor.finish`. Formats no key strings and talks to
+Redis only through the fetcher (acks) and the retrier (failures).
 """
 
 from __future__ import annotations
@@ -8,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from contextlib import ExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -22,6 +24,9 @@ from kiqpy.server.fetch import STOP, Fetcher
 from kiqpy.server.metrics import Recorder
 from kiqpy.server.retry import Retrier
 from kiqpy.server.watchdog import Watchdog, settle
+
+if TYPE_CHECKING:
+    from kiqpy.server.aio import AsyncRunner
 
 # The lease of a concurrency_limit slot: the heartbeat renews the slots of running jobs every
 # beat (heartbeat_interval, 10 s by default), so a job may run for as long as it needs, and a
@@ -41,7 +46,7 @@ class Processor:
     def __init__(self, name: str, fetcher: Fetcher, retrier: Retrier, chain: Chain,
                  busy: dict[str, tuple[str, dict[str, Any], float]], halt: threading.Event,
                  log: Any, metrics: Recorder | None = None, watchdog: Watchdog | None = None,
-                 default_timeout: float | None = None,
+                 default_timeout: float | None = None, aio: AsyncRunner | None = None,
                  leases: dict[str, Slot] | None = None) -> None:
         self.name, self.fetcher, self.retrier, self.chain = name, fetcher, retrier, chain
         self.leases = leases if leases is not None else {}
@@ -51,6 +56,7 @@ class Processor:
         # Per class and minute, flushed by the heartbeat (NoMetrics with --no-metrics).
         self.metrics = metrics if metrics is not None else Recorder()
         self.watchdog, self.default_timeout = watchdog, default_timeout
+        self.aio = aio  # the event loop for async jobs (None: no async job class is known)
 
     def run(self) -> None:
         # The logger as configured now, bound once: each call on the lazy proxy get_logger()
@@ -84,12 +90,19 @@ class Processor:
             else:  # forced down before it reached the dead set: it stays in-flight
                 self.fetcher.release(queue, payload)
             return
+        if self.aio is not None and self.aio.takes(job):
+            # An ``async def perform``: the event loop runs it; this thread goes back to
+            # fetching once the loop has a free slot for it (kiqpy/server/aio.py).
+            self.aio.submit(queue, payload, job)
+            return
         cls = None
         self.busy[self.name] = (queue, job, time.time())
         _bind(jid=job["jid"], job_class=job["class"], queue=queue)
         self.log.info("start")
         started = time.perf_counter()
-        outcome: str | None = "done"
+        error: BaseException | None = None
+        limit = timeout = outcome = None
+        failed = False
         try:
             cls = lookup(job["class"])
             options = cls.kiqpy_options_resolved
@@ -102,50 +115,68 @@ class Processor:
             else:
                 with ExitStack() as slot:
                     if not self._take_slot(slot, job, options, limit):
-                        raise _Throttled
+                        raise Throttled
                     self._run(cls, job, timeout)
-        except Interrupted:
-            # An iterable job stopped for the shutdown: not acked, so the shutdown requeues it.
-            self.log.info("interrupted for the shutdown; will resume",
-                          elapsed=round(time.perf_counter() - started, 6))
-            outcome = None
-        except _Throttled:
+        except BaseException as exc:  # a job's SystemExit must not end the worker either
+            error = exc
+        try:
+            outcome, failed = self.conclude(queue, job, payload, cls, error, started, limit,
+                                          timeout)
+        finally:
+            self.processed += outcome != "throttled"  # a put-back is not a run
+            self.failed += failed
+            del self.busy[self.name]
+            _clear()
+        self.finish(queue, payload, outcome, started)
+
+    def conclude(self, queue: str, job: dict[str, Any], payload: bytes, cls: Any,
+               error: BaseException | None, started: float, limit: Any, timeout: Any
+               ) -> tuple[str | None, bool]:
+        """The outcome of one run, logged, counted in the metrics and written (retry set,
+        dead set, schedule) through the retrier: (outcome, failed). The outcome is None when
+        the job must not be acked (interrupted for the shutdown, or a forced shutdown cut
+        the retrier's write short). Shared by the processor threads and the event loop's
+        tasks (which call it in an I/O thread when ``error`` is set); touches no counter of
+        ``self``, so several threads may call it at once."""
+        elapsed = time.perf_counter() - started
+        if error is None:
+            self.metrics.record(job["class"], elapsed, False)
+            self.log.info("done", elapsed=round(elapsed, 6))
+            return "done", False
+        if isinstance(error, Interrupted):
+            # An iterable job stopped for the shutdown (or an async job cancelled by it):
+            # not acked, so the shutdown requeues it.
+            self.log.info("interrupted for the shutdown; will resume", elapsed=round(elapsed, 6))
+            return None, False
+        if isinstance(error, Throttled):
             # Its class is at its concurrency_limit: back in a second, nothing counted; the
             # thread is free at once for jobs of other classes.
             self.log.info("throttled", concurrency_limit=limit)
-            outcome = self.retrier.put_back(job, payload)
-            self.processed -= 1  # not a run (the finally below counts one)
-        except OverLimit as exc:
+            return self.retrier.put_back(job, payload) and "throttled", False
+        if isinstance(error, OverLimit):
             # A full limiter is not a failure: the job goes back to the schedule set for
             # later, counted in its `overrated` field only (a failure after MAX_OVERRATED).
-            elapsed = time.perf_counter() - started
-            self.log.info("overrated", elapsed=round(elapsed, 6), limiter=exc.limiter)
-            outcome = self.retrier.overrated(queue, job, exc, cls, payload)
-            if outcome not in ("overrated", None):  # rescheduled too often: a failure
-                self.failed += 1
-                self.metrics.record(job["class"], elapsed, True)
-        except BaseException as exc:  # a job's SystemExit must not end the worker either
-            if isinstance(exc, JobTimeout) and not exc.args:  # sent by the watchdog
-                exc = JobTimeout(f"{job['class']} ran longer than its timeout of {timeout} s")
-            elapsed = time.perf_counter() - started
-            self.failed += 1
-            self.metrics.record(job["class"], elapsed, True)
-            self.log.warning("fail", elapsed=round(elapsed, 6),
-                             error_class=type(exc).__name__, error=_describe(exc))
-            outcome = self.retrier.failed(queue, job, exc, cls, payload)
-        else:
-            elapsed = time.perf_counter() - started
-            self.metrics.record(job["class"], elapsed, False)
-            self.log.info("done", elapsed=round(elapsed, 6))
-        finally:
-            self.processed += 1
-            del self.busy[self.name]
-            _clear()
-        if outcome is not None:
-            self.fetcher.done(queue, payload, time.perf_counter() - started)
-        else:
-            self.fetcher.release(queue, payload)
+            self.log.info("overrated", elapsed=round(elapsed, 6), limiter=error.limiter)
+            outcome = self.retrier.overrated(queue, job, error, cls, payload)
+            if outcome in ("overrated", None):
+                return outcome, False
+            self.metrics.record(job["class"], elapsed, True)  # rescheduled too often
+            return outcome, True
+        if isinstance(error, JobTimeout) and not error.args:  # sent by the watchdog
+            error = JobTimeout(f"{job['class']} ran longer than its timeout of {timeout} s")
+        self.metrics.record(job["class"], elapsed, True)
+        self.log.warning("fail", elapsed=round(elapsed, 6),
+                         error_class=type(error).__name__, error=_describe(error))
+        return self.retrier.failed(queue, job, error, cls, payload), True
 
+    def finish(self, queue: str, payload: bytes, outcome: str | None, started: float,
+               held: bool = True) -> None:
+        """Ack a job with a recognised outcome; release one without (it stays in-flight for
+        the requeue). ``held``: False for a job the fetcher no longer counts (async)."""
+        if outcome is not None:
+            self.fetcher.done(queue, payload, time.perf_counter() - started, held)
+        else:
+            self.fetcher.release(queue, payload, held)
 
     def _run(self, cls: Any, job: dict[str, Any], timeout: Any) -> None:
         """Run the job, under the watchdog when it has a timeout."""
@@ -160,7 +191,7 @@ class Processor:
             settle()
 
     def _take_slot(self, slot: ExitStack, job: dict[str, Any], options: dict[str, Any],
-                   limit: int) -> bool:
+                   limit: int, holder: str | None = None) -> bool:
         """A slot of the class's concurrent limiter (per concurrency_key when the class has
         one), held until ``slot`` closes and renewed by the heartbeat meanwhile; False when
         all ``limit`` are taken (no waiting)."""
@@ -178,13 +209,14 @@ class Processor:
             held = slot.enter_context(gate.within_limit())
         except OverLimit:
             return False
-        self.leases[self.name] = held
-        slot.callback(self.leases.pop, self.name, None)
+        holder = holder or self.name  # an async job's task name (they share one Processor)
+        self.leases[holder] = held
+        slot.callback(self.leases.pop, holder, None)
         return True
 
 
-class _Throttled(Exception):
-    """Raised inside Processor.process when a job's class has no free concurrency slot."""
+class Throttled(Exception):
+    """Raised inside a run when a job's class has no free concurrency slot."""
 
 
 def _describe(exc: BaseException) -> str:
