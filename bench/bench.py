@@ -248,6 +248,25 @@ def processes(url: str, r: redis.Redis, n: int) -> None:
         for procs in ("1", "2"):
             processing(url, r, job, count, ["-c", "10", "-p", procs, "--log-level", "warning"],
                        f"{label}, -p {procs}", "-p 2 > -p 1", arg=30_000 if job == "Burn" else 0)
+    # Issue 21's -p figure, with what bounds it on a small machine: the worker processes and
+    # redis-server share the cores, so the sum of their CPU per job caps the rate.
+    rates, redis_us = {}, {}
+    for procs in ("1", "2"):
+        before = _redis_cpu(r)
+        rates[procs] = processing(url, r, "NoopIncr", n,
+                                  ["-c", "10", "-p", procs, "--log-level", "warning"],
+                                  f"no-op+INCR job, -p {procs}", "(for reference)")
+        redis_us[procs] = (_redis_cpu(r) - before) / n * 1e6
+    line("  -p 2 against -p 1, no-op+INCR job", f"{rates['2'] / rates['1']:.2f}x",
+         f">= 1.6x (cores here: {os.cpu_count()})")
+    line("  redis-server CPU per job, -p 1 / -p 2",
+         f"{redis_us['1']:.0f} / {redis_us['2']:.0f} us", "(what Redis costs per INCR job)")
+
+
+def _redis_cpu(r: redis.Redis) -> float:
+    """CPU seconds redis-server has used so far (user + system)."""
+    cpu = r.info("cpu")
+    return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
 
 
 def _inflight(r: redis.Redis) -> int:
