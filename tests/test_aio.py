@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import kiqpy
+import kiqpy.api
 from kiqpy.keys import Keys
 from kiqpy.payload import decode
 from tests import app_async_jobs as jobs
@@ -100,6 +101,9 @@ def test_term_acks_async_jobs_finished_within_t_and_requeues_the_rest(config, r,
         wait_for(lambda: r.hget(KEYS.process(identity), "busy") == b"6", message="busy 6")
         work = {k.decode(): json.loads(v) for k, v in r.hgetall(KEYS.work(identity)).items()}
         assert len(work) == 6 and all(k.startswith("kiqpy.async-") for k in work)
+        # and the process shows its async slots beside its threads
+        [process] = list(kiqpy.api.ProcessSet())
+        assert (process.busy, process.async_concurrency) == (6, 100)
         assert r.scard("test:finished") == 0
         # When it gets TERM while all six run
         worker.terminate()

@@ -99,6 +99,12 @@ class Process:
         return _int(self.info.get("concurrency"))
 
     @property
+    def async_concurrency(self) -> int:
+        """Slots for ``async def perform`` jobs on the process's event loop (kiqpy's own
+        field; 0 for a Sidekiq process). Busy counts jobs of both kinds."""
+        return _int(self.info.get("async_concurrency"))
+
+    @property
     def started_at(self) -> _dt.datetime | None:
         return to_datetime(_float(self.info.get("started_at")))
 
@@ -111,7 +117,8 @@ class Process:
         return {
             "identity": self.identity, "hostname": self.hostname, "pid": self.pid,
             "tag": self.tag, "queues": self.queues, "weights": self.weights,
-            "concurrency": self.concurrency, "busy": self.busy, "quiet": self.is_quiet,
+            "concurrency": self.concurrency, "async_concurrency": self.async_concurrency,
+            "busy": self.busy, "quiet": self.is_quiet,
             "started_at": _epoch(self.started_at), "beat": _epoch(self.beat),
             "rss": self.rss, "rtt_us": self.rtt_us, "version": self.version,
         }

@@ -23,6 +23,8 @@ from typing import Any
 
 import redis
 
+from kiqpy.client.execution import is_async
+from kiqpy.client.registry import registered
 from kiqpy.config import Config
 from kiqpy.connection import REDIS_DOWN, describe, master_address
 from kiqpy.keys import Keys
@@ -112,7 +114,12 @@ class Heartbeat:
                 "queues": [q for q, _ in queues], "weights": [weights],
                 "capsules": {"default": {"concurrency": self.config.concurrency,
                                          "mode": _mode(weights), "weights": weights}},
-                "concurrency": self.config.concurrency, "started_at": self.started_at,
+                "concurrency": self.config.concurrency,
+                # kiqpy's own: slots for async jobs on the loop thread, besides the threads
+                # (0 while the app has no async job class, so the Busy page leaves it out)
+                "async_concurrency": self.config.async_concurrency if any(
+                    is_async(cls) for cls in registered().values()) else 0,
+                "started_at": self.started_at,
                 "identity": self.identity, "version": _version(), "labels": [],
                 "embedded": False,
             }))
