@@ -18,6 +18,7 @@ from typing import Any as _Any
 
 from kiqpy import limiter
 from kiqpy.chain import Chain
+from kiqpy.client.batch import Batch
 from kiqpy.client import iteration  # noqa: F401  (kiqpy.iteration.range_enumerator...)
 from kiqpy.client.execution import current_job
 from kiqpy.client.iteration import IterableWorker
@@ -25,13 +26,16 @@ from kiqpy.client.options import declare_option
 from kiqpy.client.periodic import periodic
 from kiqpy.client.push import Client, default_client, enqueue
 from kiqpy.client.registry import registered
+from kiqpy.client.results import result
 from kiqpy.client.worker import Worker
+from kiqpy.client.workflow import Signature, Workflow, chain, group
 from kiqpy.config import Config, configure, default_config
 from kiqpy.connection import thread_client as _thread_client
 from kiqpy.errors import (
     ArgumentError,
     ConfigurationError,
     Interrupted,
+    JobFailed,
     JobTimeout,
     KiqpyError,
     NoJobsError,
@@ -41,7 +45,9 @@ from kiqpy.errors import (
     PoisonPill,
     RedisRefusedError,
     RedisUnavailableError,
+    ResultError,
     UnknownJobError,
+    WorkflowError,
 )
 from kiqpy.version import __version__
 
@@ -101,12 +107,14 @@ def redis(config: Config | None = None) -> _Borrowed:
 
 __all__ = [
     "ArgumentError",
+    "Batch",
     "Chain",
     "Client",
     "Config",
     "ConfigurationError",
     "Interrupted",
     "IterableWorker",
+    "JobFailed",
     "JobTimeout",
     "KiqpyError",
     "NoJobsError",
@@ -116,8 +124,12 @@ __all__ = [
     "PoisonPill",
     "RedisRefusedError",
     "RedisUnavailableError",
+    "ResultError",
+    "Signature",
     "UnknownJobError",
     "Worker",
+    "Workflow",
+    "WorkflowError",
     "__version__",
     "configure",
     "current_job",
@@ -125,9 +137,12 @@ __all__ = [
     "default_client",
     "default_config",
     "embed",
+    "chain",
     "enqueue",
+    "group",
     "limiter",
     "periodic",
     "redis",
     "registered",
+    "result",
 ]

@@ -18,6 +18,9 @@ INTENDED = {
     "RedisRefusedError", "RedisUnavailableError", "UnknownJobError",
     "Worker", "__version__", "configure", "current_job", "declare_option", "default_client",
     "default_config", "embed", "enqueue", "limiter", "periodic", "redis", "registered",
+    # issue 17: batches, workflows, results
+    "Batch", "JobFailed", "ResultError", "Signature", "Workflow", "WorkflowError", "chain",
+    "group", "result",
 }
 
 

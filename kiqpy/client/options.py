@@ -81,6 +81,10 @@ _DECLARED: dict[str, tuple[Validator, str]] = {
     # At most this many jobs of the class run at once across the cluster (kiqpy/server/
     # processor.py holds a slot of a concurrent limiter named class:<name> while one runs).
     "concurrency_limit": (_positive_int, "kiqpy"),
+    # Keep perform's return value in Redis for kiqpy.result(jid): store_result=True for a day,
+    # or result_ttl=seconds (kiqpy/client/results.py; stored by kiqpy/server/batches.py).
+    "store_result": (_bool, "kiqpy"),
+    "result_ttl": (seconds, "kiqpy"),
 }
 
 # Options of bundled middleware, known before they are imported so the error can say where

@@ -15,6 +15,7 @@ import structlog
 from kiqpy.chain import Chain
 from kiqpy.client.execution import execute, set_stop_event
 from kiqpy.client.registry import lookup
+from kiqpy.client.results import encode_result
 from kiqpy.errors import Interrupted, JobTimeout, OverLimit, PayloadError
 from kiqpy.limiter import concurrent
 from kiqpy.payload import decode
@@ -87,6 +88,7 @@ class Processor:
         self.log.info("start")
         started = time.perf_counter()
         outcome: str | None = "done"
+        stored: bytes | None = None  # the encoded result, for store_result / result_ttl
         try:
             cls = lookup(job["class"])
             options = cls.kiqpy_options_resolved
@@ -95,12 +97,14 @@ class Processor:
             timeout = job.get("timeout") or options.get("timeout", self.default_timeout)
             limit = options.get("concurrency_limit")
             if limit is None:
-                self._run(cls, job, timeout)
+                value = self._run(cls, job, timeout)
             else:
                 with ExitStack() as slot:
                     if not self._take_slot(slot, job["class"], limit):
                         raise _Throttled
-                    self._run(cls, job, timeout)
+                    value = self._run(cls, job, timeout)
+            if "result_ttl" in job or job.get("store_result"):
+                stored = encode_result(value)  # a value it cannot store fails the job
         except Interrupted:
             # An iterable job stopped for the shutdown: not acked, so the shutdown requeues it.
             self.log.info("interrupted for the shutdown; will resume",
@@ -134,6 +138,8 @@ class Processor:
             elapsed = time.perf_counter() - started
             self.metrics.record(job["class"], elapsed, False)
             self.log.info("done", elapsed=round(elapsed, 6))
+            if "bid" in job or stored is not None:  # a batch's job, or a result to keep
+                outcome = self.retrier.outcomes.succeeded(job, stored)
         finally:
             self.processed += 1
             del self.busy[self.name]
@@ -144,14 +150,13 @@ class Processor:
             self.fetcher.release(queue, payload)
 
 
-    def _run(self, cls: Any, job: dict[str, Any], timeout: Any) -> None:
-        """Run the job, under the watchdog when it has a timeout."""
+    def _run(self, cls: Any, job: dict[str, Any], timeout: Any) -> Any:
+        """Run the job, under the watchdog when it has a timeout; perform's return value."""
         if type(timeout) not in (int, float) or timeout <= 0 or self.watchdog is None:
-            execute(cls, job, self.chain)
-            return
+            return execute(cls, job, self.chain)
         try:
             self.watchdog.arm(job["jid"], float(timeout))
-            execute(cls, job, self.chain)
+            return execute(cls, job, self.chain)
         finally:
             self.watchdog.disarm()
             settle()
