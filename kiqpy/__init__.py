@@ -18,8 +18,8 @@ from typing import Any as _Any
 
 from kiqpy import limiter
 from kiqpy.chain import Chain
-from kiqpy.client.batch import Batch
 from kiqpy.client import iteration  # noqa: F401  (kiqpy.iteration.range_enumerator...)
+from kiqpy.client.batch import Batch
 from kiqpy.client.execution import current_job
 from kiqpy.client.iteration import IterableWorker
 from kiqpy.client.options import declare_option
@@ -131,13 +131,13 @@ __all__ = [
     "Workflow",
     "WorkflowError",
     "__version__",
+    "chain",
     "configure",
     "current_job",
     "declare_option",
     "default_client",
     "default_config",
     "embed",
-    "chain",
     "enqueue",
     "group",
     "limiter",

@@ -105,3 +105,14 @@ class BadResult(kiqpy.Worker, name="BadResult", store_result=True, retry=0):
 class DiesWithResult(kiqpy.Worker, name="DiesWithResult", result_ttl=60, retry=0):
     def perform(self):
         raise ValueError("no answer")
+
+
+class Gated(kiqpy.Worker, name="Gated"):
+    """Waits at the gate (a list the test pushes to), so jobs in several processes finish at
+    the same moment; records the pid it ran in."""
+
+    def perform(self, gate):
+        conn = r()
+        conn.sadd("test:gated-pids", os.getpid())
+        conn.incr(f"{gate}:waiting")
+        conn.blpop(gate, 30)

@@ -236,13 +236,15 @@ def deliver(client: Client, bid: str, reply: list[Any]) -> int:
     held by another reporter get the batch marked for the scheduler's sweep."""
     total, pending, failures = int(reply[1]), int(reply[2]), int(reply[3])
     description, callbacks, parent = _text(reply[4]), _text(reply[5]), _text(reply[6])
-    size, claimed = int(reply[7]), reply[8:]
+    size = int(reply[7])
+    # Pushed in a fixed order (complete before success when both fire together); the jobs
+    # themselves may still run in any order, on several threads.
+    claimed = sorted((_text(reply[i]), _text(reply[i + 1])) for i in range(8, len(reply), 2))
     delivered = 0
     if claimed:
         token = current_batch.set(None)  # callback and step jobs never join a batch by accident
         try:
-            for index in range(0, len(claimed), 2):
-                field, value = _text(claimed[index]), _text(claimed[index + 1])
+            for field, value in claimed:
                 kind, _, name = field.partition(":")
                 if kind == "cb":
                     status = {"bid": bid, "event": name, "total": total, "pending": pending,

@@ -32,7 +32,7 @@ def wants_result(job: dict[str, Any]) -> bool:
 def result_ttl(job: dict[str, Any]) -> int:
     """Seconds to keep the job's result (at least one)."""
     ttl = job.get("result_ttl")
-    if type(ttl) in (int, float) and ttl > 0:
+    if isinstance(ttl, (int, float)) and ttl > 0:
         return max(1, int(ttl))
     return DEFAULT_RESULT_TTL
 
@@ -57,7 +57,7 @@ def encode_failure(error_class: str, error_message: str) -> bytes:
     return data
 
 
-def decode_result(jid: str, data: bytes) -> Any:
+def decode_result(jid: str, data: Any) -> Any:
     """The value in ``data``, or :class:`JobFailed`."""
     stored = msgpack.unpackb(data, raw=False)
     if "failed" in stored:
@@ -103,6 +103,7 @@ def result(jid: str, timeout: float | None = None, config: Config | None = None)
         left = longest if deadline is None else deadline - time.monotonic()
         if left <= 0:
             raise TimeoutError(f"no result for job {jid} within {timeout} s")
-        data = redis_client.blmove(key, key, min(left, longest), "RIGHT", "LEFT")
+        data = redis_client.blmove(key, key, min(left, longest),  # type: ignore[arg-type]
+                                  "RIGHT", "LEFT")
     return decode_result(jid, data)
 

@@ -136,7 +136,7 @@ class Workflow:
             if state.get(name) == 2:
                 return
             if state.get(name) == 1:
-                cycle = path[path.index(name):] + [name]
+                cycle = [*path[path.index(name):], name]
                 raise WorkflowError(f"workflow {self.name!r} has a cycle: "
                                     f"{' -> '.join(cycle)}")
             state[name] = 1
