@@ -284,3 +284,42 @@ def test_result_options_are_checked_when_the_class_is_defined():
 
 
 _ = signal  # kill -9 goes through WorkerProcess.kill9
+
+
+def test_callbacks_claimed_by_a_process_that_died_are_delivered_by_the_sweep(config, r,
+                                                                             redis_url):
+    # Given a batch whose last report claimed its callbacks, and whose reporter then died
+    # before pushing them (simulated: the claim is taken and never delivered)
+    from kiqpy.client.push import default_client
+
+    client = default_client()
+    batch = new_batch()
+    batch._open(client, True)
+    reply = client.scripts.call(client.scripts.batch_report, client.keys.batch_parts(batch.bid),
+                                ["close", "", "", "", 60_000])
+    assert sorted(reply[8::2]) == [b"cb:complete", b"cb:success"]  # claimed, then "died"
+    # A late reporter sees the held entries and marks the batch for the sweep
+    again = client.scripts.call(client.scripts.batch_report,
+                                client.keys.batch_parts(batch.bid), ["sweep", "", "", "", 1])
+    assert again[7:] == [2]
+    r.hset(f"kiqpy:batch:{{b-{batch.bid}}}:claims", mapping={"cb:complete": 0,
+                                                             "cb:success": 0})
+    r.zadd("kiqpy:batch-outbox", {batch.bid: 0})  # what deliver() does for held entries
+    # When a worker's scheduler sweeps
+    with worker(redis_url, "-c", "2") as w:
+        wait_for(lambda: len(events(r, batch.bid)) == 2, 20, message="swept callbacks")
+        wait_for(lambda: r.zcard("kiqpy:batch-outbox") == 0, 20, message="marker cleared")
+        stop(w)
+    # Then each callback ran once, and the outbox is empty
+    assert sorted(events(r, batch.bid)) == ["complete", "success"]
+    assert r.hlen(f"kiqpy:batch:{{b-{batch.bid}}}:outbox") == 0
+
+
+def test_fake_mode_stamps_the_bid_without_redis():
+    import kiqpy.testing
+
+    with kiqpy.testing.fake():
+        batch = kiqpy.Batch()
+        with batch.jobs():
+            app.Row.perform_async(1)
+        assert app.Row.jobs[0]["bid"] == batch.bid

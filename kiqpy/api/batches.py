@@ -116,7 +116,7 @@ class BatchStatus(ApiObject):
         1,000, read on each access)."""
         dead = set(self.dead_jids)
         with self.io():
-            cursor, rows = self.redis.hscan(self.keys.batch(self.bid, "failed"), 0, count=1000)
+            _cursor, rows = self.redis.hscan(self.keys.batch(self.bid, "failed"), 0, count=1000)
         failures = []
         for raw_jid, raw in list(rows.items())[:1000]:
             jid = text(raw_jid)

@@ -41,7 +41,7 @@ class Scheduler:
         self.scripts = Scripts(client)
         self.processes = 1
         # Batch callbacks whose deliverer died: delivered once their claim ends.
-        self.outcomes = Outcomes(config, client, keys, outage, threading.Event(), log)
+        self.outcomes: Outcomes | None = None
 
     def run(self) -> None:
         # A random first wait, so processes started together do not poll together.
@@ -67,6 +67,9 @@ class Scheduler:
     def poll(self) -> int:
         """One poll: move what is due, then count the processes sharing the polling."""
         moved = self.enqueue_due()
+        if self.outcomes is None or self.outcomes.redis is not self.redis:
+            self.outcomes = Outcomes(self.config, self.redis, self.keys, self.outage,
+                                     threading.Event(), self.log)
         self.outcomes.sweep()
         self.processes = max(1, int(self.redis.scard(self.keys.processes)))
         return moved
