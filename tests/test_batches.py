@@ -256,7 +256,7 @@ def test_workflow_graph_errors_are_clear(config):
 
 # -- results --------------------------------------------------------------------------------
 def test_results_wait_time_out_and_report_failures(config, r, redis_url):
-    with pytest.raises(TimeoutError, match="within 0.2 s"):
+    with pytest.raises(TimeoutError, match=r"within 0\.2 s"):
         kiqpy.result("0" * 24, timeout=0.2)
     slow = app.Answer.perform_async(21, 0.3)
     dies = app.DiesWithResult.perform_async()

@@ -12,6 +12,7 @@ A batch's keys expire ``ttl`` seconds (30 days by default) after its last change
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -116,9 +117,10 @@ class BatchStatus(ApiObject):
         1,000, read on each access)."""
         dead = set(self.dead_jids)
         with self.io():
-            _cursor, rows = self.redis.hscan(self.keys.batch(self.bid, "failed"), 0, count=1000)
+            rows = list(itertools.islice(
+                self.redis.hscan_iter(self.keys.batch(self.bid, "failed"), count=1000), 1000))
         failures = []
-        for raw_jid, raw in list(rows.items())[:1000]:
+        for raw_jid, raw in rows:
             jid = text(raw_jid)
             try:
                 info = json.loads(raw)
@@ -163,8 +165,9 @@ class BatchSet(ApiObject):
         start = (number - 1) * size
         with self.io():
             total = int(self.redis.zcard(self.keys.batch_index))
-            bids = [text(b) for b in self.redis.zrevrange(self.keys.batch_index, start,
-                                                          start + size - 1)]
+            raw: list[bytes] = self.redis.zrevrange(  # type: ignore[assignment]
+                self.keys.batch_index, start, start + size - 1)
+        bids = [text(b) for b in raw]
         entries = []
         for bid in bids:
             status = BatchStatus(bid, self.config, self.redis)
