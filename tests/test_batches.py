@@ -323,3 +323,35 @@ def test_fake_mode_stamps_the_bid_without_redis():
         with batch.jobs():
             app.Row.perform_async(1)
         assert app.Row.jobs[0]["bid"] == batch.bid
+
+
+def test_reports_racing_on_the_last_jobs_fire_each_callback_once(config, r, redis_url):
+    # Given many batches of 6 jobs, and 6 threads (each with its own connection) reporting
+    # the 6 successes of one batch at the same instant, 150 times over
+    import threading
+
+    from kiqpy.client.batch import report
+    from kiqpy.client.push import Client
+    from tests.conftest import queued_jobs
+
+    clients = [Client(kiqpy.Config(redis_url=redis_url)) for _ in range(6)]
+    for _ in range(150):
+        batch = new_batch()
+        with batch.jobs():
+            jids = app.Row.perform_bulk([[n] for n in range(6)])
+        r.delete("queue:default")
+        barrier = threading.Barrier(6)
+
+        def finish(client: Client, jid: str, b: str = batch.bid) -> None:
+            barrier.wait()
+            report(client, b, "success", jid)
+
+        threads = [threading.Thread(target=finish, args=(c, j)) for c, j in zip(clients, jids)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        # Then complete and success were each pushed exactly once, and nothing is left over
+        pushed = sorted(job["args"][0]["event"] for job in queued_jobs(r))
+        assert pushed == ["complete", "success"]
+        assert r.hlen(f"kiqpy:batch:{{b-{batch.bid}}}:outbox") == 0
