@@ -94,13 +94,18 @@ def enqueue_rates(url: str, r: redis.Redis, n_single: int, n_bulk: int) -> None:
 
 
 def processing(url: str, r: redis.Redis, job: str, n: int, worker_args: list[str],
-               label: str, target: str, processes: int = 1, arg: int = 0) -> float:
+               label: str, target: str, processes: int = 1, arg: int = 0,
+               batch: bool = False) -> float:
     import kiqpy
     from bench import bench_jobs
 
     kiqpy.configure(redis_url=url)
     r.flushall()
-    getattr(bench_jobs, job).perform_bulk([[arg or i] for i in range(n)])
+    if batch:  # every job reports to the batch when it ends (one script call each)
+        with kiqpy.Batch(description="bench").jobs():
+            getattr(bench_jobs, job).perform_bulk([[arg or i] for i in range(n)])
+    else:
+        getattr(bench_jobs, job).perform_bulk([[arg or i] for i in range(n)])
     workers = [Worker(url, *worker_args) for _ in range(processes)]
     # Time from the first job taken to the last job acked.
     while r.llen("queue:default") == n:
@@ -261,6 +266,8 @@ def main() -> None:
         line("  cost of the per-job log lines", f"{1 - on / off:.0%}", "<= 25% of logs-off rate")
         processing(url, r, "Noop", n, quiet, "processing pure no-op, -c 10, logs off",
                    ">= 25k jobs/s")
+        processing(url, r, "Noop", n, quiet, "  the same, every job in one batch",
+                   "(for reference: the cost of batch reports)", batch=True)
         if args.throughput:
             return
         latency(url, r, samples=50 if args.quick else 200)

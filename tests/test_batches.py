@@ -296,11 +296,11 @@ def test_callbacks_claimed_by_a_process_that_died_are_delivered_by_the_sweep(con
     batch = new_batch()
     batch._open(client, True)
     reply = client.scripts.call(client.scripts.batch_report, client.keys.batch_parts(batch.bid),
-                                ["close", "", "", "", 60_000])
+                                ["close", "", 60_000])
     assert sorted(reply[8::2]) == [b"cb:complete", b"cb:success"]  # claimed, then "died"
     # A late reporter sees the held entries and marks the batch for the sweep
     again = client.scripts.call(client.scripts.batch_report,
-                                client.keys.batch_parts(batch.bid), ["sweep", "", "", "", 1])
+                                client.keys.batch_parts(batch.bid), ["sweep", "", 1])
     assert again[7:] == [2]
     r.hset(f"kiqpy:batch:{{b-{batch.bid}}}:claims", mapping={"cb:complete": 0,
                                                              "cb:success": 0})
@@ -342,11 +342,13 @@ def test_reports_racing_on_the_last_jobs_fire_each_callback_once(config, r, redi
         r.delete("queue:default")
         barrier = threading.Barrier(6)
 
-        def finish(client: Client, jid: str, b: str = batch.bid) -> None:
-            barrier.wait()
+        def finish(client: Client, jid: str, b: str = batch.bid,
+                   gate: threading.Barrier = barrier) -> None:
+            gate.wait()
             report(client, b, "success", jid)
 
-        threads = [threading.Thread(target=finish, args=(c, j)) for c, j in zip(clients, jids)]
+        threads = [threading.Thread(target=finish, args=(c, j))
+                   for c, j in zip(clients, jids, strict=True)]
         for thread in threads:
             thread.start()
         for thread in threads:

@@ -215,12 +215,14 @@ class Batch:
 
 # -- reporting and delivery -----------------------------------------------------------------
 def report(client: Client, bid: str, kind: str, item: str = "", info: str = "",
-           step: str = "") -> list[Any] | None:
+           step: str = "", more: list[str] | None = None) -> list[Any] | None:
     """Run ``batch_report.lua`` for one event and deliver the outbox entries it hands us.
-    Returns the script's reply, or None when the batch does not exist (expired)."""
+    ``more``: further (item, step) pairs, flattened, of the same kind. Returns the script's
+    reply, or None when the batch does not exist (expired)."""
+    items = [item, step] if item else []
     reply: list[Any] = client.scripts.call(client.scripts.batch_report,
                                            client.keys.batch_parts(bid),
-                                           [kind, item, info, step, CLAIM_MS])
+                                           [kind, info, CLAIM_MS, *items, *(more or ())])
     if reply[0] == -1:
         return None
     deliver(client, bid, reply)

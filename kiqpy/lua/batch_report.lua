@@ -7,10 +7,11 @@
 --          steps, state (all tagged {b-<bid>}: one cluster slot)
 -- ARGV[1]  what happened: "success", "failure", "death", "close" (a jobs() block ended) or
 --          "sweep" (nothing; only hand out due outbox entries)
--- ARGV[2]  the item: a jid, or "b:<bid>" for a child batch ("" for close and sweep)
--- ARGV[3]  failure info (JSON: class, error_class, error_message) for failure and death
--- ARGV[4]  the workflow step the item runs ("" for none)
--- ARGV[5]  claim lease (ms): an entry handed out is not handed out again before it ends
+-- ARGV[2]  failure info (JSON: class, error_class, error_message) for failure and death
+-- ARGV[3]  claim lease (ms): an entry handed out is not handed out again before it ends
+-- ARGV[4..] pairs: the item (a jid, or "b:<bid>" for a child batch) and the workflow step it
+--          runs ("" for none); none for close and sweep. The worker sends the successes of
+--          several jobs of one batch in one call.
 --
 -- Rules (Sidekiq Pro's): `complete` fires once, when no jobs() block is open and every
 -- pending item has failed at least once (pending == failures); `success` once, when nothing is
@@ -29,8 +30,8 @@ local outbox, claims, steps, state = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 if redis.call('EXISTS', meta) == 0 then
   return {-1}
 end
-local kind, item, info, step = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local lease = tonumber(ARGV[5])
+local kind, info = ARGV[1], ARGV[2]
+local lease = tonumber(ARGV[3])
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local parent = redis.call('HGET', meta, 'parent')
@@ -88,43 +89,47 @@ local function settle(name)
 end
 
 local changed = false
-if kind == 'success' then
-  if redis.call('SREM', jids, item) == 1 then
-    changed = true
-    redis.call('HDEL', failed, item)
-    redis.call('SREM', dead, item)
-    if step ~= '' then
-      redis.call('HSET', state, step, 'succeeded')
-      settle(step)
-    end
-  end
-elseif kind == 'failure' then
-  if redis.call('SISMEMBER', jids, item) == 1 then
-    changed = true
-    redis.call('HSET', failed, item, info)
-    if step ~= '' and state_of(step) ~= 'dead' then
-      redis.call('HSET', state, step, 'retrying')
-    end
-  end
-elseif kind == 'death' then
-  if redis.call('SISMEMBER', jids, item) == 1 then
-    changed = true
-    redis.call('HSET', failed, item, info)
-    if redis.call('SADD', dead, item) == 1 then
-      if redis.call('HEXISTS', meta, 'death') == 0 then
-        redis.call('HSET', meta, 'death', now)
-        redis.call('HSET', outbox, 'cb:death', 'death')
-        if parent then
-          redis.call('HSET', outbox, 'up:death', 'death')
-        end
-      end
+for i = 4, #ARGV, 2 do
+  local item, step = ARGV[i], ARGV[i + 1]
+  if kind == 'success' then
+    if redis.call('SREM', jids, item) == 1 then
+      changed = true
+      redis.call('HDEL', failed, item)
+      redis.call('SREM', dead, item)
       if step ~= '' then
-        redis.call('HSET', state, step, 'dead')
+        redis.call('HSET', state, step, 'succeeded')
         settle(step)
       end
     end
+  elseif kind == 'failure' then
+    if redis.call('SISMEMBER', jids, item) == 1 then
+      changed = true
+      redis.call('HSET', failed, item, info)
+      if step ~= '' and state_of(step) ~= 'dead' then
+        redis.call('HSET', state, step, 'retrying')
+      end
+    end
+  elseif kind == 'death' then
+    if redis.call('SISMEMBER', jids, item) == 1 then
+      changed = true
+      redis.call('HSET', failed, item, info)
+      if redis.call('SADD', dead, item) == 1 then
+        if redis.call('HEXISTS', meta, 'death') == 0 then
+          redis.call('HSET', meta, 'death', now)
+          redis.call('HSET', outbox, 'cb:death', 'death')
+          if parent then
+            redis.call('HSET', outbox, 'up:death', 'death')
+          end
+        end
+        if step ~= '' then
+          redis.call('HSET', state, step, 'dead')
+          settle(step)
+        end
+      end
+    end
   end
-elseif kind == 'close' then
+end
+if kind == 'close' then
   changed = true
   redis.call('HINCRBY', meta, 'open', -1)
 end

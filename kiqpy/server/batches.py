@@ -29,6 +29,20 @@ from kiqpy.server.outage import Outage
 #: Outcomes of Retrier.failed that end a job for good (its result becomes a failure).
 FINAL = frozenset({"dead", "discarded", "cancelled"})
 
+#: The most job successes one batch_report.lua call carries.
+MAX_GROUP = 500
+
+
+class _Success:
+    """One job's success waiting for a group report (see :meth:`Outcomes._grouped`)."""
+
+    __slots__ = ("bid", "done", "error", "jid", "step")
+
+    def __init__(self, bid: str, jid: str, step: str) -> None:
+        self.bid, self.jid, self.step = bid, jid, step
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+
 
 class Outcomes:
     """Reports a finished job to its batch and stores its result. Shared by the processor
@@ -41,6 +55,10 @@ class Outcomes:
         self.log = log
         self._config = config
         self._pusher: Client | None = None
+        # Group reports: successes waiting for the thread that is reporting (the leader).
+        self._lock = threading.Lock()
+        self._waiting: list[_Success] = []
+        self._leading = False
 
     @property
     def pusher(self) -> Client:
@@ -57,9 +75,50 @@ class Outcomes:
                 self._store(job["jid"], stored, result_ttl(job))
             bid = job.get("bid")
             if isinstance(bid, str):
-                self._report(bid, "success", job["jid"], "", _step(job))
+                self._grouped(_Success(bid, job["jid"], _step(job)))
             return True
         return None if self.outage.retry(write, "batch", self.give_up) is None else "done"
+
+    def _grouped(self, mine: _Success) -> None:
+        """Report a success together with those other processor threads are reporting at the
+        same moment (group commit): the first thread in becomes the leader and sends every
+        waiting success, one script call per batch (up to MAX_GROUP jobs), until none is
+        left; the others wait for theirs. Each thread returns only once its own job's report
+        is in Redis, so the ack still follows the report. An error reaches every thread whose
+        job was in the failed call, and each retries its own (Outage.retry)."""
+        with self._lock:
+            self._waiting.append(mine)
+            lead = not self._leading
+            self._leading = True
+        if lead:
+            while True:
+                with self._lock:
+                    group, self._waiting = self._waiting[:MAX_GROUP], self._waiting[MAX_GROUP:]
+                    if not group:
+                        self._leading = False
+                        break
+                try:
+                    self._send(group)
+                except BaseException as exc:
+                    for one in group:
+                        one.error = exc
+                finally:
+                    for one in group:
+                        one.done.set()
+        mine.done.wait()
+        if mine.error is not None:
+            raise mine.error
+
+    def _send(self, group: list[_Success]) -> None:
+        by_batch: dict[str, list[str]] = {}
+        for one in group:
+            by_batch.setdefault(one.bid, []).extend((one.jid, one.step))
+        for bid, pairs in by_batch.items():
+            try:
+                report(self.pusher, bid, "success", more=pairs)
+            except KiqpyError as exc:
+                self.log.error("batch delivery failed; the sweep will retry it", bid=bid,
+                               error=str(exc))
 
     def failed(self, job: Job, exc: BaseException, outcome: str) -> str | None:
         """The job failed with ``outcome`` (Retrier.failed's): its first failure makes it count
