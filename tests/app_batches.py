@@ -116,3 +116,19 @@ class Gated(kiqpy.Worker, name="Gated"):
         conn.sadd("test:gated-pids", os.getpid())
         conn.incr(f"{gate}:waiting")
         conn.blpop(gate, 30)
+
+
+class FlakyNester(kiqpy.Worker, name="FlakyNester"):
+    """Creates a child batch of 3 rows, then fails its first attempt (retried at once)."""
+
+    def perform(self, first):
+        child = kiqpy.Batch(description="flaky child")
+        child.on("success", Callback, {"who": "flaky child"})
+        with child.jobs():
+            Row.perform_bulk([[first + i] for i in range(3)])
+        r().rpush("test:flaky-children", child.bid)
+        if r().incr("test:flaky-runs") == 1:
+            raise RuntimeError("fails after creating its child")
+
+    def kiqpy_retry_in(self, count, exc, job):
+        return 0

@@ -31,6 +31,11 @@ def events(r: redis.Redis, bid: str) -> list[str]:
     return [e["event"] for e in callbacks(r, bid)]
 
 
+def both(r: redis.Redis, bid: str) -> bool:
+    """Both complete and success callbacks have run."""
+    return {"complete", "success"} <= set(events(r, bid))
+
+
 def new_batch(description: str = "test") -> kiqpy.Batch:
     batch = kiqpy.Batch(description=description)
     for event in ("complete", "success", "death"):
@@ -54,12 +59,13 @@ def test_1000_jobs_with_10_failing_once_complete_then_succeed_once(config, r, re
     assert (status.total, status.pending, status.complete) == (1000, 1000, False)
     # When a worker runs them
     with worker(redis_url, "-c", "10") as w:
-        wait_for(lambda: "success" in events(r, batch.bid), 60, message="success callback")
+        wait_for(lambda: both(r, batch.bid), 60,
+                 message="success callback")
         stop(w)
     # Then complete fired once, after every job ran once, success once after the retries,
     # and death never
-    assert events(r, batch.bid) == ["complete", "success"]
-    complete, success = callbacks(r, batch.bid)
+    assert sorted(events(r, batch.bid)) == ["complete", "success"]
+    complete, success = sorted(callbacks(r, batch.bid), key=lambda e: e["event"])
     assert complete["ran"] + complete["failures"] >= 1000
     assert success["ran"] == 1000 and success["pending"] == 0
     assert complete["options"] == {"e": "complete"}
@@ -97,13 +103,14 @@ def test_jobs_added_from_inside_a_job_and_a_nested_batch_hold_the_parent(config,
         app.Nester.perform_async(2000, 20)
         app.Row.perform_bulk([[n] for n in range(10)])
     with worker(redis_url, "-c", "5") as w:
-        wait_for(lambda: "success" in events(r, batch.bid), 60, message="parent success")
+        wait_for(lambda: len(callbacks(r)) == 4, 60, message="parent and child callbacks")
         stop(w)
     child = r.get("test:child").decode()
     # Then the parent waited for every added job and for the child batch's jobs
-    assert events(r, child) == ["complete", "success"]
-    assert events(r, batch.bid) == ["complete", "success"]
-    assert callbacks(r, batch.bid)[1]["ran"] == 10 + 30 + 1 + 20 + 1
+    assert sorted(events(r, child)) == ["complete", "success"]
+    assert sorted(events(r, batch.bid)) == ["complete", "success"]
+    [success] = [e for e in callbacks(r, batch.bid) if e["event"] == "success"]
+    assert success["ran"] == 10 + 30 + 1 + 20 + 1
     parent = BatchStatus(batch.bid)
     assert parent.total == 1 + 1 + 10 + 30 + 1  # Adder, Nester, rows, added rows, the child
     assert BatchStatus(child).parent_bid == batch.bid
@@ -116,9 +123,9 @@ def test_kill_9_of_a_worker_in_the_middle_of_a_batch(config, r, redis_url):
     with worker(redis_url, "-c", "5") as victim, worker(redis_url, "-c", "5") as survivor:
         wait_for(lambda: int(r.get("test:ran") or 0) >= 40, 30, message="40 rows")
         victim.kill9()
-        wait_for(lambda: "success" in events(r, batch.bid), 60, message="success")
+        wait_for(lambda: both(r, batch.bid), 60, message="success")
         stop(survivor)
-    assert events(r, batch.bid) == ["complete", "success"]
+    assert sorted(events(r, batch.bid)) == ["complete", "success"]
     assert r.scard("test:rows") == 200
 
 
@@ -137,7 +144,7 @@ def test_three_processes_finishing_the_last_jobs_together_fire_each_callback_onc
             wait_for(lambda g=gate: int(r.get(f"{g}:waiting") or 0) == size, 30,
                      message="all jobs at the gate")
             r.rpush(gate, *["go"] * size)
-            wait_for(lambda b=batch.bid: "success" in events(r, b), 30, message="success")
+            wait_for(lambda b=batch.bid: both(r, b), 30, message="success")
             bids.append(batch.bid)
         for process in (w1, w2, w3):
             stop(process)
@@ -155,9 +162,9 @@ def test_a_batch_cannot_complete_while_its_jobs_block_is_open(config, r, redis_u
             wait_for(lambda: BatchStatus(batch.bid).pending == 0, 20, message="row 1 done")
             assert events(r, batch.bid) == []
             app.Row.perform_async(2)
-        wait_for(lambda: "success" in events(r, batch.bid), 20, message="success")
+        wait_for(lambda: both(r, batch.bid), 20, message="success")
         stop(w)
-    assert events(r, batch.bid) == ["complete", "success"]
+    assert sorted(events(r, batch.bid)) == ["complete", "success"]
 
 
 def test_batch_api_errors_and_listing(config, r):
@@ -357,3 +364,16 @@ def test_reports_racing_on_the_last_jobs_fire_each_callback_once(config, r, redi
         pushed = sorted(job["args"][0]["event"] for job in queued_jobs(r))
         assert pushed == ["complete", "success"]
         assert r.hlen(f"kiqpy:batch:{{b-{batch.bid}}}:outbox") == 0
+
+
+def test_a_job_retried_after_creating_a_child_batch_creates_a_new_one(config, r, redis_url):
+    batch = new_batch()
+    with batch.jobs():
+        app.FlakyNester.perform_async(5000)
+    with worker(redis_url, "-c", "3") as w:
+        wait_for(lambda: len(callbacks(r)) == 4, 30, message="4 callbacks")
+        stop(w)
+    first, second = (b.decode() for b in r.lrange("test:flaky-children", 0, -1))
+    assert first != second
+    assert events(r, first) == ["success"] and events(r, second) == ["success"]
+    assert sorted(events(r, batch.bid)) == ["complete", "success"]

@@ -70,10 +70,14 @@ _children: contextvars.ContextVar[tuple[int, int]] = contextvars.ContextVar(
 
 
 def _child_bid(job: Job) -> str:
+    """The bid of the ``count``-th batch this run of ``job`` creates: the same when the same
+    payload runs again after a crash (orphan recovery), a new one after a failure (its
+    ``retry_count`` moved on), as a retried Sidekiq Pro job creates a new child."""
     key, count = _children.get()
     count = count + 1 if key == id(job) else 1
     _children.set((id(job), count))
-    return hashlib.sha1(f"{job['jid']}:{count}".encode()).hexdigest()[:24]
+    seed = f"{job['jid']}:{job.get('retry_count', '-')}:{count}"
+    return hashlib.sha1(seed.encode()).hexdigest()[:24]
 
 
 class Batch:
@@ -164,8 +168,9 @@ class Batch:
     def _open(self, client: Client, counted: bool) -> None:
         keys = client.keys
         if self._new and not self._created:
-            if self.parent_bid is not None:
-                # Counted in the parent before it exists, so the parent cannot complete first.
+            if self.parent_bid is not None and not client.redis.exists(keys.batch(self.bid)):
+                # Counted in the parent before it exists, so the parent cannot complete first
+                # (not again when a re-run finds it: the parent may have counted it done).
                 client.scripts.call(client.scripts.batch_add,
                                     [keys.batch(self.parent_bid), keys.batch(self.parent_bid,
                                                                              "jids")],

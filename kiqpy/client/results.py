@@ -71,7 +71,11 @@ def peek_result(jid: str, config: Config | None = None) -> Any:
     """The stored result of ``jid`` without waiting: the value, the :class:`JobFailed` (not
     raised), or None if there is none."""
     client = default_client() if config is None else Client(config)
-    data = client.redis.lindex(client.keys.result(jid), 0)
+    try:
+        data = client.redis.lindex(client.keys.result(jid), 0)
+    finally:
+        if config is not None:
+            client.close()
     if data is None:
         return None
     try:
@@ -93,6 +97,14 @@ def result(jid: str, timeout: float | None = None, config: Config | None = None)
     if timeout is not None and (type(timeout) not in (int, float) or timeout < 0):
         raise ArgumentError(f"result(): timeout must be None or seconds >= 0, got {timeout!r}")
     client = default_client() if config is None else Client(config)
+    try:
+        return _wait(client, jid, timeout)
+    finally:
+        if config is not None:
+            client.close()
+
+
+def _wait(client: Client, jid: str, timeout: float | None) -> Any:
     key = client.keys.result(jid)
     redis_client = client.redis
     data = redis_client.lindex(key, 0)
