@@ -377,3 +377,21 @@ def test_a_job_retried_after_creating_a_child_batch_creates_a_new_one(config, r,
     assert first != second
     assert events(r, first) == ["success"] and events(r, second) == ["success"]
     assert sorted(events(r, batch.bid)) == ["complete", "success"]
+
+
+def test_a_graceful_stop_mid_batch_reports_and_acks_every_finished_job(config, r, redis_url):
+    # Given a worker stopped (TERM) in the middle of a batch
+    batch = new_batch()
+    with batch.jobs():
+        app.Row.perform_bulk([[n, 0.005] for n in range(300)])
+    with worker(redis_url, "-c", "10") as first:
+        wait_for(lambda: int(r.get("test:ran") or 0) >= 60, 30, message="60 rows")
+        stop(first)
+    assert '"clean": true' in first.log()
+    # When another worker finishes the batch
+    with worker(redis_url, "-c", "10") as second:
+        wait_for(lambda: both(r, batch.bid), 60, message="complete and success")
+        stop(second)
+    # Then no finished job ran twice (each was acked after its report), and each callback once
+    assert int(r.get("test:ran")) == 300
+    assert sorted(events(r, batch.bid)) == ["complete", "success"]

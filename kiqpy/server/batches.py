@@ -10,8 +10,10 @@ report (idempotent: a jid counts once) hands out what the first one could not de
 from __future__ import annotations
 
 import json
+import queue
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -32,16 +34,12 @@ FINAL = frozenset({"dead", "discarded", "cancelled"})
 #: The most job successes one batch_report.lua call carries.
 MAX_GROUP = 500
 
+#: What Outcomes.succeeded returns when the reporter thread took the job: it reports, then
+#: acks (the processor must not ack it).
+HANDED_OVER = "handed over"
 
-class _Success:
-    """One job's success waiting for a group report (see :meth:`Outcomes._grouped`)."""
-
-    __slots__ = ("bid", "done", "error", "jid", "step")
-
-    def __init__(self, bid: str, jid: str, step: str) -> None:
-        self.bid, self.jid, self.step = bid, jid, step
-        self.done = threading.Event()
-        self.error: BaseException | None = None
+#: (job, encoded result or None, queue, payload, seconds the job took)
+Handed = tuple[Job, bytes | None, str, bytes, float]
 
 
 class Outcomes:
@@ -55,10 +53,9 @@ class Outcomes:
         self.log = log
         self._config = config
         self._pusher: Client | None = None
-        # Group reports: successes waiting for the thread that is reporting (the leader).
-        self._lock = threading.Lock()
-        self._waiting: list[_Success] = []
-        self._leading = False
+        # The worker's kiqpy.batch-reports thread, once started (Launcher): successes are
+        # handed to it; without it (a Retrier used alone) they are reported here and now.
+        self.reporter: Reporter | None = None
 
     @property
     def pusher(self) -> Client:
@@ -67,58 +64,39 @@ class Outcomes:
             self._pusher = Client(self._config, redis_client=self.redis)
         return self._pusher
 
-    def succeeded(self, job: Job, stored: bytes | None) -> str | None:
+    def succeeded(self, job: Job, stored: bytes | None,
+                  unit: tuple[str, bytes, float] | None = None) -> str | None:
         """The job succeeded: store its result (first, so a workflow step started because of
-        it can read it), then report to its batch. "done", or None if interrupted."""
-        def write() -> bool:
-            if stored is not None:
+        it can read it), then report to its batch. With the reporter thread running and
+        ``unit`` (queue, payload, seconds) given, the job is handed to it, which reports
+        several jobs in one call and then acks them: returns :data:`HANDED_OVER`. Otherwise
+        "done" once written, or None if interrupted by a forced shutdown."""
+        if self.reporter is not None and unit is not None and self.reporter.running:
+            self.reporter.put((job, stored, *unit))
+            return HANDED_OVER
+        ok = self.outage.retry(lambda: self.write_successes([(job, stored)]), "batch",
+                               self.give_up)
+        return None if ok is None else "done"
+
+    def write_successes(self, done: list[tuple[Job, bytes | None]]) -> bool:
+        """Store the results, then report the successes, one call per batch."""
+        for job, stored in done:
+            if stored is not None:  # one MULTI per result: each key is its own slot
                 self._store(job["jid"], stored, result_ttl(job))
+        by_batch: dict[str, list[str]] = {}
+        for job, _ in done:
             bid = job.get("bid")
             if isinstance(bid, str):
-                self._grouped(_Success(bid, job["jid"], _step(job)))
-            return True
-        return None if self.outage.retry(write, "batch", self.give_up) is None else "done"
-
-    def _grouped(self, mine: _Success) -> None:
-        """Report a success together with those other processor threads are reporting at the
-        same moment (group commit): the first thread in becomes the leader and sends every
-        waiting success, one script call per batch (up to MAX_GROUP jobs), until none is
-        left; the others wait for theirs. Each thread returns only once its own job's report
-        is in Redis, so the ack still follows the report. An error reaches every thread whose
-        job was in the failed call, and each retries its own (Outage.retry)."""
-        with self._lock:
-            self._waiting.append(mine)
-            lead = not self._leading
-            self._leading = True
-        if lead:
-            while True:
-                with self._lock:
-                    group, self._waiting = self._waiting[:MAX_GROUP], self._waiting[MAX_GROUP:]
-                    if not group:
-                        self._leading = False
-                        break
-                try:
-                    self._send(group)
-                except BaseException as exc:
-                    for one in group:
-                        one.error = exc
-                finally:
-                    for one in group:
-                        one.done.set()
-        mine.done.wait()
-        if mine.error is not None:
-            raise mine.error
-
-    def _send(self, group: list[_Success]) -> None:
-        by_batch: dict[str, list[str]] = {}
-        for one in group:
-            by_batch.setdefault(one.bid, []).extend((one.jid, one.step))
+                by_batch.setdefault(bid, []).extend((job["jid"], _step(job)))
         for bid, pairs in by_batch.items():
             try:
                 report(self.pusher, bid, "success", more=pairs)
             except KiqpyError as exc:
+                # A callback or step that cannot be pushed (a client middleware refusing it, a
+                # bad argument): the entry stays in the outbox, and the sweep tries again.
                 self.log.error("batch delivery failed; the sweep will retry it", bid=bid,
                                error=str(exc))
+        return True
 
     def failed(self, job: Job, exc: BaseException, outcome: str) -> str | None:
         """The job failed with ``outcome`` (Retrier.failed's): its first failure makes it count
@@ -182,3 +160,73 @@ def _step(job: Job) -> str:
 def tracked(job: dict[str, Any]) -> bool:
     """Whether the outcome of ``job`` goes to :class:`Outcomes`."""
     return "bid" in job or wants_result(job)
+
+
+class Reporter:
+    """Loop (thread ``kiqpy.batch-reports``): take the successful jobs of batches (and jobs
+    whose result is kept) that processor threads hand over, store their results and report
+    them, one ``batch_report.lua`` call per batch for up to MAX_GROUP jobs, then ack them
+    (``Fetcher.done``): a job is acked only after its report is in Redis. Processors go on
+    with their next job meanwhile, so a busy worker sends one call for many jobs. Owns its
+    queue. Exits on :meth:`close` (shutdown, after the processors stopped), once what is
+    queued is reported; on a forced shutdown (``give_up``) what it holds is released un-acked,
+    so it is requeued (and reported again by its next run: reports are idempotent)."""
+
+    _STOP = object()
+
+    def __init__(self, outcomes: Outcomes, done: Callable[[str, bytes, float], None],
+                 release: Callable[[str, bytes], None], outage: Outage,
+                 give_up: threading.Event) -> None:
+        self.outcomes, self.done, self.release = outcomes, done, release
+        self.outage, self.give_up = outage, give_up
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.running = False
+        self._finished = threading.Event()
+
+    def put(self, handed: Handed) -> None:
+        self._queue.put(handed)
+
+    def start(self, spawn: Callable[[str, Callable[[], None]], Any]) -> None:
+        """Start the thread (``Launcher.spawn``); jobs are handed over from then on."""
+        self.running = True
+        spawn("kiqpy.batch-reports", self.run)
+
+    def run(self) -> None:
+        try:
+            stopping = False
+            while not stopping:
+                first = self._queue.get()
+                group: list[Handed] = []
+                if first is self._STOP:
+                    stopping = True
+                else:
+                    group.append(first)
+                while len(group) < MAX_GROUP:  # everything handed over meanwhile
+                    try:
+                        more = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if more is self._STOP:
+                        stopping = True
+                    else:
+                        group.append(more)
+                if group:
+                    self._flush(group)
+        finally:
+            self.running = False
+            self._finished.set()
+
+    def _flush(self, group: list[Handed]) -> None:
+        done = [(job, stored) for job, stored, *_ in group]
+        ok = self.outage.retry(lambda: self.outcomes.write_successes(done), "batch",
+                               self.give_up)
+        for _, _, queue_name, payload, seconds in group:
+            if ok is None:
+                self.release(queue_name, payload)
+            else:
+                self.done(queue_name, payload, seconds)
+
+    def close(self, timeout: float) -> bool:
+        """Report what is queued, then stop; False if that took longer than ``timeout``."""
+        self._queue.put(self._STOP)
+        return self._finished.wait(timeout) if self.running else True

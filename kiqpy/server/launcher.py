@@ -21,6 +21,7 @@ from kiqpy.config import Config
 from kiqpy.connection import connect
 from kiqpy.keys import Keys
 from kiqpy.log import get_logger
+from kiqpy.server.batches import Reporter
 from kiqpy.server.events import fire
 from kiqpy.server.fetch import BLOCK_SECONDS, MAX_WAITERS, Fetcher
 from kiqpy.server.heartbeat import Heartbeat, new_identity
@@ -65,6 +66,10 @@ class Launcher:
         self.fetcher.budget = max_jobs
         self.retrier = Retrier(config, self.redis, self.keys, self.outage, self.log,
                                self.hard_stop)
+        # Reports successes of batch jobs in groups, then acks them (kiqpy/server/batches.py).
+        self.reporter = Reporter(self.retrier.outcomes, self.fetcher.done, self.fetcher.release,
+                                 self.outage, self.hard_stop)
+        self.retrier.outcomes.reporter = self.reporter
         self.watchdog = Watchdog(config.timeout_grace, self.log, self.background_stop,
                                  self._stuck)
         self.manager = Manager(config.concurrency, self.fetcher, self.retrier,
@@ -122,6 +127,7 @@ class Launcher:
         if self.outage.retry(self._first_beat, "start", self.stop_requested) is None:
             return  # stopped while waiting for Redis: nothing was started
         fire(self.config, self.log, "heartbeat")
+        self.reporter.start(self.spawn)
         self.manager.start(self.spawn)
         self.fetcher.start(self.spawn)
         self._background.append(self.spawn("kiqpy.scheduler", self.scheduler.run))
@@ -236,6 +242,9 @@ class Launcher:
         if not finished:
             self.log.warning("jobs still running at the timeout; requeueing them",
                              running=len(self.manager.snapshot()))
+        # 2b. Jobs handed to the batch reporter are reported, then acked (before the fetcher
+        #     sends its last acks).
+        reported = self.reporter.close(FLUSH_SECONDS)
         # 3. From here a failure's Redis writes give up rather than block the exit: such a
         #    job stays in-flight, so it is requeued below or recovered later.
         self.hard_stop.set()
@@ -247,7 +256,7 @@ class Launcher:
         # 5. Everything still in-flight goes back to the front of its queue.
         requeued = self.outage.retry(self.fetcher.requeue, "requeue",
                                      _timer(FLUSH_SECONDS))
-        clean = acked and fetch_done and requeued is not None and finished
+        clean = acked and fetch_done and requeued is not None and finished and reported
         # 6. Leave the registry. Unless all went well, stay an in-flight owner, so orphan
         #    recovery requeues whatever is left once this process's hash expires.
         self.outage.retry(self._leave if clean else self.heartbeat.clear, "leave",

@@ -19,6 +19,7 @@ from kiqpy.client.results import encode_result
 from kiqpy.errors import Interrupted, JobTimeout, OverLimit, PayloadError
 from kiqpy.limiter import concurrent
 from kiqpy.payload import decode
+from kiqpy.server.batches import HANDED_OVER
 from kiqpy.server.fetch import STOP, Fetcher
 from kiqpy.server.metrics import Recorder
 from kiqpy.server.retry import Retrier
@@ -139,11 +140,14 @@ class Processor:
             self.metrics.record(job["class"], elapsed, False)
             self.log.info("done", elapsed=round(elapsed, 6))
             if "bid" in job or stored is not None:  # a batch's job, or a result to keep
-                outcome = self.retrier.outcomes.succeeded(job, stored)
+                outcome = self.retrier.outcomes.succeeded(
+                    job, stored, (queue, payload, time.perf_counter() - started))
         finally:
             self.processed += 1
             del self.busy[self.name]
             _clear()
+        if outcome == HANDED_OVER:  # the batch reporter acks it once it has reported it
+            return
         if outcome is not None:
             self.fetcher.done(queue, payload, time.perf_counter() - started)
         else:
