@@ -276,7 +276,10 @@ def deliver(client: Client, bid: str, reply: list[Any]) -> int:
                 delivered += 1
         finally:
             current_batch.reset(token)
-    if size > delivered:
+            if size > delivered:  # held by others, or a delivery failed: the sweep's turn
+                client.redis.zadd(client.keys.batch_outbox,
+                                  {bid: time.time() + CLAIM_MS / 1000}, nx=True)
+    elif size:
         client.redis.zadd(client.keys.batch_outbox, {bid: time.time() + CLAIM_MS / 1000},
                           nx=True)
     return delivered
