@@ -46,6 +46,7 @@ class WorkflowStep:
     job_class: str
     deps: list[str]
     ignore_failure: bool
+    order: int = 0  # its place in an order that respects the dependencies
 
 
 class BatchStatus(ApiObject):
@@ -87,13 +88,16 @@ class BatchStatus(ApiObject):
         self.ttl = int(meta.get("ttl", 0))
         self.callbacks: dict[str, list[list[Any]]] = json.loads(meta.get("callbacks") or "{}")
         state_of = {text(k): text(v) for k, v in states.items()}
-        self.steps: dict[str, WorkflowStep] = {}
+        listed = []
         for raw_name, raw in steps.items():
             name = text(raw_name)
             step = json.loads(raw)
-            self.steps[name] = WorkflowStep(name, state_of.get(name, "?"), step["jid"],
-                                            step["class"], step["deps"],
-                                            step["ignore_failure"])
+            listed.append(WorkflowStep(name, state_of.get(name, "?"), step["jid"],
+                                       step["class"], step["deps"], step["ignore_failure"],
+                                       int(step.get("order", 0))))
+        #: name -> step, in an order that respects the dependencies.
+        self.steps: dict[str, WorkflowStep] = {
+            s.name: s for s in sorted(listed, key=lambda s: (s.order, s.name))}
         return self
 
     @property

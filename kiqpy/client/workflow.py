@@ -161,8 +161,10 @@ class Workflow:
         for name in order:
             for dep in self._steps[name]["deps"]:
                 self._steps[dep]["dependents"].append(name)
-        for step in self._steps.values():
+        for index, name in enumerate(order):  # the order the API and dashboard list them
+            step = self._steps[name]
             step["dep_jids"] = {dep: self._steps[dep]["jid"] for dep in step["deps"]}
+            step["order"] = index
         client = current_client()
         batch, keys = self.batch, client.keys
         self._ran = True
