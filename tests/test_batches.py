@@ -132,8 +132,10 @@ def test_kill_9_of_a_worker_in_the_middle_of_a_batch(config, r, redis_url):
 def test_three_processes_finishing_the_last_jobs_together_fire_each_callback_once(
         config, r, redis_url):
     rounds, size = 12, 6
-    with worker(redis_url, "-c", "3") as w1, worker(redis_url, "-c", "3") as w2, \
-            worker(redis_url, "-c", "3") as w3:
+    # No prefetch: a process holds no more jobs than it runs, so the gated jobs spread out
+    three = ("-c", "3", "--prefetch", "0")
+    with worker(redis_url, *three) as w1, worker(redis_url, *three) as w2, \
+            worker(redis_url, *three) as w3:
         bids = []
         for index in range(rounds):
             # Every job of the batch waits at a gate; opening it lets them all finish at once
