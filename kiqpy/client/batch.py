@@ -63,8 +63,8 @@ DEFAULT_TTL = 30 * 86_400
 #: reporter or the scheduler's sweep delivers it.
 CLAIM_MS = 30_000
 
-# (id of the running job's map, its jid, batches created so far in this run): the rank gives
-# a child batch a bid that a re-run of the same job finds again.
+# (id of the running job's map, batches created so far in this run): the rank gives a child
+# batch a bid that a re-run of the same job finds again.
 _children: contextvars.ContextVar[tuple[int, int]] = contextvars.ContextVar(
     "kiqpy_batch_children", default=(0, 0))
 
@@ -123,7 +123,8 @@ class Batch:
                                 f"{', '.join(EVENTS)}")
         if isinstance(callback, str) and callback:
             name = callback
-        elif isinstance(getattr(callback, "kiqpy_job_name", None), str):
+        elif isinstance(getattr(callback, "kiqpy_job_name", None), str) and \
+                callback.kiqpy_job_name:
             name = callback.kiqpy_job_name
         else:
             raise ArgumentError(f"Batch.on({event!r}, ...): the callback must be a "
