@@ -19,13 +19,16 @@ from typing import Any as _Any
 from kiqpy import limiter
 from kiqpy.chain import Chain
 from kiqpy.client import iteration  # noqa: F401  (kiqpy.iteration.range_enumerator...)
+from kiqpy.client.batch import Batch
 from kiqpy.client.execution import current_job
 from kiqpy.client.iteration import IterableWorker
 from kiqpy.client.options import declare_option
 from kiqpy.client.periodic import periodic
 from kiqpy.client.push import Client, aenqueue, default_client, enqueue
 from kiqpy.client.registry import registered
+from kiqpy.client.results import result
 from kiqpy.client.worker import Worker
+from kiqpy.client.workflow import Signature, Workflow, chain, group
 from kiqpy.config import Config, configure, default_config
 from kiqpy.connection import loop_client as _loop_client
 from kiqpy.connection import thread_client as _thread_client
@@ -33,6 +36,7 @@ from kiqpy.errors import (
     ArgumentError,
     ConfigurationError,
     Interrupted,
+    JobFailed,
     JobTimeout,
     KiqpyError,
     NoJobsError,
@@ -42,7 +46,9 @@ from kiqpy.errors import (
     PoisonPill,
     RedisRefusedError,
     RedisUnavailableError,
+    ResultError,
     UnknownJobError,
+    WorkflowError,
 )
 from kiqpy.version import __version__
 
@@ -118,12 +124,14 @@ def aredis(config: Config | None = None) -> "_aredis.Redis":
 
 __all__ = [
     "ArgumentError",
+    "Batch",
     "Chain",
     "Client",
     "Config",
     "ConfigurationError",
     "Interrupted",
     "IterableWorker",
+    "JobFailed",
     "JobTimeout",
     "KiqpyError",
     "NoJobsError",
@@ -133,11 +141,16 @@ __all__ = [
     "PoisonPill",
     "RedisRefusedError",
     "RedisUnavailableError",
+    "ResultError",
+    "Signature",
     "UnknownJobError",
     "Worker",
+    "Workflow",
+    "WorkflowError",
     "__version__",
     "aenqueue",
     "aredis",
+    "chain",
     "configure",
     "current_job",
     "declare_option",
@@ -145,8 +158,10 @@ __all__ = [
     "default_config",
     "embed",
     "enqueue",
+    "group",
     "limiter",
     "periodic",
     "redis",
     "registered",
+    "result",
 ]

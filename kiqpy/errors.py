@@ -17,7 +17,12 @@
      │                                     died under it again and again (kiqpy.server.recovery)
      ├── OverLimit                         a kiqpy.limiter limiter refused a call; in a job the
      │                                     worker reschedules it (not a failure, not a retry)
-     └── NoJobsError (LookupError)         testing: perform_one() on an empty fake queue
+     ├── NoJobsError (LookupError)         testing: perform_one() on an empty fake queue
+     ├── JobFailed                         kiqpy.result(jid): the job died (or was discarded)
+     ├── ResultError (TypeError)           a job with store_result returned a value that is
+     │                                     not msgpack/JSON-native (the job counts as failed)
+     └── WorkflowError (ValueError)        a workflow or batch that cannot run: a cycle, an
+                                           unknown dependency, a duplicate step name
 
 Vendor errors (redis-py) are translated at the boundary with ``raise ... from exc``.
 """
@@ -115,3 +120,22 @@ class OverLimit(KiqpyError):
 
 class NoJobsError(KiqpyError, LookupError):
     """Testing helpers: there is no fake job to perform."""
+
+
+class JobFailed(KiqpyError):
+    """``kiqpy.result(jid)`` of a job that died (dead set) or was discarded after failing:
+    ``jid``, ``error_class`` and ``error_message`` say what happened."""
+
+    def __init__(self, jid: str, error_class: str, error_message: str) -> None:
+        super().__init__(f"job {jid} failed for good: {error_class}: {error_message}")
+        self.jid, self.error_class, self.error_message = jid, error_class, error_message
+
+
+class ResultError(KiqpyError, TypeError):
+    """A job with ``store_result`` returned a value that cannot be stored (not msgpack/JSON
+    native); the job counts as failed."""
+
+
+class WorkflowError(KiqpyError, ValueError):
+    """A batch or workflow that cannot run: a cycle, an unknown dependency, a duplicate step
+    name, an unknown or expired batch id, an unknown callback event."""

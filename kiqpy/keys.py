@@ -14,6 +14,8 @@ class Keys:
     """Key names for one namespace. Cheap to build; attributes are precomputed strings."""
 
     __slots__ = (
+        "batch_index",
+        "batch_outbox",
         "cancellations",
         "dead",
         "inflight_owners",
@@ -57,6 +59,11 @@ class Keys:
         # Rate limiters: every key of one limiter shares the hash tag {<name>}, so each of its
         # scripts touches one Redis Cluster slot (kiqpy/limiter.py).
         self.limiter_prefix = f"{p}kiqpy:limiter:"
+        # Batches (kiqpy/client/batch.py): every bid with its creation time, for BatchSet and
+        # the dashboard; and bids whose callback outbox may need the scheduler's sweep (scored
+        # by when to look). Each is one key in its own slot, written apart from a batch's keys.
+        self.batch_index = f"{p}kiqpy:batches"
+        self.batch_outbox = f"{p}kiqpy:batch-outbox"
 
     def queue(self, name: str) -> str:
         """The list holding jobs of queue ``name``."""
@@ -116,6 +123,25 @@ class Keys:
         """A SCAN ``MATCH`` pattern for the ``part`` key of every limiter."""
         return _glob_escape(self.limiter_prefix) + "\\{*\\}:" + _glob_escape(part)
 
+    def batch(self, bid: str, part: str = "") -> str:
+        """One key of batch ``bid``: ``""`` the meta hash (description, created_at, total,
+        open, parent, ttl, callbacks, complete/success/death times), ``jids`` (the set of
+        items not yet succeeded), ``failed`` (jid -> failure JSON), ``dead`` (jids that
+        died), ``outbox`` and ``claims`` (callbacks and reports to deliver, and who is
+        delivering them), ``steps`` and ``state`` (a workflow's graph and each step's state).
+        The bid sits in the hash tag ``{b-<bid>}``, so every batch script touches one slot."""
+        tail = f":{part}" if part else ""
+        return f"{self.prefix}kiqpy:batch:{{b-{bid}}}{tail}"
+
+    def batch_parts(self, bid: str) -> list[str]:
+        """Every key of batch ``bid``, in the order the batch scripts take them as KEYS."""
+        return [self.batch(bid, part) for part in BATCH_PARTS]
+
+    def result(self, jid: str) -> str:
+        """The stored return value of job ``jid`` (a one-element list, so a reader can block
+        on it with BLMOVE without taking it); tagged ``{<jid>}``."""
+        return f"{self.prefix}kiqpy:result:{{{jid}}}"
+
     def metrics(self, minute: int) -> str:
         """The execution metrics of one minute (epoch seconds // 60): a hash of
         ``<class>|p``, ``|f``, ``|ms`` and ``|h<bucket>`` counts (kiqpy/server/metrics.py)."""
@@ -147,6 +173,10 @@ class Keys:
     def unprefixed(self, key: str) -> str:
         """``key`` without this namespace's prefix (for display)."""
         return key[len(self.prefix) :] if self.prefix and key.startswith(self.prefix) else key
+
+
+#: The parts of a batch's keys (:meth:`Keys.batch`), in the order its scripts take them.
+BATCH_PARTS = ("", "jids", "failed", "dead", "outbox", "claims", "steps", "state")
 
 
 def _glob_escape(text: str) -> str:

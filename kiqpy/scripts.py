@@ -16,7 +16,8 @@ from redis.commands.core import Script
 
 NAMES = ("push", "fetch", "requeue", "schedule", "reroute", "unlock", "move_to_queue",
          "move_to_dead", "periodic_tick", "renew", "limiter_concurrent", "limiter_release",
-         "limiter_renew", "limiter_bucket", "limiter_window", "limiter_leaky")
+         "limiter_renew", "limiter_bucket", "limiter_window", "limiter_leaky", "batch_open",
+         "batch_add", "batch_report", "batch_delivered", "workflow_define")
 
 
 @functools.cache
@@ -60,3 +61,8 @@ class Scripts:
     limiter_bucket: Script
     limiter_window: Script
     limiter_leaky: Script
+    batch_open: Script
+    batch_add: Script
+    batch_report: Script
+    batch_delivered: Script
+    workflow_define: Script

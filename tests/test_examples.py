@@ -33,7 +33,7 @@ from tests.workers import WorkerProcess, log_events
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 NAMES = ["sleeper", "word_count", "device_sync", "mail", "middleware", "testing", "periodic",
-         "export", "django_app", "flask_app", "fastapi"]
+         "export", "django_app", "flask_app", "fastapi", "batch_import"]
 SHELL_BLOCK = re.compile(r"^```sh\n(.*?)^```", re.M | re.DOTALL)
 ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 
@@ -511,3 +511,18 @@ def test_fastapi(config, r, redis_url, feed_server):
         "start", "fetched", "done"]
     assert r.llen("queue:feeds") == 0 and counter(r, "processed") == 1
     assert readme_command("fastapi", "python", "-m", "examples.fastapi.app")
+
+
+# -- batch_import -------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_batch_import(r, redis_url, tmp_path):
+    out = tmp_path / "outbox.txt"
+    env = {"BATCH_IMPORT_OUTBOX": str(out)}
+    enqueue = readme_command("batch_import", "python", "-m", "examples.batch_import.enqueue")
+    run_python([*enqueue[:3], "--rows", "300"], redis_url, env)
+    with start_worker(readme_command("batch_import", "kiqpy", "-r"), redis_url, env) as worker:
+        wait_for(lambda: events(worker, "import done"), timeout=60, message="the email")
+        assert len(events(worker, "import complete")) == 1
+    # One email, after every row (three of which failed once) was imported
+    assert out.read_text().splitlines() == ["To: ann@example.com: import 1234 is done, 300 rows"]
+    assert r.hlen("example:import:1234") == 300

@@ -19,6 +19,9 @@ INTENDED = {
     "Worker", "__version__", "configure", "current_job", "declare_option", "default_client",
     "default_config", "embed", "enqueue", "limiter", "periodic", "redis", "registered",
     "aredis", "aenqueue",
+    # issue 17: batches, workflows, results
+    "Batch", "JobFailed", "ResultError", "Signature", "Workflow", "WorkflowError", "chain",
+    "group", "result",
 }
 
 

@@ -377,3 +377,45 @@ def test_limits_page_and_pausing_a_queue_from_its_buttons(page: Any, r: redis.Re
                                                                b"paced:2", b"paced:3"]
         r.set("test:long_release", 1)
         wait_for(lambda: r.llen("test:long_done") == 1, timeout=20, message="the long job")
+
+
+def test_batches_pages_show_progress_steps_and_link_failed_jobs(page: Any, r: redis.Redis,
+                                                                 redis_url: str,
+                                                                 config: Config) -> None:
+    from tests import app_batches as app
+
+    # Given a batch with a job that dies, and a workflow with a failing branch, run by a worker
+    batch = kiqpy.Batch(description="Import 1234")
+    batch.on("complete", app.Callback, {"import_id": 1234})
+    with batch.jobs():
+        app.Row.perform_bulk([[n] for n in range(5)])
+        dead_jid = app.Dies.perform_async()
+    flow = kiqpy.Workflow("nightly")
+    flow.add("extract", app.Step, args=["extract"])
+    flow.add("archive", app.Dies, deps=["extract"])
+    flow.add("notify", app.Step, args=["notify"], deps=["archive"])
+    flow.run()
+    with WorkerProcess(redis_url, "-c", "3", require="tests.app_batches") as worker:
+        wait_for(lambda: r.llen("test:callbacks") == 1 and r.zcard("dead") == 2, 30,
+                 message="the batch to complete and two jobs to die")
+        worker.terminate()
+        worker.process.wait(30)
+    # When the Batches page is opened, and the batch
+    go(page, "/batches")
+    assert page.locator("table.batches tbody tr").count() == 2
+    assert "Import 1234" in page.inner_text("table.batches")
+    shot(page, "batches")
+    page.click(f"a[href$='/batches/{batch.bid}']")
+    main = page.inner_text("main")
+    assert "5 of 6 succeeded" in main and "RuntimeError: this job dies" in main
+    shot(page, "batch")
+    # Then its failed job links to the dead set, filtered to that job
+    page.click(f"table.failures a:has-text('{dead_jid}')")
+    assert page.url.endswith(f"/dead?filter={dead_jid}")
+    assert page.locator("table.entries tbody tr").count() == 1
+    # And a workflow shows each step's state
+    go(page, f"/batches/{flow.bid}")
+    steps = page.inner_text("table.steps")
+    assert "extract" in steps and "succeeded" in steps and "dead" in steps
+    assert "cancelled" in steps
+    shot(page, "workflow")

@@ -25,12 +25,14 @@ module per concern:
     limiters   Limiters, LimiterInfo (the kiqpy.limiter limiters used in the last day)
     periodic   PeriodicSet, PeriodicEntry (periodic jobs: schedule, last tick, pause)
     metrics    Metrics, ClassMetrics, mark_deploy (execution metrics per class and minute)
+    batches    BatchStatus, BatchSet, BatchFailure, WorkflowStep (batches and workflows)
     stats      Stats, History, Problem
 
 ``decompress_backtrace`` unpacks a job's ``error_backtrace`` into its lines.
 """
 
 from kiqpy.api.base import ApiObject, Page
+from kiqpy.api.batches import BatchFailure, BatchSet, BatchStatus, WorkflowStep
 from kiqpy.api.cancel import Cancellation, cancel, cancellations
 from kiqpy.api.iteration import progress as iteration_progress
 from kiqpy.api.jobs import JobRecord
@@ -45,6 +47,9 @@ from kiqpy.failures import decompress_backtrace
 
 __all__ = [
     "ApiObject",
+    "BatchFailure",
+    "BatchSet",
+    "BatchStatus",
     "Cancellation",
     "ClassMetrics",
     "DeadSet",
@@ -71,6 +76,7 @@ __all__ = [
     "Stats",
     "Work",
     "WorkSet",
+    "WorkflowStep",
     "cancel",
     "cancellations",
     "decompress_backtrace",

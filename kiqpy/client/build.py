@@ -5,6 +5,7 @@ middleware chain. Shared by every client (real, fake, inline). Does no I/O.
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -19,6 +20,12 @@ from kiqpy.payload import Job, check_args, check_job, check_value, new_jid
 
 #: A job class (a kiqpy.Worker subclass) or a job name, for jobs defined elsewhere.
 JobClass = type[Any] | str
+
+#: The batch whose ``with batch.jobs():`` block is open in this context (a
+#: :class:`kiqpy.client.batch.Batch`), or None. Every push reads it (one ContextVar get): inside
+#: the block, jobs get its ``bid`` and are registered in it before they are stored.
+current_batch: contextvars.ContextVar[Any] = contextvars.ContextVar("kiqpy_batch",
+                                                                    default=None)
 
 
 def payload_options(options: dict[str, Any]) -> dict[str, Any]:

@@ -93,6 +93,10 @@ _DECLARED: dict[str, tuple[Validator, str]] = {
     # Push when the current database transaction commits (Config.defer_push decides what a
     # transaction is; kiqpy.contrib.django installs one). False: push now even inside one.
     "on_commit": (_bool, "kiqpy"),
+    # Keep perform's return value in Redis for kiqpy.result(jid): store_result=True for a day,
+    # or result_ttl=seconds (kiqpy/client/results.py; stored by kiqpy/server/batches.py).
+    "store_result": (_bool, "kiqpy"),
+    "result_ttl": (seconds, "kiqpy"),
 }
 
 # Options of bundled middleware, known before they are imported so the error can say where

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 import redis
 
 from kiqpy.client import mode
-from kiqpy.client.build import JobBuilder, JobClass, split_push
+from kiqpy.client.build import JobBuilder, JobClass, current_batch, split_push
 from kiqpy.client.registry import lookup
 from kiqpy.client.timing import run_at
 from kiqpy.config import Config, default_config, on_configure
@@ -132,6 +132,9 @@ class Client:
         """Push one job; returns its jid, or None when client middleware stopped it.
         ``fields``: custom job fields, as :func:`split_push` returns them."""
         builder, store = self._destination()
+        batch = current_batch.get()
+        if batch is not None:  # inside `with batch.jobs():`
+            fields, store = batch.joining(self, fields, store)
         job = builder.build(job_class, args, options, at, fields=fields)
         if job is None:
             return None
@@ -150,6 +153,9 @@ class Client:
         whole call instead of leaving the batches before it enqueued."""
         items, times = self._bulk_items(arg_lists, at, batch_size, fields)
         builder, store = self._destination()
+        batch = current_batch.get()
+        if batch is not None:  # inside `with batch.jobs():` (one registration per slice)
+            fields, store = batch.joining(self, fields, store)
         jids: list[str | None] = []
         batches: list[list[Job]] = []
         for start in range(0, len(items), batch_size):

@@ -19,12 +19,15 @@ from collections.abc import Iterable, Mapping, MutableSequence, Sequence
 from typing import Any, ClassVar
 
 from kiqpy.client import mode
+from kiqpy.client.batch import Batch
 from kiqpy.client.build import split_push
-from kiqpy.client.execution import arun_inline, run_inline
+from kiqpy.client.execution import arun_inline, current_job, run_inline
 from kiqpy.client.options import validate_options
 from kiqpy.client.push import current_client
 from kiqpy.client.registry import register
+from kiqpy.client.results import peek_result
 from kiqpy.client.timing import perform_time, run_at
+from kiqpy.client.workflow import Signature
 from kiqpy.config import default_config
 from kiqpy.connection import thread_client
 from kiqpy.errors import ConfigurationError, OptionsError
@@ -130,6 +133,12 @@ class _Enqueue:
         cls, options, fields = self._target()
         return run_inline(cls, args, options, fields)
 
+    def s(self, *args: Any) -> Signature:
+        """A signature (the job and its args, not pushed) for :func:`kiqpy.chain`,
+        :func:`kiqpy.group` and :meth:`kiqpy.Workflow.add`: ``Resize.s(photo_id)``."""
+        cls, options, fields = self._target()
+        return Signature(cls, args, {**options, **(fields or {})})
+
     def set(self, **options: Any) -> _Setter:
         """Options for one push: ``HardWorker.set(queue="critical").perform_async(1)``.
 
@@ -203,6 +212,7 @@ class Worker:
     aperform_bulk = _ClassEnqueue("aperform_bulk")
     aperform_inline = _ClassEnqueue("aperform_inline")
     set = _ClassEnqueue("set")
+    s = _ClassEnqueue("s")
     jobs = _FakeJobs()
 
     @classmethod
@@ -252,6 +262,24 @@ class Worker:
 
     def perform(self, *args: Any) -> Any:
         raise NotImplementedError(f"{type(self).__qualname__} must define perform()")
+
+    @property
+    def batch(self) -> Batch | None:
+        """The batch this running job belongs to (its ``bid``), or None: add jobs to it with
+        ``with self.batch.jobs(): ...``."""
+        job = current_job()
+        bid = job.get("bid") if job is not None else None
+        return Batch(bid) if isinstance(bid, str) else None
+
+    def dependency_results(self) -> dict[str, Any]:
+        """In a workflow step: the results of the steps it depends on, by step name. A
+        dependency that died (with ``ignore_failure=True``) maps to its
+        :class:`kiqpy.JobFailed`; one whose result expired maps to None."""
+        job = current_job()
+        deps = job.get("wf_deps") if job is not None else None
+        if not isinstance(deps, dict):
+            return {}
+        return {name: peek_result(jid) for name, jid in deps.items()}
 
     @property
     def cancelled(self) -> bool:

@@ -35,7 +35,7 @@ import structlog
 from kiqpy.client.execution import execute_async, is_async, set_stop_event
 from kiqpy.client.registry import lookup
 from kiqpy.errors import Interrupted
-from kiqpy.server.processor import Processor, Throttled
+from kiqpy.server.processor import Processor, Throttled, writes_on_success
 
 if TYPE_CHECKING:
     from kiqpy.chain import Chain
@@ -185,7 +185,7 @@ class AsyncRunner:
         out.log.info("start")
         started = time.perf_counter()
         error: BaseException | None = None
-        cls = limit = timeout = None
+        cls = limit = timeout = value = None
         this = asyncio.current_task()
         assert this is not None
         try:
@@ -199,7 +199,7 @@ class AsyncRunner:
                     raise Throttled
                 self._performing.add(this)
                 try:
-                    await execute_async(cls, job, self.chain, timeout)
+                    value = await execute_async(cls, job, self.chain, timeout)
                 finally:
                     self._performing.discard(this)
                     if limit is not None:  # the slot's release writes to Redis
@@ -214,12 +214,14 @@ class AsyncRunner:
         outcome: str | None = None
         failed = False
         try:
-            if error is None:  # no Redis write: concluded here, on the loop
+            if error is None and not writes_on_success(job):
+                # no Redis write: concluded here, on the loop
                 outcome, failed = out.conclude(queue, job, payload, cls, None, started, limit,
                                              timeout)
-            else:
+            else:  # a failure, a batch's job or a result to keep: Redis writes, off the loop
                 outcome, failed = await self._in_io(out.conclude, queue, job, payload, cls,
-                                                    error, started, limit, timeout)
+                                                    error, started, limit, timeout, value,
+                                                    False)
         finally:
             self.processed += outcome != "throttled"
             self.failed += failed

@@ -22,6 +22,7 @@ from kiqpy.connection import connect
 from kiqpy.keys import Keys
 from kiqpy.log import get_logger
 from kiqpy.server import aio
+from kiqpy.server.batches import Reporter
 from kiqpy.server.events import fire
 from kiqpy.server.fetch import BLOCK_SECONDS, MAX_WAITERS, Fetcher
 from kiqpy.server.heartbeat import Heartbeat, new_identity
@@ -66,6 +67,10 @@ class Launcher:
         self.fetcher.budget = max_jobs
         self.retrier = Retrier(config, self.redis, self.keys, self.outage, self.log,
                                self.hard_stop)
+        # Reports successes of batch jobs in groups, then acks them (kiqpy/server/batches.py).
+        self.reporter = Reporter(self.retrier.outcomes, self.fetcher.done, self.fetcher.release,
+                                 self.outage, self.hard_stop)
+        self.retrier.outcomes.reporter = self.reporter
         self.watchdog = Watchdog(config.timeout_grace, self.log, self.background_stop,
                                  self._stuck)
         self.manager = Manager(config.concurrency, self.fetcher, self.retrier,
@@ -124,6 +129,7 @@ class Launcher:
         if self.outage.retry(self._first_beat, "start", self.stop_requested) is None:
             return  # stopped while waiting for Redis: nothing was started
         fire(self.config, self.log, "heartbeat")
+        self.reporter.start(self.spawn)
         self.manager.start(self.spawn)
         self.fetcher.start(self.spawn)
         self._background.append(self.spawn("kiqpy.scheduler", self.scheduler.run))
@@ -240,6 +246,9 @@ class Launcher:
                              running=len(self.manager.snapshot()))
             # Async jobs are cancelled (never acked), so the requeue below puts them back.
             self.manager.abandon()
+        # 2b. Jobs handed to the batch reporter are reported, then acked (before the fetcher
+        #     sends its last acks).
+        reported = self.reporter.close(FLUSH_SECONDS)
         # 3. From here a failure's Redis writes give up rather than block the exit: such a
         #    job stays in-flight, so it is requeued below or recovered later.
         self.hard_stop.set()
@@ -251,7 +260,7 @@ class Launcher:
         # 5. Everything still in-flight goes back to the front of its queue.
         requeued = self.outage.retry(self.fetcher.requeue, "requeue",
                                      _timer(FLUSH_SECONDS))
-        clean = acked and fetch_done and requeued is not None and finished
+        clean = acked and fetch_done and requeued is not None and finished and reported
         # 6. Leave the registry. Unless all went well, stay an in-flight owner, so orphan
         #    recovery requeues whatever is left once this process's hash expires.
         self.outage.retry(self._leave if clean else self.heartbeat.clear, "leave",
@@ -267,11 +276,11 @@ class Launcher:
 
 
 def shutdown_overrun(config: Config) -> float:
-    """The most seconds :meth:`Launcher.shutdown` can take past ``config.timeout``: steps 3
+    """The most seconds :meth:`Launcher.shutdown` can take past ``config.timeout``: steps 2b
     to 6 are each bounded (FLUSH_SECONDS, or a blocked BLMOVE plus a socket timeout), and a
     Redis call under way when a step's timer runs out may still take a socket timeout. The
     ``-p N`` supervisor waits this long (and a little more) before it SIGKILLs a child."""
-    return 3 * FLUSH_SECONDS + BLOCK_SECONDS + 4 * config.socket_timeout
+    return 4 * FLUSH_SECONDS + BLOCK_SECONDS + 5 * config.socket_timeout
 
 
 def _timer(seconds: float) -> threading.Event:

@@ -17,9 +17,11 @@ import structlog
 from kiqpy.chain import Chain
 from kiqpy.client.execution import execute, set_stop_event
 from kiqpy.client.registry import lookup
+from kiqpy.client.results import encode_result
 from kiqpy.errors import ConfigurationError, Interrupted, JobTimeout, OverLimit, PayloadError
 from kiqpy.limiter import Slot, concurrent
 from kiqpy.payload import decode
+from kiqpy.server.batches import HANDED_OVER
 from kiqpy.server.fetch import STOP, Fetcher
 from kiqpy.server.metrics import Recorder
 from kiqpy.server.retry import Retrier
@@ -101,7 +103,7 @@ class Processor:
         self.log.info("start")
         started = time.perf_counter()
         error: BaseException | None = None
-        limit = timeout = outcome = None
+        limit = timeout = outcome = value = None
         failed = False
         try:
             cls = lookup(job["class"])
@@ -111,17 +113,17 @@ class Processor:
             timeout = job.get("timeout") or options.get("timeout", self.default_timeout)
             limit = options.get("concurrency_limit")
             if limit is None:
-                self._run(cls, job, timeout)
+                value = self._run(cls, job, timeout)
             else:
                 with ExitStack() as slot:
                     if not self._take_slot(slot, job, options, limit):
                         raise Throttled
-                    self._run(cls, job, timeout)
+                    value = self._run(cls, job, timeout)
         except BaseException as exc:  # a job's SystemExit must not end the worker either
             error = exc
         try:
             outcome, failed = self.conclude(queue, job, payload, cls, error, started, limit,
-                                          timeout)
+                                          timeout, value)
         finally:
             self.processed += outcome != "throttled"  # a put-back is not a run
             self.failed += failed
@@ -130,18 +132,31 @@ class Processor:
         self.finish(queue, payload, outcome, started)
 
     def conclude(self, queue: str, job: dict[str, Any], payload: bytes, cls: Any,
-               error: BaseException | None, started: float, limit: Any, timeout: Any
-               ) -> tuple[str | None, bool]:
+                 error: BaseException | None, started: float, limit: Any, timeout: Any,
+                 value: Any = None, hand_over: bool = True) -> tuple[str | None, bool]:
         """The outcome of one run, logged, counted in the metrics and written (retry set,
         dead set, schedule) through the retrier: (outcome, failed). The outcome is None when
         the job must not be acked (interrupted for the shutdown, or a forced shutdown cut
         the retrier's write short). Shared by the processor threads and the event loop's
         tasks (which call it in an I/O thread when ``error`` is set); touches no counter of
-        ``self``, so several threads may call it at once."""
+        ``self``, so several threads may call it at once.
+
+        A success of a batch's job, or of a job whose result is kept (``value``: perform's
+        return value), is written through the retrier's outcomes: with ``hand_over`` the batch
+        reporter thread takes it and acks it itself (outcome ``HANDED_OVER``)."""
         elapsed = time.perf_counter() - started
+        stored: bytes | None = None
+        if error is None and ("result_ttl" in job or job.get("store_result")):  # kept result
+            try:
+                stored = encode_result(value)
+            except BaseException as exc:  # a value it cannot store fails the job
+                error = exc
         if error is None:
             self.metrics.record(job["class"], elapsed, False)
             self.log.info("done", elapsed=round(elapsed, 6))
+            if "bid" in job or stored is not None:  # a batch's job, or a result to keep
+                unit = (queue, payload, time.perf_counter() - started) if hand_over else None
+                return self.retrier.outcomes.succeeded(job, stored, unit), False
             return "done", False
         if isinstance(error, Interrupted):
             # An iterable job stopped for the shutdown (or an async job cancelled by it):
@@ -173,19 +188,20 @@ class Processor:
                held: bool = True) -> None:
         """Ack a job with a recognised outcome; release one without (it stays in-flight for
         the requeue). ``held``: False for a job the fetcher no longer counts (async)."""
+        if outcome == HANDED_OVER:  # the batch reporter acks it once it has reported it
+            return
         if outcome is not None:
             self.fetcher.done(queue, payload, time.perf_counter() - started, held)
         else:
             self.fetcher.release(queue, payload, held)
 
-    def _run(self, cls: Any, job: dict[str, Any], timeout: Any) -> None:
-        """Run the job, under the watchdog when it has a timeout."""
+    def _run(self, cls: Any, job: dict[str, Any], timeout: Any) -> Any:
+        """Run the job, under the watchdog when it has a timeout; perform's return value."""
         if type(timeout) not in (int, float) or timeout <= 0 or self.watchdog is None:
-            execute(cls, job, self.chain)
-            return
+            return execute(cls, job, self.chain)
         try:
             self.watchdog.arm(job["jid"], float(timeout))
-            execute(cls, job, self.chain)
+            return execute(cls, job, self.chain)
         finally:
             self.watchdog.disarm()
             settle()
@@ -213,6 +229,12 @@ class Processor:
         self.leases[holder] = held
         slot.callback(self.leases.pop, holder, None)
         return True
+
+
+def writes_on_success(job: dict[str, Any]) -> bool:
+    """Whether a success of ``job`` writes to Redis before its ack: a batch's job (its report)
+    or a job whose result is kept."""
+    return "bid" in job or "result_ttl" in job or bool(job.get("store_result"))
 
 
 class Throttled(Exception):

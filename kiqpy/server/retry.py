@@ -44,6 +44,7 @@ from kiqpy.failures import (
 from kiqpy.keys import Keys
 from kiqpy.limiter import MAX_OVERRATED
 from kiqpy.payload import Job, encode, epoch_seconds, now_ms, serializer_of, set_member
+from kiqpy.server.batches import Outcomes, tracked
 from kiqpy.server.outage import Outage
 
 
@@ -72,12 +73,22 @@ class Retrier:
                  log: Any, give_up: threading.Event) -> None:
         self.config, self.redis, self.keys = config, client, keys
         self.outage, self.log, self.give_up = outage, log, give_up
+        # Batch reports and stored results, for jobs that carry a bid or want their result.
+        self.outcomes = Outcomes(config, client, keys, outage, give_up, log)
 
     # -- failures ----------------------------------------------------------------------------
     def failed(self, queue: str, job: Job, exc: BaseException, cls: type[Worker] | None,
                payload: bytes) -> str | None:
         """Record a failure; returns "retry", "dead", "discarded", "cancelled", or None if
-        interrupted."""
+        interrupted. A job of a batch (or with store_result) is then reported, before the
+        ack: a failure to its batch, "dead" as a death; a final outcome to its result."""
+        outcome = self._failed(queue, job, exc, cls, payload)
+        if outcome is None or not tracked(job):
+            return outcome
+        return self.outcomes.failed(job, exc, outcome)
+
+    def _failed(self, queue: str, job: Job, exc: BaseException, cls: type[Worker] | None,
+                payload: bytes) -> str | None:
         if self._cancelled(job):
             # Cancelled while it ran (kiqpy.api.cancel): it stopped as asked. Not an error:
             # no handlers, no retry, no dead set.

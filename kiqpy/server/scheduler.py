@@ -16,6 +16,7 @@ from kiqpy.failures import malformed_job, trim_dead
 from kiqpy.keys import Keys
 from kiqpy.payload import decode, encode, now_ms, queued_copy
 from kiqpy.scripts import Scripts
+from kiqpy.server.batches import Outcomes
 from kiqpy.server.outage import Outage
 
 BATCH = 100
@@ -39,6 +40,8 @@ class Scheduler:
         self.outage, self.log, self.stop = outage, log, stop
         self.scripts = Scripts(client)
         self.processes = 1
+        # Batch callbacks whose deliverer died: delivered once their claim ends.
+        self.outcomes: Outcomes | None = None
 
     def run(self) -> None:
         # A random first wait, so processes started together do not poll together.
@@ -64,6 +67,10 @@ class Scheduler:
     def poll(self) -> int:
         """One poll: move what is due, then count the processes sharing the polling."""
         moved = self.enqueue_due()
+        if self.outcomes is None or self.outcomes.redis is not self.redis:
+            self.outcomes = Outcomes(self.config, self.redis, self.keys, self.outage,
+                                     threading.Event(), self.log)
+        self.outcomes.sweep()
         self.processes = max(1, int(self.redis.scard(self.keys.processes)))
         return moved
 
