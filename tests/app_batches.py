@@ -3,6 +3,7 @@ what it did in Redis under keys prefixed ``test:``, so the test process can see 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -132,3 +133,19 @@ class FlakyNester(kiqpy.Worker, name="FlakyNester"):
 
     def kiqpy_retry_in(self, count, exc, job):
         return 0
+
+
+class AsyncAnswer(kiqpy.Worker, name="AsyncAnswer", store_result=True):
+    """An ``async def perform`` that returns twice its argument (its result is kept)."""
+
+    async def perform(self, x):
+        await asyncio.sleep(0.01)
+        return x * 2
+
+
+class AsyncRow(kiqpy.Worker, name="AsyncRow"):
+    """An async job of a batch: counts a run in ``test:ran``."""
+
+    async def perform(self, n):
+        await asyncio.sleep(0.005)
+        r().incr("test:ran")

@@ -397,3 +397,20 @@ def test_a_graceful_stop_mid_batch_reports_and_acks_every_finished_job(config, r
     # Then no finished job ran twice (each was acked after its report), and each callback once
     assert int(r.get("test:ran")) == 300
     assert sorted(events(r, batch.bid)) == ["complete", "success"]
+
+
+def test_async_jobs_keep_results_and_report_to_their_batch(config, r, redis_url):
+    # Given async jobs: one whose result is kept, and 50 in a batch
+    answer = app.AsyncAnswer.perform_async(21)
+    batch = new_batch("async")
+    with batch.jobs():
+        app.AsyncRow.perform_bulk([[n] for n in range(50)])
+    # When a worker runs them on its event loop
+    with worker(redis_url, "-c", "2") as w:
+        assert kiqpy.result(answer, timeout=30) == 42
+        wait_for(lambda: both(r, batch.bid), timeout=30, message="complete and success")
+        stop(w)
+    # Then the batch saw every job succeed, each callback once
+    assert int(r.get("test:ran")) == 50
+    assert sorted(events(r, batch.bid)) == ["complete", "success"]
+    assert BatchStatus(batch.bid).pending == 0
