@@ -58,6 +58,25 @@ def parse(tokens: Iterable[str]) -> tuple[tuple[str, int], ...]:
     return tuple(result)
 
 
+def from_setting(value: object, where: str) -> tuple[tuple[str, int], ...]:
+    """A framework setting's queues: ``["critical", "default"]`` or
+    ``[("critical", 3), ("default", 1)]``; ``where`` names the setting in the error."""
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        raise ConfigurationError(f"{where} must be a list of queue names or (name, weight) "
+                                 f"pairs, got {value!r}")
+    queues = []
+    for item in value:
+        if isinstance(item, str):
+            queues.append((item, 0))
+        elif (isinstance(item, (list, tuple)) and len(item) == 2 and isinstance(item[0], str)
+              and type(item[1]) is int):
+            queues.append((item[0], item[1]))
+        else:
+            raise ConfigurationError(f"{where}: {item!r} is neither a queue name nor a "
+                                     f"(name, weight) pair")
+    return tuple(queues)
+
+
 def dynamic(spec: Sequence[tuple[str, int]]) -> bool:
     """Whether ``spec`` has patterns, so the known queues must be re-read while running."""
     return any(is_pattern(name) for name, _ in spec)

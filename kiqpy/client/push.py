@@ -526,14 +526,8 @@ def enqueue(name: JobClass, *args: Any, **options: Any) -> str | None:
 
     Options are checked like a class's; ``at`` (epoch or datetime) or ``delay`` (seconds)
     schedule it; other keywords are custom job fields, as with :meth:`Client.push`."""
-    at, delay = options.pop("at", None), options.pop("delay", None)
-    if at is not None and delay is not None:
-        raise ArgumentError("enqueue() takes delay or at, not both")
-    job_name, base = _name_and_options(name)
     client = current_client()
-    pushed, fields = split_push(options, f"enqueue({job_name!r})", client.config.serializer)
-    base.update(pushed)
-    when = run_at(delay=delay) if delay is not None else (None if at is None else run_at(at=at))
+    base, when, fields = _enqueue_parts("enqueue", name, options, client)
     jid: str | None = client.enqueue(name, args, base, when, fields)
     return jid
 
@@ -542,13 +536,20 @@ async def aenqueue(name: JobClass, *args: Any, **options: Any) -> str | None:
     """:func:`enqueue` for code on an event loop (redis.asyncio; never blocks the loop)::
 
         await kiqpy.aenqueue("OtherApp::Job", 1, 2, queue="x")"""
-    at, delay = options.pop("at", None), options.pop("delay", None)
-    if at is not None and delay is not None:
-        raise ArgumentError("aenqueue() takes delay or at, not both")
-    job_name, base = _name_and_options(name)
     client = current_client()
-    pushed, fields = split_push(options, f"aenqueue({job_name!r})", client.config.serializer)
-    base.update(pushed)
-    when = run_at(delay=delay) if delay is not None else (None if at is None else run_at(at=at))
+    base, when, fields = _enqueue_parts("aenqueue", name, options, client)
     jid: str | None = await client.aenqueue(name, args, base, when, fields)
     return jid
+
+
+def _enqueue_parts(caller: str, name: JobClass, options: dict[str, Any], client: Client
+                   ) -> tuple[dict[str, Any], float | None, dict[str, Any]]:
+    """(options, run time, custom fields) of an :func:`enqueue`/:func:`aenqueue` call."""
+    at, delay = options.pop("at", None), options.pop("delay", None)
+    if at is not None and delay is not None:
+        raise ArgumentError(f"{caller}() takes delay or at, not both")
+    job_name, base = _name_and_options(name)
+    pushed, fields = split_push(options, f"{caller}({job_name!r})", client.config.serializer)
+    base.update(pushed)
+    when = run_at(delay=delay) if delay is not None else (None if at is None else run_at(at=at))
+    return base, when, fields

@@ -21,7 +21,9 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS
 
+from kiqpy import queues
 from kiqpy.config import Config
+from kiqpy.errors import ConfigurationError
 
 # Config fields that hold code (chains, handlers, hooks): set them in code, not in settings.
 _CODE_FIELDS = frozenset({"client_middleware", "server_middleware", "error_handlers",
@@ -84,18 +86,7 @@ def read() -> DjangoSettings:
 
 
 def _queues(value: Any) -> tuple[tuple[str, int], ...]:
-    """``["critical", "default"]`` or ``[("critical", 3), ("default", 1)]``."""
-    if isinstance(value, str) or not isinstance(value, (list, tuple)):
-        raise ImproperlyConfigured(f"settings.KIQPY['queues'] must be a list of queue names or "
-                                   f"(name, weight) pairs, got {value!r}")
-    queues = []
-    for item in value:
-        if isinstance(item, str):
-            queues.append((item, 0))
-        elif (isinstance(item, (list, tuple)) and len(item) == 2 and isinstance(item[0], str)
-              and type(item[1]) is int):
-            queues.append((item[0], item[1]))
-        else:
-            raise ImproperlyConfigured(f"settings.KIQPY['queues']: {item!r} is neither a queue "
-                                       f"name nor a (name, weight) pair")
-    return tuple(queues)
+    try:
+        return queues.from_setting(value, "settings.KIQPY['queues']")
+    except ConfigurationError as exc:
+        raise ImproperlyConfigured(str(exc)) from None

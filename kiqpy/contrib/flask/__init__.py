@@ -33,6 +33,7 @@ import click
 import flask
 
 import kiqpy
+from kiqpy import queues
 from kiqpy.config import Config
 from kiqpy.contrib.cli import defaults
 from kiqpy.contrib.mount import environ_below
@@ -127,21 +128,7 @@ def config_fields(app_config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _queues(value: Any) -> tuple[tuple[str, int], ...]:
-    """``["critical", "default"]`` or ``[("critical", 3), ("default", 1)]``."""
-    if isinstance(value, str) or not isinstance(value, (list, tuple)):
-        raise ConfigurationError(f"app.config['KIQPY_QUEUES'] must be a list of queue names or "
-                                 f"(name, weight) pairs, got {value!r}")
-    queues = []
-    for item in value:
-        if isinstance(item, str):
-            queues.append((item, 0))
-        elif (isinstance(item, (list, tuple)) and len(item) == 2 and isinstance(item[0], str)
-              and type(item[1]) is int):
-            queues.append((item[0], item[1]))
-        else:
-            raise ConfigurationError(f"app.config['KIQPY_QUEUES']: {item!r} is neither a "
-                                     f"queue name nor a (name, weight) pair")
-    return tuple(queues)
+    return queues.from_setting(value, "app.config['KIQPY_QUEUES']")
 
 
 def _command(config: Config) -> click.Command:
