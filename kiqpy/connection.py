@@ -11,6 +11,10 @@ Sentinels' own are the query parameters ``sentinel_username``, ``sentinel_passwo
 ``sentinel_ssl=true``, or the :class:`SentinelAuth` a caller passes (the configuration's
 ``sentinel_*`` fields). Connections ask the Sentinels where the master is, and again after a
 failover, so a client follows the master on its own.
+
+For Redis Cluster, ``redis+cluster://[[user]:password@]host:port[,host:port...]``
+(``rediss+cluster://`` for TLS): any reachable nodes; redis-py's ``RedisCluster`` discovers the
+rest and routes each command to the shard that owns its keys' slot.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
 import redis
+import redis.cluster
 import redis.sentinel
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
@@ -33,7 +38,8 @@ from kiqpy.errors import ConfigurationError, RedisUnavailableError
 
 # The errors that mean "Redis is not there right now" (as opposed to a bug in a command).
 REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
-              redis.exceptions.BusyLoadingError, OSError)
+              redis.exceptions.BusyLoadingError, redis.exceptions.ClusterDownError,
+              redis.exceptions.RedisClusterUnreachableError, OSError)
 
 
 def safe_url(url: str) -> str:
@@ -50,6 +56,55 @@ def safe_url(url: str) -> str:
 
 _QUERY_PASSWORD = re.compile(r"([?&](?:sentinel_)?password=)[^&#]*")
 SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+
+
+def is_cluster_url(url: str) -> bool:
+    """True for a ``redis+cluster://`` (or ``rediss+cluster://``) URL."""
+    return urlsplit(url).scheme in CLUSTER_SCHEMES
+
+
+def is_cluster(client: Any) -> bool:
+    """True for a client connected to a Redis Cluster."""
+    return isinstance(client, redis.cluster.RedisCluster)
+
+
+@dataclass(frozen=True)
+class ClusterTarget:
+    """A ``redis+cluster://`` URL, parsed."""
+
+    hosts: tuple[tuple[str, int], ...]
+    username: str | None
+    password: str | None
+    ssl: bool
+
+
+def parse_cluster_url(url: str) -> ClusterTarget | None:
+    """The parts of a ``redis+cluster://`` URL, None for any other URL; a malformed one is a
+    :class:`ConfigurationError` that says what is wrong."""
+    parts = urlsplit(url)
+    if parts.scheme not in CLUSTER_SCHEMES:
+        return None
+
+    def bad(why: str) -> ConfigurationError:
+        return ConfigurationError(f"bad Redis Cluster URL {safe_url(url)!r}: {why} (expected "
+                                  f"redis+cluster://[:password@]host:port[,host:port...])")
+
+    userinfo, _, hostlist = parts.netloc.rpartition("@")
+    hosts = []
+    for item in hostlist.split(","):
+        host, _, port = item.strip().rpartition(":")
+        if not host:
+            host, port = port, "6379"
+        if not host or not port.isdigit():
+            raise bad(f"{item!r} is not host:port")
+        hosts.append((host.strip("[]"), int(port)))
+    if parts.path.strip("/") not in ("", "0"):
+        raise bad("Redis Cluster has only database 0")
+    username, _, password = userinfo.partition(":") if userinfo else ("", "", "")
+    return ClusterTarget(hosts=tuple(hosts), username=unquote(username) or None,
+                         password=unquote(password) or None,
+                         ssl=parts.scheme == "rediss+cluster")
 
 
 @dataclass(frozen=True)
@@ -141,6 +196,9 @@ def connect(url: str, pool_size: int = 10, socket_timeout: float | None = 5.0,
         retry_on_error=[redis.exceptions.ConnectionError],
         retry_on_timeout=False,
     )
+    cluster = parse_cluster_url(url)
+    if cluster is not None:
+        return _cluster_client(url, cluster, pool_size, socket_timeout)
     try:
         target = parse_sentinel_url(url)
         if target is not None:
@@ -152,6 +210,48 @@ def connect(url: str, pool_size: int = 10, socket_timeout: float | None = 5.0,
     client = redis.Redis(connection_pool=pool)
     client.kiqpy_url = safe_url(url)  # type: ignore[attr-defined]
     return client
+
+
+def _cluster_client(url: str, target: ClusterTarget, pool_size: int,
+                    socket_timeout: float | None) -> redis.Redis:
+    """A ``RedisCluster`` (typed as ``redis.Redis``: kiqpy uses the commands both share).
+
+    Each node gets its own pool of ``pool_size`` connections. Commands are retried as on a
+    single node (connection errors only), and redis-py follows MOVED/ASK redirections and
+    refreshes the slot map on its own."""
+    nodes = [redis.cluster.ClusterNode(host, port) for host, port in target.hosts]
+    try:
+        client: Any = redis.cluster.RedisCluster(
+            startup_nodes=nodes, username=target.username, password=target.password,
+            ssl=target.ssl, max_connections=max(pool_size, 1) + 8,
+            socket_timeout=socket_timeout, socket_connect_timeout=5, socket_keepalive=True,
+            health_check_interval=30,
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.01), 2,
+                        supported_errors=(redis.exceptions.ConnectionError,)))
+    except redis.exceptions.RedisClusterException as exc:
+        raise RedisUnavailableError(f"cannot reach Redis Cluster at {safe_url(url)}: "
+                                    f"{exc}") from exc
+    except REDIS_DOWN as exc:
+        raise RedisUnavailableError(f"cannot reach Redis Cluster at {safe_url(url)}: "
+                                    f"{exc}") from exc
+    client.kiqpy_url = safe_url(url)
+    return client  # type: ignore[no-any-return]
+
+
+def key_count(client: redis.Redis) -> int:
+    """DBSIZE: of the database, or summed over every primary of a cluster."""
+    if is_cluster(client):
+        return int(client.dbsize(target_nodes="primaries"))  # type: ignore[call-arg]
+    return int(client.dbsize())
+
+
+def close(client: redis.Redis) -> None:
+    """Close every connection ``client`` holds (a single node's pool, or every cluster
+    node's)."""
+    if is_cluster(client):
+        client.close()
+    else:
+        client.connection_pool.disconnect()
 
 
 def _sentinel_pool(target: SentinelTarget, auth: SentinelAuth | None,
@@ -228,6 +328,12 @@ def thread_client(url: str, socket_timeout: float | None = 5.0,
     if client is None:
         if any(key[0] != pid for key in clients):  # inherited through fork: not ours to use
             clients.clear()
+        if is_cluster_url(url):
+            # RedisCluster keeps a pool per node and is thread-safe; one per thread still
+            # keeps threads from waiting on each other's connections.
+            client = clients[(pid, url, socket_timeout, sentinel)] = connect(
+                url, pool_size=4, socket_timeout=socket_timeout)
+            return client
         # The client holds one pool connection for its commands; a pipeline, pub/sub or lock
         # made from it checks out another, so the pool must have room beyond that one.
         pooled = connect(url, pool_size=16, socket_timeout=socket_timeout, sentinel=sentinel)
@@ -242,7 +348,7 @@ def master_address(client: redis.Redis) -> tuple[str, int] | None:
     """Where the Sentinels say the master is now (asking them), for a client on a
     ``redis+sentinel://`` URL; None for any other client. Asking also closes the idle
     connections to a former master, so the next commands go to the new one."""
-    pool = client.connection_pool
+    pool = getattr(client, "connection_pool", None)
     if not isinstance(pool, redis.sentinel.SentinelConnectionPool):
         return None
     host, port = pool.get_master_address()

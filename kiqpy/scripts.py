@@ -16,7 +16,7 @@ from redis.commands.core import Script
 
 NAMES = ("push", "fetch", "requeue", "schedule", "reroute", "unlock", "move_to_queue",
          "move_to_dead", "periodic_tick", "renew", "limiter_concurrent", "limiter_release",
-         "limiter_bucket", "limiter_window", "limiter_leaky")
+         "limiter_bucket", "limiter_window", "limiter_leaky", "fetch_queue", "claim")
 
 
 @functools.cache
@@ -59,3 +59,5 @@ class Scripts:
     limiter_bucket: Script
     limiter_window: Script
     limiter_leaky: Script
+    fetch_queue: Script
+    claim: Script

@@ -25,7 +25,7 @@ from kiqpy.client.build import JobBuilder, JobClass, split_push
 from kiqpy.client.registry import lookup
 from kiqpy.client.timing import run_at
 from kiqpy.config import Config, default_config, on_configure
-from kiqpy.connection import connect, describe, translate_errors
+from kiqpy.connection import close, connect, describe, translate_errors
 from kiqpy.errors import ArgumentError, NotReplicatedError, RedisRefusedError
 from kiqpy.keys import Keys
 from kiqpy.payload import Job, check_args, encode, set_member
@@ -103,13 +103,13 @@ class Client:
         self.redis = redis_client or connect(
             self.config.redis_url, self.config.pool_size or 10, self.config.socket_timeout,
             self.config.sentinel_auth)
-        self.keys = Keys(self.config.namespace)
+        self.keys = Keys(self.config.namespace, self.config.on_cluster)
         self.scripts = Scripts(self.redis)
         self.builder = JobBuilder(self.config, self.redis)
 
     def close(self) -> None:
         """Close the connection pool."""
-        self.redis.connection_pool.disconnect()
+        close(self.redis)
 
     # -- the mixin's entry points ------------------------------------------------------------
     def enqueue(self, job_class: JobClass, args: Sequence[Any], options: dict[str, Any],
@@ -223,6 +223,9 @@ class Client:
             return
         serializer, keys = self.config.serializer, self.keys
         replicas = self.config.push_replicas
+        if keys.cluster:
+            self._store_cluster(jobs)
+            return
         if len(jobs) == 1 and "at" not in jobs[0] and not replicas:
             job = jobs[0]
             queue = job["queue"]
@@ -260,6 +263,37 @@ class Client:
                 f"Redis at {describe(self.redis)} stored the push, but only {acked} of "
                 f"{replicas} replica(s) acknowledged it within "
                 f"{self.config.push_replicas_timeout} s; a failover could lose it")
+
+
+    def _store_cluster(self, jobs: list[Job]) -> None:
+        """:meth:`_store` on Redis Cluster: the `queues` set (slot `{kiqpy}`) and each queue
+        (slot `{<queue>}`) are written by separate commands, the name first, so a job is
+        never in a queue that workers listening by pattern cannot find. A bulk push is one
+        pipeline: redis-py sends each node its commands."""
+        serializer, keys = self.config.serializer, self.keys
+        by_queue: dict[str, list[bytes]] = {}
+        scheduled: dict[bytes, float] = {}
+        enqueued_at = self.config.now_stamp()
+        for job in jobs:
+            if "at" in job:
+                scheduled[encode(set_member(job), serializer)] = job["at"]
+            else:
+                job["enqueued_at"] = enqueued_at
+                by_queue.setdefault(job["queue"], []).append(encode(job, serializer))
+        with _pushing(self.redis):
+            if by_queue:
+                self.redis.sadd(keys.queues, *by_queue)
+            if len(by_queue) == 1 and not scheduled:
+                [(queue, payloads)] = by_queue.items()
+                self.scripts.call(self.scripts.push, [keys.queue(queue)], [queue, *payloads])
+                return
+            pipe = self.redis.pipeline(transaction=False)
+            for queue, payloads in by_queue.items():
+                self.scripts.push(keys=[keys.queue(queue)], args=[queue, *payloads],
+                                  client=pipe)
+            if scheduled:
+                pipe.zadd(keys.schedule, scheduled)
+            pipe.execute()
 
 
 @contextlib.contextmanager

@@ -1,0 +1,53 @@
+"""Job classes for the Redis Cluster tests. They record what they did through
+``kiqpy.redis()``, which on a ``redis+cluster://`` URL is a cluster client, under keys that
+start with ``test:``."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import kiqpy
+
+
+class Record(kiqpy.Worker, name="cluster.Record"):
+    """Appends ``"<queue>:<n>"`` to ``test:runs``."""
+
+    def perform(self, queue: str, n: int) -> None:
+        with kiqpy.redis() as conn:
+            conn.rpush("test:runs", f"{queue}:{n}")
+
+
+class Flaky(kiqpy.Worker, name="cluster.Flaky", retry=3):
+    """Fails on its first run and succeeds on the second; retries at once."""
+
+    def perform(self, n: int) -> None:
+        with kiqpy.redis() as conn:
+            if conn.incr(f"test:flaky:{n}") == 1:
+                raise ValueError("first run fails")
+            conn.rpush("test:runs", f"flaky:{n}")
+
+    def kiqpy_retry_in(self, count: int, exc: BaseException, job: dict) -> int:
+        return 0
+
+
+class Doomed(kiqpy.Worker, name="cluster.Doomed", retry=1):
+    """Always fails; retried once at once, then to the dead set."""
+
+    def perform(self, n: int) -> None:
+        raise ValueError(f"doomed {n}")
+
+    def kiqpy_retry_in(self, count: int, exc: BaseException, job: dict) -> int:
+        return 0
+
+
+class Sleepy(kiqpy.Worker, name="cluster.Sleepy"):
+    """Counts its starts in ``test:starts:<n>``, sleeps, then records itself in ``test:runs``."""
+
+    def perform(self, n: int, seconds: float) -> None:
+        with kiqpy.redis() as conn:
+            conn.incr(f"test:starts:{n}")
+            conn.set(f"test:pid:{n}", os.getpid())
+        time.sleep(seconds)
+        with kiqpy.redis() as conn:
+            conn.rpush("test:runs", f"sleepy:{n}")
