@@ -235,13 +235,13 @@ def _cluster_client(url: str, target: ClusterTarget, pool_size: int,
         raise RedisUnavailableError(f"cannot reach Redis Cluster at {safe_url(url)}: "
                                     f"{exc}") from exc
     client.kiqpy_url = safe_url(url)
-    return client  # type: ignore[no-any-return]
+    return client
 
 
 def key_count(client: redis.Redis) -> int:
     """DBSIZE: of the database, or summed over every primary of a cluster."""
     if is_cluster(client):
-        return int(client.dbsize(target_nodes="primaries"))  # type: ignore[call-arg]
+        return int(client.dbsize(target_nodes="primaries"))
     return int(client.dbsize())
 
 

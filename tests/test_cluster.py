@@ -12,15 +12,15 @@ import redis
 from redis.crc import key_slot
 
 import kiqpy
-from kiqpy.api import DeadSet, ProcessSet, Queue, RetrySet, ScheduledSet, Stats
+from kiqpy.api import Stats
 from kiqpy.config import Config
-from kiqpy.connection import connect, parse_cluster_url
+from kiqpy.connection import parse_cluster_url
 from kiqpy.errors import ConfigurationError
 from kiqpy.keys import Keys
-from kiqpy.payload import decode, encode, new_jid, now_ms
+from kiqpy.payload import decode
 from tests.conftest import wait_for
 from tests.topologies import ClusterTopology
-from tests.workers import WorkerProcess, run_cli
+from tests.workers import WorkerProcess
 
 pytestmark = pytest.mark.slow
 
