@@ -4,7 +4,6 @@ start with ``test:``."""
 
 from __future__ import annotations
 
-import os
 import time
 
 import kiqpy
@@ -42,12 +41,13 @@ class Doomed(kiqpy.Worker, name="cluster.Doomed", retry=1):
 
 
 class Sleepy(kiqpy.Worker, name="cluster.Sleepy"):
-    """Counts its starts in ``test:starts:<n>``, sleeps, then records itself in ``test:runs``."""
+    """Counts its starts in ``test:starts:<n>``, sleeps on its first start only, then records
+    itself in ``test:runs``."""
 
     def perform(self, n: int, seconds: float) -> None:
         with kiqpy.redis() as conn:
-            conn.incr(f"test:starts:{n}")
-            conn.set(f"test:pid:{n}", os.getpid())
-        time.sleep(seconds)
+            starts = conn.incr(f"test:starts:{n}")
+        if starts == 1:
+            time.sleep(seconds)
         with kiqpy.redis() as conn:
             conn.rpush("test:runs", f"sleepy:{n}")

@@ -5,6 +5,7 @@ against the slots Redis computes."""
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -12,15 +13,15 @@ import redis
 from redis.crc import key_slot
 
 import kiqpy
-from kiqpy.api import Stats
+from kiqpy.api import DeadSet, ProcessSet, Queue, RetrySet, ScheduledSet, Stats
 from kiqpy.config import Config
-from kiqpy.connection import parse_cluster_url
+from kiqpy.connection import connect, parse_cluster_url
 from kiqpy.errors import ConfigurationError
 from kiqpy.keys import Keys
-from kiqpy.payload import decode
+from kiqpy.payload import decode, encode, new_jid, now_ms
 from tests.conftest import wait_for
 from tests.topologies import ClusterTopology
-from tests.workers import WorkerProcess
+from tests.workers import WorkerProcess, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -144,7 +145,7 @@ def test_push_bulk_push_and_strict_fetch_from_queues_on_three_shards(topo, rc, c
                                                               for n in range(1, 31)])
     assert [d.split(":")[0] for d in done] == [names[0]] + [names[1]] * 31 + [names[2]]
     assert all(rc.llen(KEYS.queue(n)) == 0 for n in names)
-    assert not [k for k in rc.scan_iter(match="*inflight*")]  # every job acked
+    assert not [k for k in rc.scan_iter(match="*:inflight:*")]  # every job acked
 
 
 def test_weighted_fetch_serves_every_shard_and_scheduled_jobs_move_once(topo, rc, cconfig):
@@ -188,3 +189,127 @@ def test_retries_the_dead_set_and_stats(topo, rc, cconfig):
     assert sorted(runs(rc)) == [f"flaky:{n}" for n in range(5)]
     assert rc.zcard(KEYS.retry) == 0
     assert sorted(decode(m)["args"][0] for m in rc.zrange(KEYS.dead, 0, -1)) == [0, 1, 2]
+
+
+# -- failures of processes ---------------------------------------------------------------------
+def test_jobs_of_a_process_killed_with_sigkill_run_again_on_another(topo, rc, cconfig):
+    # Given a worker running three slow jobs on two shards
+    names = queues_on_three_shards(rc, 2)
+    client = kiqpy.Client(cconfig)
+    for n in range(3):
+        client.push({"class": "cluster.Sleepy", "args": [n, 60], "queue": names[n % 2]})
+    with WorkerProcess(topo.url, "-q", ",".join(names), require=APP) as doomed:
+        wait_for(lambda: all(rc.get(f"test:starts:{n}") for n in range(3)), timeout=20,
+                 message="the three jobs to start")
+        # When it is killed with SIGKILL
+        doomed.kill9()
+    assert sum(rc.llen(k) for k in rc.scan_iter(match="*:inflight:*")) == 3
+    # Then another process recovers the jobs once the first one's heartbeat expired, and
+    # runs them (a second start is short)
+    with WorkerProcess(topo.url, "-q", ",".join(names), require=APP) as rescuer:
+        wait_for(lambda: len(runs(rc)) == 3, timeout=30, message="the three jobs to run again")
+        rescuer.terminate()
+        assert rescuer.wait() == 0
+        assert "recovered jobs of a dead process" in rescuer.log()
+    assert sorted(runs(rc)) == [f"sleepy:{n}" for n in range(3)]
+    assert [int(rc.get(f"test:starts:{n}")) for n in range(3)] == [2, 2, 2]
+    assert not list(rc.scan_iter(match="*:inflight:*"))
+
+
+def test_a_poison_pill_goes_to_the_dead_set_and_the_rest_back_to_its_queue(rc, cconfig):
+    from kiqpy.server.outage import Outage
+    from kiqpy.server.recovery import Recovery
+    from tests.recording import RecordingLog
+
+    # Given what a process killed while holding two jobs leaves: one job already recovered
+    # twice within the window (a poison pill)
+    dead_identity, hour_ms = "deadhost:1:0badc0ffee00", 3600 * 1000
+    pill = encode({"class": "cluster.Record", "args": ["x", 1], "queue": "pills",
+                   "jid": new_jid(), "recovered_at": [now_ms() - 2 * hour_ms, now_ms() - hour_ms]})
+    innocent = encode({"class": "cluster.Record", "args": ["x", 2], "queue": "pills",
+                       "jid": new_jid()})
+    rc.lpush(KEYS.inflight(dead_identity, "pills"), pill, innocent)
+    rc.hset(KEYS.inflight_owners, dead_identity, '["pills"]')
+    log = RecordingLog()
+    client = connect(cconfig.redis_url, 2)
+    # When a live process checks for dead ones
+    recovery = Recovery(cconfig, client, KEYS, "livehost:1:000000000001",
+                        Outage(cconfig.redis_url, log), log)
+    assert recovery.check() == 1
+    # Then the innocent job is queued again, the pill is dead, and the dead process forgotten
+    assert [decode(p)["args"] for p in rc.lrange(KEYS.queue("pills"), 0, -1)] == [["x", 2]]
+    [entry] = [decode(m) for m in rc.zrange(KEYS.dead, 0, -1)]
+    assert entry["error_class"] == "kiqpy.PoisonPill" and len(entry["recovered_at"]) == 3
+    assert not rc.exists(KEYS.inflight(dead_identity, "pills"))
+    assert not rc.hexists(KEYS.inflight_owners, dead_identity)
+
+
+# -- everything else a user sees -----------------------------------------------------------------
+def test_registry_signals_data_api_cli_and_every_dashboard_page(topo, rc, cconfig):
+    from tests.web_helpers import client_for, entry_ids
+
+    client = kiqpy.Client(cconfig)
+    with WorkerProcess(topo.url, "-q", "api,other", require=APP) as worker:
+        # The process registry and its heartbeat
+        wait_for(lambda: len(ProcessSet(cconfig)) == 1, timeout=15, message="the heartbeat")
+        [process] = ProcessSet(cconfig)
+        # The data API moves jobs from the sets to a queue on another shard
+        client.push({"class": "cluster.Record", "args": ["api", "later"], "queue": "api",
+                     "at": time.time() + 3600})
+        client.push({"class": "cluster.Doomed", "args": [9], "queue": "api", "retry": False})
+        [scheduled] = list(ScheduledSet(cconfig).each())
+        assert scheduled.add_to_queue() is True if hasattr(scheduled, "add_to_queue") \
+            else scheduled.retry()
+        wait_for(lambda: "api:later" in runs(rc), timeout=15, message="the scheduled job")
+        rc.zadd(KEYS.dead, {encode({"class": "cluster.Record", "args": ["api", "dead"],
+                                    "queue": "api", "jid": new_jid()}): time.time()})
+        [dead] = list(DeadSet(cconfig).each())
+        assert dead.retry() is True and dead.retry() is False  # moved once
+        wait_for(lambda: "api:dead" in runs(rc), timeout=15, message="the dead job")
+        rc.zadd(KEYS.retry, {encode({"class": "cluster.Record", "args": ["api", "retry"],
+                                     "queue": "other", "jid": new_jid(), "retry_count": 1,
+                                     "failed_at": now_ms(),
+                                     "error_message": "x", "error_class": "E"}):
+                             time.time() + 3600})
+        assert RetrySet(cconfig).retry_all() == 1
+        wait_for(lambda: "api:retry" in runs(rc), timeout=15, message="the retried job")
+        assert rc.zcard(KEYS.outbox) == 0
+        # Queues: sizes, pausing, clearing
+        Queue("api", cconfig).pause()
+        wait_for(lambda: "queue paused" in worker.log(), timeout=10, message="the pause")
+        client.push({"class": "cluster.Record", "args": ["api", "paused"], "queue": "api"})
+        # (a waiter blocked in BLMOVE may take it, and gives it back to the paused queue)
+        wait_for(lambda: Queue("api", cconfig).size == 1, timeout=10, message="it to wait")
+        Queue("api", cconfig).unpause()
+        wait_for(lambda: "api:paused" in runs(rc), timeout=15, message="the unpaused job")
+        # kiqpy stats and kiqpy check
+        [stats, check] = run_cli(["stats", "--json", "--redis-url", topo.url],
+                                 ["check", "--redis-url", topo.url])
+        assert stats.returncode == 0 and '"processed"' in stats.stdout, stats.stderr
+        assert check.returncode == 0 and check.stdout.startswith("ok"), check.stdout
+        # Every page of the dashboard
+        web = client_for(cconfig)
+        rc.zadd(KEYS.retry, {encode({"class": "cluster.Record", "args": ["web", 1],
+                                     "queue": "api", "jid": new_jid(), "retry_count": 0,
+                                     "failed_at": now_ms(), "error_message": "x",
+                                     "error_class": "E"}): time.time() + 3600})
+        pages = ["/", "/stats", "/stats/queues", "/health", "/busy", "/queues", "/queues/api",
+                 "/retries", "/scheduled", "/dead", "/metrics", "/metrics/cluster.Record",
+                 "/limits", "/periodic", "/keys", "/keys?match=queue",
+                 f"/keys/view?key={KEYS.queues}", f"/keys/view?key={KEYS.retry}"]
+        for path in pages:
+            response = web.get(path)
+            assert response.status_code == 200, (path, response.get_data(as_text=True)[:500])
+        listing = web.get("/retries").get_data(as_text=True)
+        [entry_id] = entry_ids(listing, "retries")
+        assert web.get(f"/retries/{entry_id}").status_code == 200
+        keys_page = web.get("/keys").get_data(as_text=True)
+        shown = set(re.findall(r"<code>([^<]*)</code>", keys_page))
+        assert {KEYS.processes, KEYS.retry, "test:runs"} <= shown, shown
+        # A remote signal reaches the process through its signal list
+        process.quiet()
+        wait_for(lambda: "quiet: no new jobs will be fetched" in worker.log(), timeout=10,
+                 message="the remote quiet")
+        worker.terminate()
+        assert worker.wait() == 0
+    assert len(ProcessSet(cconfig)) == 0
