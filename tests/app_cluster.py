@@ -4,9 +4,16 @@ start with ``test:``."""
 
 from __future__ import annotations
 
+import os
 import time
 
 import kiqpy
+import kiqpy_middleware.expiry
+import kiqpy_middleware.unique
+
+# As a user's jobs module would: the middleware the test asks for, installed on import.
+for _name in filter(None, os.environ.get("KIQPY_TEST_MIDDLEWARE", "").split(",")):
+    {"unique": kiqpy_middleware.unique, "expiry": kiqpy_middleware.expiry}[_name].install()
 
 
 class Record(kiqpy.Worker, name="cluster.Record"):

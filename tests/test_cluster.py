@@ -164,6 +164,7 @@ def test_weighted_fetch_serves_every_shard_and_scheduled_jobs_move_once(topo, rc
     with WorkerProcess(topo.url, "-q", weighted, require=APP) as one, \
             WorkerProcess(topo.url, "-q", weighted, require=APP) as two:
         wait_for(lambda: len(runs(rc)) == 80, timeout=30, message="80 runs")
+        wait_for(lambda: len(ProcessSet(cconfig)) == 2, timeout=15, message="both registered")
         for worker in (one, two):
             worker.terminate()
         assert one.wait() == 0 and two.wait() == 0
@@ -313,3 +314,95 @@ def test_registry_signals_data_api_cli_and_every_dashboard_page(topo, rc, cconfi
         worker.terminate()
         assert worker.wait() == 0
     assert len(ProcessSet(cconfig)) == 0
+
+
+# -- middleware, periodic jobs, limiters, metrics ------------------------------------------------
+def test_unique_jobs_expiry_limiters_and_metrics(topo, rc, cconfig):
+    import kiqpy_middleware.expiry
+    import kiqpy_middleware.unique
+    from kiqpy import limiter
+    from kiqpy.api import Limiters
+    from kiqpy.api.metrics import Metrics
+
+    config = cconfig.replace(client_middleware=kiqpy.Chain(),
+                             server_middleware=kiqpy.Chain())
+    kiqpy_middleware.unique.install(config)
+    kiqpy_middleware.expiry.install(config)
+    client = kiqpy.Client(config)
+    # Unique jobs: the second push of the same job is dropped while the first holds the lock
+    job = {"class": "cluster.Record", "args": ["u", 1], "queue": "uniq", "unique_for": 60}
+    assert client.push(dict(job)) and client.push(dict(job)) is None
+    # Expiry: a job pushed with a deadline already past is skipped by the worker
+    client.push({"class": "cluster.Record", "args": ["uniq", "expired"], "queue": "uniq",
+                 "expires_in": 0.001, "at": time.time() - 10})
+    # Limiters keep all their keys in the slot of {<name>}
+    gate = limiter.concurrent("cluster-gate", 1, wait_timeout=0, config=config)
+    with gate.within_limit():
+        with pytest.raises(limiter.OverLimit), gate.within_limit():
+            pass
+    [info] = Limiters(config)
+    assert info.name == "cluster-gate" and info.calls == 1
+    with WorkerProcess(topo.url, "-q", "uniq", require=APP,
+                       env={"KIQPY_TEST_MIDDLEWARE": "unique,expiry"}) as worker:
+        wait_for(lambda: runs(rc) == ["u:1"], timeout=15, message="the unique job")
+        worker.terminate()
+        assert worker.wait() == 0
+    assert "expired" not in " ".join(runs(rc))
+    # The lock is gone once the job ran, so it can be pushed again
+    assert client.push(dict(job))
+    # Metrics: the worker counted its executions per class and minute
+    assert any(row.job_class == "cluster.Record" and row.processed >= 1
+               for row in Metrics(config).top(5))
+
+
+def test_periodic_ticks_enqueue_once_through_the_outbox(rc, cconfig):
+    import threading
+
+    from kiqpy.client import periodic as periodic_module
+    from kiqpy.log import get_logger
+    from kiqpy.server.outage import Outage
+    from kiqpy.server.ticker import Ticker
+
+    kiqpy.periodic("* * * * * *", "cluster.Record", name="cluster-tick", args=["tick", 1],
+                   queue="ticks", catch_up="all")
+    try:
+        log = get_logger()
+        client = connect(cconfig.redis_url, 2)
+        start = 1_900_000_000.0
+        tickers = [Ticker(cconfig, client, KEYS, f"host:{n}:x", Outage("redis", log), log,
+                          threading.Event(), clock=lambda: start) for n in range(3)]
+        [entry] = [e for e in periodic_module.entries() if e.name == "cluster-tick"]
+        for ticker in tickers:
+            ticker.tick(entry, start)
+        for ticker in tickers:  # two seconds later: each tick is enqueued once
+            ticker.tick(entry, start + 2)
+        queued = [decode(p)["periodic_tick"] for p in rc.lrange(KEYS.queue("ticks"), 0, -1)]
+        assert sorted(queued) == [start + 1, start + 2]
+        assert rc.zcard(KEYS.outbox) == 0
+    finally:
+        periodic_module.unregister("cluster-tick")
+
+
+def test_a_move_interrupted_after_its_claim_is_delivered_by_the_next_poll(rc, cconfig):
+    import threading
+
+    from kiqpy.log import get_logger
+    from kiqpy.server.outage import Outage
+    from kiqpy.server.scheduler import Scheduler
+
+    # Given a due job that a poller claimed into the outbox two minutes ago and then died
+    member = encode({"class": "cluster.Record", "args": ["late", 1], "queue": "late",
+                     "jid": new_jid()})
+    rc.zadd(KEYS.outbox, {member: time.time() - 120})
+    fresh = encode({"class": "cluster.Record", "args": ["late", 2], "queue": "late",
+                    "jid": new_jid()})
+    rc.zadd(KEYS.outbox, {fresh: time.time()})  # a live mover's, not to be touched
+    log = get_logger()
+    scheduler = Scheduler(cconfig, connect(cconfig.redis_url, 2), KEYS,
+                          Outage(cconfig.redis_url, log), log, threading.Event())
+    # When any process polls, the stale entry is queued (with a fresh enqueued_at), once
+    assert scheduler.enqueue_due() == 1
+    assert scheduler.enqueue_due() == 0
+    [queued] = [decode(p) for p in rc.lrange(KEYS.queue("late"), 0, -1)]
+    assert queued["args"] == ["late", 1] and "enqueued_at" in queued
+    assert rc.zrange(KEYS.outbox, 0, -1) == [fresh]
