@@ -337,9 +337,8 @@ def test_unique_jobs_expiry_limiters_and_metrics(topo, rc, cconfig):
                  "expires_in": 0.001, "at": time.time() - 10})
     # Limiters keep all their keys in the slot of {<name>}
     gate = limiter.concurrent("cluster-gate", 1, wait_timeout=0, config=config)
-    with gate.within_limit():
-        with pytest.raises(limiter.OverLimit), gate.within_limit():
-            pass
+    with gate.within_limit(), pytest.raises(limiter.OverLimit), gate.within_limit():
+        pass
     [info] = Limiters(config)
     assert info.name == "cluster-gate" and info.calls == 1
     with WorkerProcess(topo.url, "-q", "uniq", require=APP,
