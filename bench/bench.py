@@ -194,6 +194,9 @@ def cluster_figures(url: str, r: redis.Redis, n: int) -> None:
     with the Redis CPU each job costs (docs/architecture.md, "Scale")."""
     processing(url, r, "NoopIncr", n, ["-c", "10", "--log-level", "warning"],
                "processing no-op+INCR, -c 10, logs off, one node", "(single node)", cpu=True)
+    processing(url, r, "Noop", n, ["-c", "10", "--log-level", "warning"],
+               "processing pure no-op (kiqpy's own Redis cost), one node", "(single node)",
+               cpu=True)
     for queue_count in (1, 3):
         cluster_processing(n, queue_count)
 
