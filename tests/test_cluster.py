@@ -13,7 +13,16 @@ import redis
 from redis.crc import key_slot
 
 import kiqpy
-from kiqpy.api import DeadSet, ProcessSet, Queue, RetrySet, ScheduledSet, Stats
+from kiqpy.api import (
+    DeadSet,
+    ProcessSet,
+    Queue,
+    RetrySet,
+    ScheduledSet,
+    Stats,
+    cancel,
+    cancellations,
+)
 from kiqpy.config import Config
 from kiqpy.connection import connect, parse_cluster_url
 from kiqpy.errors import ConfigurationError
@@ -281,6 +290,11 @@ def test_registry_signals_data_api_cli_and_every_dashboard_page(topo, rc, cconfi
         client.push({"class": "cluster.Record", "args": ["api", "paused"], "queue": "api"})
         # (a waiter blocked in BLMOVE may take it, and gives it back to the paused queue)
         wait_for(lambda: Queue("api", cconfig).size == 1, timeout=10, message="it to wait")
+        # Cancelling a waiting job finds it in its queue on its shard
+        jid = client.push({"class": "cluster.Record", "args": ["api", "cancelled"],
+                           "queue": "api"})
+        assert cancel(jid, cconfig).where == "queue:api"
+        assert [c.jid for c in cancellations(cconfig)] == [jid]
         Queue("api", cconfig).unpause()
         wait_for(lambda: "api:paused" in runs(rc), timeout=15, message="the unpaused job")
         # kiqpy stats and kiqpy check

@@ -197,7 +197,11 @@ def forget_dead_child(config: Config) -> Callable[[int], None]:
     keys, host = Keys(config.namespace, config.on_cluster), socket.gethostname()
 
     def forget(pid: int) -> None:
-        client = connect(config.redis_url, 1, config.socket_timeout, config.sentinel_auth)
+        try:
+            # Inside the try: a cluster client reaches its nodes when it is built.
+            client = connect(config.redis_url, 1, config.socket_timeout, config.sentinel_auth)
+        except RedisUnavailableError:
+            return
         try:
             for member in client.smembers(keys.processes):
                 identity = (member.decode(errors="replace") if isinstance(member, bytes)
