@@ -224,6 +224,9 @@ def _cluster_client(url: str, target: ClusterTarget, pool_size: int,
         client: Any = redis.cluster.RedisCluster(
             startup_nodes=nodes, username=target.username, password=target.password,
             ssl=target.ssl, max_connections=max(pool_size, 1) + 8,
+            # As on a single node: a thread waits for a free connection to a node (20 s at
+            # most) rather than failing with "Too many connections".
+            connection_pool_class=redis.BlockingConnectionPool,
             socket_timeout=socket_timeout, socket_connect_timeout=5, socket_keepalive=True,
             health_check_interval=30,
             retry=Retry(ExponentialBackoff(cap=0.5, base=0.01), 2,
