@@ -30,6 +30,7 @@ from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
 import redis
 import redis.cluster
+import redis.crc
 import redis.sentinel
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
@@ -173,7 +174,9 @@ class _BlockingSentinelPool(redis.sentinel.SentinelConnectionPool,
 
 
 def connect(url: str, pool_size: int = 10, socket_timeout: float | None = 5.0,
-            sentinel: SentinelAuth | None = None) -> redis.Redis:
+            sentinel: SentinelAuth | None = None,
+            cluster_class: type[redis.cluster.RedisCluster] = redis.cluster.RedisCluster
+            ) -> redis.Redis:
     """A ``redis.Redis`` on a blocking pool of ``pool_size`` connections to ``url``.
 
     Responses stay bytes (payloads are binary msgpack). Commands are retried briefly on a
@@ -198,7 +201,7 @@ def connect(url: str, pool_size: int = 10, socket_timeout: float | None = 5.0,
     )
     cluster = parse_cluster_url(url)
     if cluster is not None:
-        return _cluster_client(url, cluster, pool_size, socket_timeout)
+        return _cluster_client(url, cluster, pool_size, socket_timeout, cluster_class)
     try:
         target = parse_sentinel_url(url)
         if target is not None:
@@ -213,7 +216,8 @@ def connect(url: str, pool_size: int = 10, socket_timeout: float | None = 5.0,
 
 
 def _cluster_client(url: str, target: ClusterTarget, pool_size: int,
-                    socket_timeout: float | None) -> redis.Redis:
+                    socket_timeout: float | None,
+                    cluster_class: type[redis.cluster.RedisCluster]) -> redis.Redis:
     """A ``RedisCluster`` (typed as ``redis.Redis``: kiqpy uses the commands both share).
 
     Each node gets its own pool of ``pool_size`` connections. Commands are retried as on a
@@ -221,7 +225,7 @@ def _cluster_client(url: str, target: ClusterTarget, pool_size: int,
     refreshes the slot map on its own."""
     nodes = [redis.cluster.ClusterNode(host, port) for host, port in target.hosts]
     try:
-        client: Any = redis.cluster.RedisCluster(
+        client: Any = cluster_class(
             startup_nodes=nodes, username=target.username, password=target.password,
             ssl=target.ssl, max_connections=max(pool_size, 1) + 8,
             # As on a single node: a thread waits for a free connection to a node (20 s at
@@ -303,6 +307,54 @@ class ThreadRedis(redis.Redis):
         return super().execute_command(*args, **options)
 
 
+# Commands whose only key is their first argument: ThreadCluster sends these straight to the
+# node owning the key's slot. Anything else (several keys, options, no key) takes RedisCluster's
+# own path.
+_ONE_KEY_COMMANDS = frozenset(
+    ["GET", "SET", "SETEX", "PSETEX", "SETNX", "GETSET", "GETDEL", "APPEND", "STRLEN", "INCR", "INCRBY", "INCRBYFLOAT", "DECR", "DECRBY", "EXPIRE", "PEXPIRE", "EXPIREAT", "PEXPIREAT", "TTL", "PTTL", "PERSIST", "TYPE", "HGET", "HSET", "HSETNX", "HMGET", "HMSET", "HDEL", "HEXISTS", "HINCRBY", "HINCRBYFLOAT", "HLEN", "HKEYS", "HVALS", "HGETALL", "LPUSH", "RPUSH", "LPUSHX", "RPUSHX", "LPOP", "RPOP", "LLEN", "LRANGE", "LINDEX", "LSET", "LREM", "LTRIM", "SADD", "SREM", "SMEMBERS", "SISMEMBER", "SCARD", "SPOP", "SRANDMEMBER", "ZADD", "ZREM", "ZSCORE", "ZCARD", "ZINCRBY", "ZRANK", "ZREVRANK", "ZCOUNT", "ZREMRANGEBYSCORE", "ZREMRANGEBYRANK", "PFADD"])
+
+
+class ThreadCluster(redis.cluster.RedisCluster):
+    """The ``RedisCluster`` that :func:`thread_client` makes on Cluster: the same API, with a
+    shorter path for the common one-key commands a job sends.
+
+    redis-py's cluster ``execute_command`` resolves command policies, checks a connection out
+    of the node's pool and wraps the call in its retry loop: about 105 µs an INCR against 39 µs
+    on a plain connection to the same node, measured here. For a command in
+    ``_ONE_KEY_COMMANDS`` without options, this looks up the node owning the key's slot in
+    redis-py's own slot map and sends the command on a :class:`ThreadRedis` holding one
+    connection of that node's pool. A redirection (MOVED, ASK: the slot moved), TRYAGAIN,
+    CLUSTERDOWN or a connection error hands the command to redis-py's full path, which follows
+    the redirection and refreshes the slot map; redirected commands never ran, and connection
+    errors are treated as :class:`ThreadRedis` treats them. Pipelines and scripts use the
+    full path."""
+
+    _kiqpy_direct: dict[str, ThreadRedis]
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        if options or len(args) < 2 or args[0] not in _ONE_KEY_COMMANDS:
+            return super().execute_command(*args, **options)
+        key = args[1]
+        slot = redis.crc.key_slot(key if isinstance(key, bytes) else str(key).encode())
+        try:
+            node = self.nodes_manager.get_node_from_slot(slot)
+        except redis.exceptions.SlotNotCoveredError:
+            return super().execute_command(*args, **options)
+        direct = self.__dict__.setdefault("_kiqpy_direct", {})
+        client = direct.get(node.name)
+        if client is None:
+            client = direct[node.name] = ThreadRedis(
+                connection_pool=node.redis_connection.connection_pool,
+                single_connection_client=True)
+        try:
+            return client.execute_command(*args)
+        except (redis.exceptions.AskError, redis.exceptions.TryAgainError,
+                redis.exceptions.ClusterDownError, redis.exceptions.ConnectionError):
+            direct.pop(node.name, None)
+            client.close()
+        return super().execute_command(*args, **options)
+
+
 class _ThreadClients(threading.local):
     """Per thread: (pid, url, socket_timeout, Sentinel auth) -> that thread's
     single-connection client."""
@@ -332,10 +384,10 @@ def thread_client(url: str, socket_timeout: float | None = 5.0,
         if any(key[0] != pid for key in clients):  # inherited through fork: not ours to use
             clients.clear()
         if is_cluster_url(url):
-            # RedisCluster keeps a pool per node and is thread-safe; one per thread still
-            # keeps threads from waiting on each other's connections.
+            # One per thread, as on a single node: the one-key commands skip most of redis-py's
+            # cluster machinery (ThreadCluster).
             client = clients[(pid, url, socket_timeout, sentinel)] = connect(
-                url, pool_size=4, socket_timeout=socket_timeout)
+                url, pool_size=4, socket_timeout=socket_timeout, cluster_class=ThreadCluster)
             return client
         # The client holds one pool connection for its commands; a pipeline, pub/sub or lock
         # made from it checks out another, so the pool must have room beyond that one.

@@ -419,3 +419,27 @@ def test_a_move_interrupted_after_its_claim_is_delivered_by_the_next_poll(rc, cc
     [queued] = [decode(p) for p in rc.lrange(KEYS.queue("late"), 0, -1)]
     assert queued["args"] == ["late", 1] and "enqueued_at" in queued
     assert rc.zrange(KEYS.outbox, 0, -1) == [fresh]
+
+
+def test_kiqpy_redis_sends_one_key_commands_to_their_node_and_follows_a_moved_slot(rc, cconfig):
+    from kiqpy.connection import ThreadCluster
+
+    with kiqpy.redis(cconfig) as conn:
+        assert isinstance(conn, ThreadCluster)
+        # One-key commands on keys of every shard, and commands with options (full path)
+        for n in range(60):
+            conn.set(f"test:k{n}", n)
+        assert [int(conn.get(f"test:k{n}")) for n in range(60)] == list(range(60))
+        assert len({node_of(rc, f"test:k{n}") for n in range(60)}) == 3
+        conn.zadd("test:z", {"a": 1.5})
+        assert conn.zrange("test:z", 0, -1, withscores=True) == [(b"a", 1.5)]
+        # A stale slot map (as after a resharding): the node answers MOVED, and the command
+        # is sent again where the slot now is, once
+        slot = key_slot(b"test:moved")
+        owner = conn.nodes_manager.get_node_from_slot(slot)
+        other = next(n for n in conn.get_primaries() if n.name != owner.name)
+        conn.nodes_manager.slots_cache[slot] = [other]
+        assert conn.incr("test:moved") == 1
+        assert conn.incr("test:moved") == 2
+        assert conn.nodes_manager.get_node_from_slot(slot).name == owner.name
+    assert int(rc.get("test:moved")) == 2
