@@ -310,8 +310,16 @@ class ThreadRedis(redis.Redis):
 # Commands whose only key is their first argument: ThreadCluster sends these straight to the
 # node owning the key's slot. Anything else (several keys, options, no key) takes RedisCluster's
 # own path.
-_ONE_KEY_COMMANDS = frozenset(
-    ["GET", "SET", "SETEX", "PSETEX", "SETNX", "GETSET", "GETDEL", "APPEND", "STRLEN", "INCR", "INCRBY", "INCRBYFLOAT", "DECR", "DECRBY", "EXPIRE", "PEXPIRE", "EXPIREAT", "PEXPIREAT", "TTL", "PTTL", "PERSIST", "TYPE", "HGET", "HSET", "HSETNX", "HMGET", "HMSET", "HDEL", "HEXISTS", "HINCRBY", "HINCRBYFLOAT", "HLEN", "HKEYS", "HVALS", "HGETALL", "LPUSH", "RPUSH", "LPUSHX", "RPUSHX", "LPOP", "RPOP", "LLEN", "LRANGE", "LINDEX", "LSET", "LREM", "LTRIM", "SADD", "SREM", "SMEMBERS", "SISMEMBER", "SCARD", "SPOP", "SRANDMEMBER", "ZADD", "ZREM", "ZSCORE", "ZCARD", "ZINCRBY", "ZRANK", "ZREVRANK", "ZCOUNT", "ZREMRANGEBYSCORE", "ZREMRANGEBYRANK", "PFADD"])
+_ONE_KEY_COMMANDS = frozenset((
+    "GET", "SET", "SETEX", "PSETEX", "SETNX", "GETSET", "GETDEL", "APPEND", "STRLEN", "INCR",
+    "INCRBY", "INCRBYFLOAT", "DECR", "DECRBY", "EXPIRE", "PEXPIRE", "EXPIREAT", "PEXPIREAT",
+    "TTL", "PTTL", "PERSIST", "TYPE", "HGET", "HSET", "HSETNX", "HMGET", "HMSET", "HDEL",
+    "HEXISTS", "HINCRBY", "HINCRBYFLOAT", "HLEN", "HKEYS", "HVALS", "HGETALL", "LPUSH", "RPUSH",
+    "LPUSHX", "RPUSHX", "LPOP", "RPOP", "LLEN", "LRANGE", "LINDEX", "LSET", "LREM", "LTRIM",
+    "SADD", "SREM", "SMEMBERS", "SISMEMBER", "SCARD", "SPOP", "SRANDMEMBER", "ZADD", "ZREM",
+    "ZSCORE", "ZCARD", "ZINCRBY", "ZRANK", "ZREVRANK", "ZCOUNT", "ZREMRANGEBYSCORE",
+    "ZREMRANGEBYRANK", "PFADD"
+))
 
 
 class ThreadCluster(redis.cluster.RedisCluster):
