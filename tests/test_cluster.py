@@ -26,6 +26,7 @@ from kiqpy.api import (
 from kiqpy.config import Config
 from kiqpy.connection import connect, parse_cluster_url
 from kiqpy.errors import ConfigurationError
+from kiqpy.failures import MALFORMED_CLASS
 from kiqpy.keys import Keys
 from kiqpy.payload import decode, encode, new_jid, now_ms
 from tests.conftest import wait_for
@@ -305,7 +306,7 @@ def test_registry_signals_data_api_cli_and_every_dashboard_page(topo, rc, cconfi
         # Every page of the dashboard
         web = client_for(cconfig)
         rc.zadd(KEYS.retry, {encode({"class": "cluster.Record", "args": ["web", 1],
-                                     "queue": "api", "jid": new_jid(), "retry_count": 0,
+                                     "queue": "other", "jid": new_jid(), "retry_count": 0,
                                      "failed_at": now_ms(), "error_message": "x",
                                      "error_class": "E"}): time.time() + 3600})
         pages = ["/", "/stats", "/stats/queues", "/health", "/busy", "/queues", "/queues/api",
@@ -318,9 +319,15 @@ def test_registry_signals_data_api_cli_and_every_dashboard_page(topo, rc, cconfi
         listing = web.get("/retries").get_data(as_text=True)
         [entry_id] = entry_ids(listing, "retries")
         assert web.get(f"/retries/{entry_id}").status_code == 200
+        # ...and its actions: "Retry now" crosses to the queue's shard through the outbox
+        response = web.post(f"/retries/{entry_id}", {"op": "retry"})
+        assert response.status_code == 303 and "done=retry&n=1" in response.headers["Location"]
+        wait_for(lambda: "web:1" in runs(rc), timeout=15, message="the job retried from the web")
+        response = web.post("/queues/api", {"op": "clear"})
+        assert response.status_code == 303 and "done=clear" in response.headers["Location"]
         keys_page = web.get("/keys").get_data(as_text=True)
         shown = set(re.findall(r"<code>([^<]*)</code>", keys_page))
-        assert {KEYS.processes, KEYS.retry, "test:runs"} <= shown, shown
+        assert {KEYS.processes, KEYS.cancellations, "test:runs"} <= shown, shown
         # A remote signal reaches the process through its signal list
         process.quiet()
         wait_for(lambda: "quiet: no new jobs will be fetched" in worker.log(), timeout=10,
@@ -419,6 +426,12 @@ def test_a_move_interrupted_after_its_claim_is_delivered_by_the_next_poll(rc, cc
     [queued] = [decode(p) for p in rc.lrange(KEYS.queue("late"), 0, -1)]
     assert queued["args"] == ["late", 1] and "enqueued_at" in queued
     assert rc.zrange(KEYS.outbox, 0, -1) == [fresh]
+    # And a due member that is not a job goes to the dead set with the reason, not a queue
+    rc.zadd(KEYS.schedule, {b"\xc1 not msgpack": time.time() - 1})
+    assert scheduler.enqueue_due() == 0
+    [record] = [decode(m) for m in rc.zrange(KEYS.dead, 0, -1)]
+    assert record["class"] == MALFORMED_CLASS and "in {kiqpy}:schedule" in record["error_message"]
+    assert rc.zcard(KEYS.schedule) == 0 and rc.zrange(KEYS.outbox, 0, -1) == [fresh]
 
 
 def test_kiqpy_redis_sends_one_key_commands_to_their_node_and_follows_a_moved_slot(rc, cconfig):

@@ -109,7 +109,11 @@ class Scheduler:
             while True:
                 at = time.time() if now is None else now
                 claimed = self.outbox.claim_due(key, at, BATCH)
-                moved_total += sum(self.outbox.deliver(bytes(m), key) for m in claimed)
+                for member in claimed:
+                    if self.outbox.deliver(bytes(member), key):
+                        moved_total += 1
+                    else:
+                        self.log.error("malformed payload sent to the dead set", source=key)
                 if len(claimed) < BATCH:
                     break
         return moved_total
