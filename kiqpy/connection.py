@@ -40,7 +40,8 @@ from kiqpy.errors import ConfigurationError, RedisUnavailableError
 # The errors that mean "Redis is not there right now" (as opposed to a bug in a command).
 REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
               redis.exceptions.BusyLoadingError, redis.exceptions.ClusterDownError,
-              redis.exceptions.RedisClusterUnreachableError, OSError)
+              redis.exceptions.RedisClusterUnreachableError, redis.exceptions.SlotNotCoveredError,
+              OSError)
 
 
 def safe_url(url: str) -> str:
@@ -175,8 +176,7 @@ class _BlockingSentinelPool(redis.sentinel.SentinelConnectionPool,
 
 def connect(url: str, pool_size: int = 10, socket_timeout: float | None = 5.0,
             sentinel: SentinelAuth | None = None,
-            cluster_class: type[redis.cluster.RedisCluster] = redis.cluster.RedisCluster
-            ) -> redis.Redis:
+            cluster_class: type[LazyCluster] | None = None) -> redis.Redis:
     """A ``redis.Redis`` on a blocking pool of ``pool_size`` connections to ``url``.
 
     Responses stay bytes (payloads are binary msgpack). Commands are retried briefly on a
@@ -201,7 +201,8 @@ def connect(url: str, pool_size: int = 10, socket_timeout: float | None = 5.0,
     )
     cluster = parse_cluster_url(url)
     if cluster is not None:
-        return _cluster_client(url, cluster, pool_size, socket_timeout, cluster_class)
+        return _cluster_client(url, cluster, pool_size, socket_timeout,
+                               cluster_class or LazyCluster)
     try:
         target = parse_sentinel_url(url)
         if target is not None:
@@ -215,32 +216,63 @@ def connect(url: str, pool_size: int = 10, socket_timeout: float | None = 5.0,
     return client
 
 
+class LazyCluster(redis.cluster.RedisCluster):
+    """A ``RedisCluster`` that reaches its nodes on first use, not when it is built.
+
+    redis-py's constructor asks a startup node for the slot map at once, so a cluster that is
+    down would make building a client (a ``kiqpy.Client`` at import, a worker starting) fail,
+    where a single-node client only fails at its first command and kiqpy's outage handling
+    then waits. Here the constructor only keeps its arguments; the first attribute the
+    instance lacks (any command needs its ``nodes_manager``) builds the real client, and if
+    no node answers, or the nodes do not serve every slot yet, that raises
+    ``RedisClusterUnreachableError`` (in ``REDIS_DOWN``) and the next use tries again."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.__dict__["_kiqpy_pending"] = kwargs
+        self.__dict__["_kiqpy_lock"] = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or "_kiqpy_pending" not in self.__dict__:
+            raise AttributeError(name)
+        with self.__dict__["_kiqpy_lock"]:
+            pending = self.__dict__.get("_kiqpy_pending")
+            if pending is not None:
+                try:
+                    super().__init__(**pending)
+                except redis.exceptions.RedisClusterUnreachableError:
+                    raise
+                except redis.exceptions.RedisClusterException as exc:
+                    # Reachable but not serving (slots not all assigned yet, as while a
+                    # cluster is being created): for the caller, not there yet.
+                    raise redis.exceptions.RedisClusterUnreachableError(str(exc)) from exc
+                del self.__dict__["_kiqpy_pending"]
+        return getattr(self, name)
+
+    def close(self) -> None:
+        if "_kiqpy_pending" not in self.__dict__:  # never connected: nothing to close
+            super().close()
+
+
 def _cluster_client(url: str, target: ClusterTarget, pool_size: int,
                     socket_timeout: float | None,
-                    cluster_class: type[redis.cluster.RedisCluster]) -> redis.Redis:
+                    cluster_class: type[LazyCluster]) -> redis.Redis:
     """A ``RedisCluster`` (typed as ``redis.Redis``: kiqpy uses the commands both share).
 
     Each node gets its own pool of ``pool_size`` connections. Commands are retried as on a
     single node (connection errors only), and redis-py follows MOVED/ASK redirections and
-    refreshes the slot map on its own."""
+    refreshes the slot map on its own. Nothing is sent before the first command
+    (:class:`LazyCluster`)."""
     nodes = [redis.cluster.ClusterNode(host, port) for host, port in target.hosts]
-    try:
-        client: Any = cluster_class(
-            startup_nodes=nodes, username=target.username, password=target.password,
-            ssl=target.ssl, max_connections=max(pool_size, 1) + 8,
-            # As on a single node: a thread waits for a free connection to a node (20 s at
-            # most) rather than failing with "Too many connections".
-            connection_pool_class=redis.BlockingConnectionPool,
-            socket_timeout=socket_timeout, socket_connect_timeout=5, socket_keepalive=True,
-            health_check_interval=30,
-            retry=Retry(ExponentialBackoff(cap=0.5, base=0.01), 2,
-                        supported_errors=(redis.exceptions.ConnectionError,)))
-    except redis.exceptions.RedisClusterException as exc:
-        raise RedisUnavailableError(f"cannot reach Redis Cluster at {safe_url(url)}: "
-                                    f"{exc}") from exc
-    except REDIS_DOWN as exc:
-        raise RedisUnavailableError(f"cannot reach Redis Cluster at {safe_url(url)}: "
-                                    f"{exc}") from exc
+    client: Any = cluster_class(
+        startup_nodes=nodes, username=target.username, password=target.password,
+        ssl=target.ssl, max_connections=max(pool_size, 1) + 8,
+        # As on a single node: a thread waits for a free connection to a node (20 s at most)
+        # rather than failing with "Too many connections".
+        connection_pool_class=redis.BlockingConnectionPool,
+        socket_timeout=socket_timeout, socket_connect_timeout=5, socket_keepalive=True,
+        health_check_interval=30,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.01), 2,
+                    supported_errors=(redis.exceptions.ConnectionError,)))
     client.kiqpy_url = safe_url(url)
     return client
 
@@ -322,7 +354,7 @@ _ONE_KEY_COMMANDS = frozenset((
 ))
 
 
-class ThreadCluster(redis.cluster.RedisCluster):
+class ThreadCluster(LazyCluster):
     """The ``RedisCluster`` that :func:`thread_client` makes on Cluster: the same API, with a
     shorter path for the common one-key commands a job sends.
 

@@ -32,7 +32,9 @@ class Scripts:
         self._client = client
         for name in NAMES:
             if resources.files("kiqpy").joinpath(f"lua/{name}.lua").is_file():
-                setattr(self, name, client.register_script(source(name)))
+                # As bytes: a str would make redis-py ask the client for its encoder, which
+                # on Cluster would reach the nodes now rather than at the first call.
+                setattr(self, name, client.register_script(source(name).encode()))
 
     def call(self, script: Script, keys: list[Any], args: list[Any]) -> Any:
         """Run ``script`` by SHA with one plain EVALSHA: the hot paths (push, fetch) skip the

@@ -456,3 +456,26 @@ def test_kiqpy_redis_sends_one_key_commands_to_their_node_and_follows_a_moved_sl
         assert conn.incr("test:moved") == 2
         assert conn.nodes_manager.get_node_from_slot(slot).name == owner.name
     assert int(rc.get("test:moved")) == 2
+
+
+def test_a_worker_started_before_the_cluster_waits_for_it(topo):
+    # Given a worker and a client pointed at a cluster that is not running yet
+    later = ClusterTopology()
+    try:
+        client = kiqpy.Client(Config(redis_url=later.url))  # building needs no node
+        with pytest.raises(kiqpy.RedisUnavailableError, match="cannot reach Redis"):
+            client.push({"class": "cluster.Record", "args": ["late", 0], "queue": "late"})
+        with WorkerProcess(later.url, "-q", "late", require=APP) as worker:
+            worker.wait_for_log("redis unreachable; retrying")
+            # When the cluster comes up
+            later.start()
+            # Then the same worker registers, and runs what is pushed
+            assert client.push({"class": "cluster.Record", "args": ["late", 1],
+                                "queue": "late"})
+            check = redis.cluster.RedisCluster(host="127.0.0.1", port=later.ports[0])
+            wait_for(lambda: runs(check) == ["late:1"], timeout=30, message="the job")
+            worker.terminate()
+            assert worker.wait() == 0
+            check.close()
+    finally:
+        later.cleanup()
