@@ -264,7 +264,6 @@ class Client:
                 f"{replicas} replica(s) acknowledged it within "
                 f"{self.config.push_replicas_timeout} s; a failover could lose it")
 
-
     def _store_cluster(self, jobs: list[Job]) -> None:
         """:meth:`_store` on Redis Cluster: the `queues` set (slot `{kiqpy}`) and each queue
         (slot `{<queue>}`) are written by separate commands, the name first, so a job is

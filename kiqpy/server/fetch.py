@@ -277,7 +277,8 @@ class Fetcher:
         now = time.monotonic()
         if want and now >= self._paused_due:
             self._paused_due = now + PAUSED_SECONDS
-            self._note_paused(list(self.redis.smembers(self.keys.paused_queues)))  # type: ignore[arg-type]
+            names: Any = self.redis.smembers(self.keys.paused_queues)
+            self._note_paused(list(names))
         pending: dict[str, list[bytes]] = {}
         for name, payload in acks:
             pending.setdefault(name, []).append(payload)
