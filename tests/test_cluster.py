@@ -15,6 +15,7 @@ from redis.crc import key_slot
 import kiqpy
 from kiqpy.api import (
     DeadSet,
+    History,
     ProcessSet,
     Queue,
     RetrySet,
@@ -97,6 +98,8 @@ def test_a_cluster_url_names_its_nodes_and_cluster_true_implies_one():
     config = Config(redis_url="redis://h1:7000", cluster=True)
     assert config.redis_url == "redis+cluster://h1:7000" and config.on_cluster
     assert not Config(redis_url="redis://h1:7000").on_cluster
+    from_env = Config.from_env({"REDIS_URL": "redis://h1:7000", "KIQPY_CLUSTER": "1"})
+    assert from_env.redis_url == "redis+cluster://h1:7000"
 
 
 @pytest.mark.parametrize(("changes", "why"), [
@@ -197,6 +200,8 @@ def test_retries_the_dead_set_and_stats(topo, rc, cconfig):
         assert worker.wait() == 0
     stats = Stats(cconfig)  # flushed by the last heartbeat
     assert (stats.processed, stats.failed) == (16, 11)
+    history = History(2, config=cconfig)  # today's counters, in the {kiqpy} slot too
+    assert (max(history.processed.values()), max(history.failed.values())) == (16, 11)
     assert sorted(runs(rc)) == [f"flaky:{n}" for n in range(5)]
     assert rc.zcard(KEYS.retry) == 0
     assert sorted(decode(m)["args"][0] for m in rc.zrange(KEYS.dead, 0, -1)) == [0, 1, 2]
