@@ -108,8 +108,10 @@ lint: install ## ruff, mypy, and the import-layer contract (lint-imports)
 demo: install redis ## enqueue the example jobs and show what lands in Redis
 	$(BIN)/python examples/demo.py
 
+# make bench BENCH_ARGS="--quick --throughput", or "--cluster" for one node next to a 3-shard
+# Redis Cluster with the Redis CPU per job (bench/bench.py --help).
 bench: install redis ## measure the performance targets of docs/architecture.md (bench/bench.py)
-	$(BIN)/python bench/bench.py
+	$(BIN)/python bench/bench.py $(BENCH_ARGS)
 
 # A system that does not install is only warned about here: bench-compare reports it with its
 # error and measures the others.

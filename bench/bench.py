@@ -93,9 +93,26 @@ def enqueue_rates(url: str, r: redis.Redis, n_single: int, n_bulk: int) -> None:
     r.flushall()
 
 
+def redis_cpu(nodes: list[redis.Redis]) -> float:
+    """CPU seconds the Redis servers have used so far (INFO cpu, user + system, all nodes)."""
+    total = 0.0
+    for node in nodes:
+        info = node.info("cpu")
+        total += float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+    return total
+
+
+def cpu_line(cpu_seconds: float, n: int) -> float:
+    """Report Redis CPU per job, and the jobs/s one Redis core could carry at that cost."""
+    per_job_us = cpu_seconds / n * 1e6
+    line("  Redis CPU per job (fetch, ack, heartbeats, INCR)", f"{per_job_us:.1f} us",
+         f"(one Redis core: ~{1e6 / per_job_us:,.0f} jobs/s)")
+    return per_job_us
+
+
 def processing(url: str, r: redis.Redis, job: str, n: int, worker_args: list[str],
                label: str | None, target: str, processes: int = 1, arg: int = 0,
-               batch: bool = False) -> float:
+               batch: bool = False, cpu: bool = False) -> float:
     import kiqpy
     from bench import bench_jobs
 
@@ -106,6 +123,7 @@ def processing(url: str, r: redis.Redis, job: str, n: int, worker_args: list[str
             getattr(bench_jobs, job).perform_bulk([[arg or i] for i in range(n)])
     else:
         getattr(bench_jobs, job).perform_bulk([[arg or i] for i in range(n)])
+    cpu_before = redis_cpu([r])
     workers = [Worker(url, *worker_args) for _ in range(processes)]
     # Time from the first job taken to the last job acked.
     while r.llen("queue:default") == n:
@@ -114,12 +132,15 @@ def processing(url: str, r: redis.Redis, job: str, n: int, worker_args: list[str
     while r.llen("queue:default") > 0 or _inflight(r) > 0:
         time.sleep(0.005)
     elapsed = time.perf_counter() - start
+    cpu_used = redis_cpu([r]) - cpu_before
     for worker in workers:
         worker.stop()
     if job.startswith("NoopIncr"):
         assert int(r.get("bench:count") or 0) >= n, "not every job ran"
     if label:
         line(label, f"{n / elapsed:,.0f} jobs/s", target)
+    if cpu:
+        cpu_line(cpu_used, n)
     return n / elapsed
 
 
@@ -216,6 +237,81 @@ def _apush_rate(url: str, r: redis.Redis, n: int, tasks: int = 100) -> float:
     assert r.llen("queue:default") == each * tasks + 1, "not every push landed"
     r.flushall()
     return each * tasks / elapsed
+
+
+def cluster_processing(n: int, queue_count: int, job: str = "NoopIncr") -> tuple[float, float]:
+    """The processing figure (no-op + INCR, -c 10, logs off) on a local 3-master Redis
+    Cluster, the jobs spread over ``queue_count`` queues on different shards; returns
+    (jobs/s, Redis CPU microseconds per job summed over the masters)."""
+    import redis.cluster
+
+    import kiqpy
+    from kiqpy.keys import Keys
+    from tests.topologies import ClusterTopology
+
+    keys = Keys(cluster=True)
+    with ClusterTopology() as topo:
+        rc = redis.cluster.RedisCluster(host="127.0.0.1", port=topo.ports[0])
+        nodes = [redis.Redis(port=port) for port in topo.ports]
+        names: dict[str, str] = {}
+        index = 0
+        while len(names) < queue_count:
+            name = f"q{index}"
+            names.setdefault(rc.get_node_from_key(keys.queue(name)).name, name)
+            index += 1
+        queues = list(names.values())
+        kiqpy.configure(redis_url=topo.url)
+        client = kiqpy.Client()
+        for number, name in enumerate(queues):
+            share = range(number, n, queue_count)
+            client.push_bulk({"class": f"bench.{job}", "queue": name,
+                              "args": [[i] for i in share]})
+        client.close()
+
+        def queued() -> int:
+            return sum(int(rc.llen(keys.queue(name))) for name in queues)
+
+        def held() -> int:
+            return sum(node.llen(key) for node in nodes for key in node.scan_iter("*:inflight:*"))
+
+        # The masters' own upkeep (cron, cluster bus pings) costs CPU with no jobs at all:
+        # measured for a second and taken out, so the figure is the jobs' cost.
+        idle_start, idle_cpu = time.perf_counter(), redis_cpu(nodes)
+        time.sleep(1.0)
+        idle_rate = (redis_cpu(nodes) - idle_cpu) / (time.perf_counter() - idle_start)
+        cpu_before = redis_cpu(nodes)
+        worker = Worker(topo.url, "-c", "10", "-q", ",".join(queues), "--log-level", "warning")
+        while queued() == n:
+            time.sleep(0.0005)
+        start = time.perf_counter()
+        while queued() > 0 or held() > 0:
+            time.sleep(0.005)
+        elapsed = time.perf_counter() - start
+        cpu_used = redis_cpu(nodes) - cpu_before - idle_rate * elapsed
+        worker.stop()
+        if job == "NoopIncr":
+            assert int(rc.get("bench:count") or 0) >= n, "not every job ran"
+        rc.close()
+        for node in nodes:
+            node.close()
+    rate = n / elapsed
+    line(f"  Redis Cluster, 3 masters, {queue_count} queue(s) on {queue_count} shard(s)"
+         + (", pure no-op" if job == "Noop" else ""),
+         f"{rate:,.0f} jobs/s", "(next to the single-node figure)")
+    return rate, cpu_line(cpu_used, n)
+
+
+def cluster_figures(url: str, r: redis.Redis, n: int) -> None:
+    """`make bench --cluster`: the processing figure on one node and on a 3-shard cluster,
+    with the Redis CPU each job costs (docs/architecture.md, "Scale")."""
+    processing(url, r, "NoopIncr", n, ["-c", "10", "--log-level", "warning"],
+               "processing no-op+INCR, -c 10, logs off, one node", "(single node)", cpu=True)
+    processing(url, r, "Noop", n, ["-c", "10", "--log-level", "warning"],
+               "processing pure no-op (kiqpy's own Redis cost), one node", "(single node)",
+               cpu=True)
+    for queue_count in (1, 3):
+        cluster_processing(n, queue_count)
+    cluster_processing(n, 1, "Noop")
 
 
 def ceiling(url: str, r: redis.Redis, n: int, threads: int = 10,
@@ -354,6 +450,9 @@ def main() -> None:
                         help="only the ceiling and the processing figures")
     parser.add_argument("--asyncio", action="store_true",
                         help="only the async figures (with the sync no-op to compare)")
+    parser.add_argument("--cluster", action="store_true",
+                        help="only the processing figure, on one node and on a local 3-shard "
+                             "Redis Cluster, with the Redis CPU per job")
     args = parser.parse_args()
     n = 5_000 if args.quick else args.jobs
     server = RedisServer().start()
@@ -368,13 +467,16 @@ def main() -> None:
                                    "processing pure no-op, -c 10, logs off", ">= 25k jobs/s")
             async_figures(url, r, n, sync_noop)
             return
+        if args.cluster:
+            cluster_figures(url, r, n)
+            return
         if not args.throughput:
             enqueue_rates(url, r, n_single=min(n, 20_000), n_bulk=n * 2)
         quiet = ["-c", "10", "--log-level", "warning"]
         top = ceiling(url, r, n)
         top_kiqpy = ceiling(url, r, n, through_kiqpy=True)
         off = processing(url, r, "NoopIncr", n, quiet, "processing no-op+INCR, -c 10, logs off",
-                         ">= 9k jobs/s")
+                         ">= 9k jobs/s", cpu=True)
         line("  as a share of the threaded redis-py ceiling", f"{off / top:.0%}",
              f">= 90% (of kiqpy.redis()'s: {off / top_kiqpy:.0%})")
         metrics_cost(url, r, n, quiet, pairs=3 if args.quick else 5)

@@ -10,7 +10,17 @@ import redis
 import kiqpy
 from kiqpy import limiter
 
-_redis = redis.Redis.from_url(os.environ.get("REDIS_URL", "redis://localhost:6379/0"))
+_redis: redis.Redis | None = None
+
+
+def _own_client() -> redis.Redis:
+    """The app's own module-level client, made on first use (under `make bench --cluster` the
+    URL is a redis+cluster:// one, which redis.Redis.from_url cannot read; that run never
+    uses this)."""
+    global _redis
+    if _redis is None:
+        _redis = redis.Redis.from_url(os.environ.get("REDIS_URL", "redis://localhost:6379/0"))
+    return _redis
 
 
 class Noop(kiqpy.Worker, name="bench.Noop"):
@@ -43,7 +53,7 @@ class NoopIncrOwnClient(kiqpy.Worker, name="bench.NoopIncrOwnClient"):
     """The same INCR through the app's own module-level ``redis.Redis`` (one shared pool)."""
 
     def perform(self, n: int) -> None:
-        _redis.incr("bench:count")
+        _own_client().incr("bench:count")
 
 
 class Stamp(kiqpy.Worker, name="bench.Stamp"):
@@ -51,7 +61,7 @@ class Stamp(kiqpy.Worker, name="bench.Stamp"):
 
     def perform(self, pushed_at: float) -> None:
         started = time.time()
-        _redis.rpush("bench:latency", started - pushed_at)
+        _own_client().rpush("bench:latency", started - pushed_at)
 
 
 class Burn(kiqpy.Worker, name="bench.Burn"):

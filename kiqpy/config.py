@@ -27,7 +27,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from kiqpy.chain import Chain
-from kiqpy.connection import SENTINEL_SCHEMES, SentinelAuth, parse_sentinel_url, safe_url
+from kiqpy.connection import (
+    CLUSTER_SCHEMES,
+    SENTINEL_SCHEMES,
+    SentinelAuth,
+    parse_cluster_url,
+    parse_sentinel_url,
+    safe_url,
+)
 from kiqpy.errors import ConfigurationError
 from kiqpy.payload import SERIALIZERS, SIDEKIQ_VERSIONS, now_stamp
 
@@ -66,6 +73,9 @@ class Config:
     sentinel_username: str | None = None
     sentinel_password: str | None = field(default=None, repr=False)
     sentinel_tls: bool | None = None
+    # Redis Cluster: also implied by a redis+cluster:// URL; with a redis:// URL, that node is
+    # where the client starts discovering the cluster. Keys then carry hash tags (keys.py).
+    cluster: bool = False
     # Pushes wait until this many replicas have the job (Redis WAIT), so a failover cannot
     # lose a push that returned; NotReplicatedError after push_replicas_timeout seconds.
     push_replicas: int = 0
@@ -111,11 +121,32 @@ class Config:
         if type(self.sidekiq_version) is int:  # `sidekiq_version = 6` in a TOML file
             object.__setattr__(self, "sidekiq_version", str(self.sidekiq_version))
         # Caught here rather than at the first push, so configure() refuses a bad URL at once.
-        if urlsplit(self.redis_url).scheme not in ("redis", "rediss", "unix",
-                                                   *SENTINEL_SCHEMES):
+        scheme = urlsplit(self.redis_url).scheme
+        if scheme not in ("redis", "rediss", "unix", *SENTINEL_SCHEMES, *CLUSTER_SCHEMES):
             raise ConfigurationError(f"bad Redis URL {safe_url(self.redis_url)!r}: it must start "
-                                     f"with redis://, rediss://, unix:// or redis+sentinel://")
+                                     f"with redis://, rediss://, unix://, redis+sentinel:// or "
+                                     f"redis+cluster://")
         parse_sentinel_url(self.redis_url)  # a malformed Sentinel URL fails here, naming why
+        if type(self.cluster) is not bool:
+            raise ConfigurationError(f"cluster must be true or false, got {self.cluster!r}")
+        if self.cluster and scheme not in CLUSTER_SCHEMES:
+            if scheme not in ("redis", "rediss"):
+                raise ConfigurationError(
+                    f"cluster = true needs a redis:// or redis+cluster:// URL, got "
+                    f"{safe_url(self.redis_url)!r} (Redis Cluster has no Sentinel or unix socket)")
+            # One URL form from here on: connect() and every process started from this
+            # configuration then see the cluster in the URL alone.
+            object.__setattr__(self, "redis_url", self.redis_url.replace(
+                f"{scheme}://", f"{scheme}+cluster://", 1))
+        parse_cluster_url(self.redis_url)  # likewise for a malformed Cluster URL
+        if self.on_cluster and self.push_replicas:
+            raise ConfigurationError(
+                "push_replicas is not supported on Redis Cluster: WAIT counts the replicas of "
+                "one shard per connection, and a push may span shards; set push_replicas = 0")
+        if self.on_cluster and any(ch in self.namespace for ch in "{}"):
+            raise ConfigurationError(f"on Redis Cluster the namespace cannot contain braces "
+                                     f"(kiqpy puts hash tags in key names), got "
+                                     f"{self.namespace!r}")
         self._check_types()
         if self.serializer not in SERIALIZERS:
             raise ConfigurationError(
@@ -180,6 +211,8 @@ class Config:
                 values[name] = env[f"KIQPY_{name.upper()}"]
         if env.get("KIQPY_SENTINEL_TLS"):
             values["sentinel_tls"] = env["KIQPY_SENTINEL_TLS"].lower() in ("1", "true", "yes")
+        if env.get("KIQPY_CLUSTER"):
+            values["cluster"] = env["KIQPY_CLUSTER"].lower() in ("1", "true", "yes")
         values.update(overrides)
         return cls(**values)
 
@@ -218,6 +251,12 @@ class Config:
     def sentinel_auth(self) -> SentinelAuth:
         """How to authenticate to the Sentinels, for :func:`kiqpy.connection.connect`."""
         return SentinelAuth(self.sentinel_username, self.sentinel_password, self.sentinel_tls)
+
+    @property
+    def on_cluster(self) -> bool:
+        """True when Redis is a Redis Cluster (``cluster = true`` or a ``redis+cluster://``
+        URL): keys then carry hash tags (:class:`kiqpy.keys.Keys`)."""
+        return urlsplit(self.redis_url).scheme in CLUSTER_SCHEMES
 
     @property
     def queue_names(self) -> list[str]:

@@ -3,6 +3,27 @@
 The layout follows Sidekiq's, so dashboards and tools recognise it; docs/architecture.md lists
 every key with who writes and reads it. An optional namespace prefixes every key as
 ``<namespace>:<key>``.
+
+On Redis Cluster (``Keys(namespace, cluster=True)``) every Lua script and MULTI must touch keys of
+one hash slot, so names carry hash tags, in two groups:
+
+- the work of one queue, in the slot of ``{<queue>}``: its list ``queue:{<q>}`` and every
+  process's in-flight list of it ``<identity>:inflight:{<q>}`` (push, fetch, ack, requeue and
+  orphan recovery move jobs between these only), so queues spread over the shards;
+- everything else kiqpy shares, in the slot of ``{kiqpy}``: ``{kiqpy}:queues``, the
+  ``schedule``/``retry``/``dead`` sets, the ``outbox`` (below), processes and their heartbeat,
+  work and signal keys, stats, metrics, periodic state, paused queues. This slot sees
+  heartbeats, retries and scheduled moves, not per-job fetches and acks.
+
+Rate limiters (``{<limiter>}``) are tagged in both layouts; unique locks, cancellation marks
+and iteration cursors are single keys used alone. The single-node layout is byte-for-byte
+Sidekiq's and does not change.
+
+The outbox (Cluster only) is how a job crosses from the ``{kiqpy}`` slot to its queue's slot
+(a due scheduled job or retry, "Add to queue" in the dashboard, a periodic tick): one script
+moves it into the outbox (same slot, atomic), then it is pushed to its queue and removed from
+the outbox. A mover that dies in between leaves it there, and any scheduler pushes outbox
+entries older than a minute again: at least once, and exactly once when nobody dies.
 """
 
 from __future__ import annotations
@@ -17,10 +38,13 @@ class Keys:
         "batch_index",
         "batch_outbox",
         "cancellations",
+        "cluster",
         "dead",
+        "global_prefix",
         "inflight_owners",
         "limiter_prefix",
         "metrics_deploys",
+        "outbox",
         "paused_queues",
         "periodic_entries",
         "periodic_leader",
@@ -33,11 +57,14 @@ class Keys:
         "schedule",
     )
 
-    def __init__(self, namespace: str = "") -> None:
+    def __init__(self, namespace: str = "", cluster: bool = False) -> None:
         self.prefix = f"{namespace}:" if namespace else ""
-        p = self.prefix
+        self.cluster = cluster
+        # Keys shared by all queues: on Cluster, all in the slot of {kiqpy} (see above).
+        self.global_prefix = p = f"{self.prefix}{{kiqpy}}:" if cluster else self.prefix
+        self.outbox = f"{p}kiqpy:outbox"
         self.queues = f"{p}queues"
-        self.queue_prefix = f"{p}queue:"
+        self.queue_prefix = f"{self.prefix}queue:"
         self.schedule = f"{p}schedule"
         self.retry = f"{p}retry"
         self.dead = f"{p}dead"
@@ -58,45 +85,54 @@ class Keys:
         self.paused_queues = f"{p}kiqpy:paused-queues"
         # Rate limiters: every key of one limiter shares the hash tag {<name>}, so each of its
         # scripts touches one Redis Cluster slot (kiqpy/limiter.py).
-        self.limiter_prefix = f"{p}kiqpy:limiter:"
+        self.limiter_prefix = f"{self.prefix}kiqpy:limiter:"
         # Batches (kiqpy/client/batch.py): every bid with its creation time, for BatchSet and
         # the dashboard; and bids whose callback outbox may need the scheduler's sweep (scored
-        # by when to look). Each is one key in its own slot, written apart from a batch's keys.
-        self.batch_index = f"{p}kiqpy:batches"
-        self.batch_outbox = f"{p}kiqpy:batch-outbox"
+        # by when to look). Each is one key used alone (its own slot on Cluster), written apart
+        # from a batch's keys.
+        self.batch_index = f"{self.prefix}kiqpy:batches"
+        self.batch_outbox = f"{self.prefix}kiqpy:batch-outbox"
 
     def queue(self, name: str) -> str:
-        """The list holding jobs of queue ``name``."""
+        """The list holding jobs of queue ``name`` (on Cluster ``queue:{<name>}``)."""
+        if self.cluster:
+            return f"{self.queue_prefix}{{{name}}}"
         return f"{self.queue_prefix}{name}"
 
     def queue_name(self, key: str) -> str:
         """The queue name of a key made by :meth:`queue`."""
-        return key[len(self.queue_prefix) :]
+        name = key[len(self.queue_prefix) :]
+        if self.cluster and name.startswith("{") and name.endswith("}"):
+            return name[1:-1]
+        return name
 
     def process(self, identity: str) -> str:
         """The heartbeat hash of a worker process."""
-        return f"{self.prefix}{identity}"
+        return f"{self.global_prefix}{identity}"
 
     def work(self, identity: str) -> str:
         """The hash of jobs a process is running right now."""
-        return f"{self.prefix}{identity}:work"
+        return f"{self.global_prefix}{identity}:work"
 
     def workers(self, identity: str) -> str:
         """Sidekiq 6's name for :meth:`work` (``Config.sidekiq_version = "6"`` writes here)."""
-        return f"{self.prefix}{identity}:workers"
+        return f"{self.global_prefix}{identity}:workers"
 
     def signals(self, identity: str) -> str:
         """The list of remote commands (TSTP, TERM, TTIN; or quiet, stop, dump) for a process."""
-        return f"{self.prefix}{identity}-signals"
+        return f"{self.global_prefix}{identity}-signals"
 
     def inflight(self, identity: str, queue: str) -> str:
-        """Jobs of ``queue`` that process ``identity`` has taken and not finished."""
+        """Jobs of ``queue`` that process ``identity`` has taken and not finished (on Cluster
+        in the queue's slot: ``<identity>:inflight:{<queue>}``)."""
+        if self.cluster:
+            return f"{self.prefix}{identity}:inflight:{{{queue}}}"
         return f"{self.prefix}{identity}:inflight:{queue}"
 
     def periodic(self, name: str) -> str:
         """The state hash of one periodic entry: ``last`` tick enqueued (epoch seconds),
         ``jid`` of its job, ``signature`` of its schedule, ``paused``."""
-        return f"{self.prefix}kiqpy:periodic:{name}"
+        return f"{self.global_prefix}kiqpy:periodic:{name}"
 
     def cancelled(self, jid: str) -> str:
         """Set while a job is cancelled (a day): a running job sees it as ``self.cancelled``,
@@ -145,13 +181,13 @@ class Keys:
     def metrics(self, minute: int) -> str:
         """The execution metrics of one minute (epoch seconds // 60): a hash of
         ``<class>|p``, ``|f``, ``|ms`` and ``|h<bucket>`` counts (kiqpy/server/metrics.py)."""
-        return f"{self.prefix}kiqpy:metrics:{minute}"
+        return f"{self.global_prefix}kiqpy:metrics:{minute}"
 
     def stat(self, name: str, day: _dt.date | None = None) -> str:
         """A counter: ``stat:processed`` or, with ``day``, ``stat:processed:2026-11-23``."""
         if day is None:
-            return f"{self.prefix}stat:{name}"
-        return f"{self.prefix}stat:{name}:{day.isoformat()}"
+            return f"{self.global_prefix}stat:{name}"
+        return f"{self.global_prefix}stat:{name}:{day.isoformat()}"
 
     def unique(self, digest: str) -> str:
         """The unique-jobs lock for one (class, queue, args) digest; its value is the jid of

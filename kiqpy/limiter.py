@@ -90,7 +90,7 @@ class Limiter:
         config = self._config if self._config is not None else default_config()
         client = thread_client(config.redis_url, config.socket_timeout, config.sentinel_auth)
         scripts = _scripts_of(client)
-        keys = Keys(config.namespace)
+        keys = Keys(config.namespace, config.on_cluster)
         # Unique per call: a concurrent slot's or a window entry's member.
         token = f"{os.getpid()}:{random.getrandbits(64):016x}"
         started = time.monotonic()

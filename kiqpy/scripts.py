@@ -17,7 +17,8 @@ from redis.commands.core import Script
 NAMES = ("push", "fetch", "requeue", "schedule", "reroute", "unlock", "move_to_queue",
          "move_to_dead", "periodic_tick", "renew", "limiter_concurrent", "limiter_release",
          "limiter_renew", "limiter_bucket", "limiter_window", "limiter_leaky", "batch_open",
-         "batch_add", "batch_report", "batch_delivered", "workflow_define")
+         "batch_add", "batch_report", "batch_delivered", "workflow_define", "fetch_queue",
+         "claim")
 
 
 @functools.cache
@@ -33,7 +34,9 @@ class Scripts:
         self._client = client
         for name in NAMES:
             if resources.files("kiqpy").joinpath(f"lua/{name}.lua").is_file():
-                setattr(self, name, client.register_script(source(name)))
+                # As bytes: a str would make redis-py ask the client for its encoder, which
+                # on Cluster would reach the nodes now rather than at the first call.
+                setattr(self, name, client.register_script(source(name).encode()))
 
     def call(self, script: Script, keys: list[Any], args: list[Any]) -> Any:
         """Run ``script`` by SHA with one plain EVALSHA: the hot paths (push, fetch) skip the
@@ -66,3 +69,5 @@ class Scripts:
     batch_report: Script
     batch_delivered: Script
     workflow_define: Script
+    fetch_queue: Script
+    claim: Script

@@ -79,11 +79,11 @@ def test_defaults():
         ({"queues": (("mail", -1),)}, "bad queue 'mail' with weight -1"),
         ({"heartbeat_interval": 0}, "timeout, heartbeat_interval and process_ttl must be positive"),
         ({"redis_url": "http://:pw@host/0"},
-         "bad Redis URL 'http://:***@host/0': it must start with redis://, rediss://, unix:// "
-         "or redis+sentinel://"),
+         "bad Redis URL 'http://:***@host/0': it must start with redis://, rediss://, unix://, "
+         "redis+sentinel:// or redis+cluster://"),
         ({"redis_url": "localhost:6379"},
-         "bad Redis URL 'localhost:6379': it must start with redis://, rediss://, unix:// or "
-         "redis+sentinel://"),
+         "bad Redis URL 'localhost:6379': it must start with redis://, rediss://, unix://, "
+         "redis+sentinel:// or redis+cluster://"),
         ({"push_replicas": -1}, "push_replicas must be >= 0 and push_replicas_timeout > 0"),
         ({"sentinel_password": 123}, "sentinel_password must be a string, got int"),
     ],

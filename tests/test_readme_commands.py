@@ -226,6 +226,8 @@ NOT_RUNNABLE = {
     ".venv/bin/python bench/bench.py --quick": "a measurement, not a check, and it loads the "
                                                "machine; run by hand",
     "make bench": "a minutes-long measurement, not a check; bench/bench.py is run by hand",
+    "make bench BENCH_ARGS=--cluster": "a measurement that starts a 3-master Redis Cluster, not "
+                                       "a check; tests/test_cluster.py runs Cluster itself",
     "make bench-compare": "installs six other job systems and runs for about 13 minutes; its "
                           "harness is checked by tests/test_bench_compare.py (--quick --only "
                           "kiqpy)",

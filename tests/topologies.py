@@ -10,8 +10,10 @@ private loopback ports in a temporary directory, built from the same ``redis-ser
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -164,3 +166,89 @@ class SentinelTopology:
         self.master.cleanup()
         self.replica.cleanup()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class ClusterTopology:
+    """Three Redis Cluster masters (no replicas) on loopback ports, slots spread evenly by
+    ``redis-cli --cluster create``.
+
+        with ClusterTopology() as topo:
+            topo.url        # redis+cluster://127.0.0.1:<p1>,127.0.0.1:<p2>,127.0.0.1:<p3>
+            topo.ports      # the masters' ports
+    """
+
+    def __init__(self, masters: int = 3) -> None:
+        self.servers = [RedisServer(port=_cluster_port()) for _ in range(masters)]
+
+    @property
+    def ports(self) -> list[int]:
+        return [server.port for server in self.servers]
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{port}" for port in self.ports)
+
+    def start(self) -> ClusterTopology:
+        for server in self.servers:
+            # Each node keeps its own nodes.conf in its own directory.
+            server.start(extra=["--cluster-enabled", "yes", "--cluster-node-timeout", "5000",
+                                "--cluster-config-file", os.path.join(server.dir, "nodes.conf")])
+        cli = shutil.which("redis-cli") or "redis-cli"
+        subprocess.run([cli, "--cluster", "create",
+                        *(f"127.0.0.1:{port}" for port in self.ports),
+                        "--cluster-replicas", "0", "--cluster-yes"],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       timeout=60)
+
+        def ready() -> bool:
+            for port in self.ports:
+                client = redis.Redis(port=port, socket_timeout=1)
+                try:
+                    info = client.execute_command("CLUSTER", "INFO").decode()
+                    if "cluster_state:ok" not in info:
+                        return False
+                finally:
+                    client.close()
+            return True
+
+        deadline = time.monotonic() + 60
+        while not ready():
+            if time.monotonic() > deadline:
+                raise RuntimeError("timed out waiting for the cluster to be ok")
+            time.sleep(0.05)
+        return self
+
+    def flushall(self) -> None:
+        for port in self.ports:
+            client = redis.Redis(port=port)
+            client.flushall()
+            client.close()
+
+    def __enter__(self) -> ClusterTopology:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()
+
+    def cleanup(self) -> None:
+        for server in self.servers:
+            server.cleanup()
+
+
+def _cluster_port() -> int:
+    """A free port that a cluster node can use: at most 55535, since the node also listens on
+    its port + 10000 (the cluster bus), which must be free too."""
+    for _ in range(200):
+        port = random.randint(20000, 45000)
+        if all(_free(p) for p in (port, port + 10000)):
+            return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True

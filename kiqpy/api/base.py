@@ -42,7 +42,7 @@ class ApiObject:
                  redis_client: redis.Redis | None = None) -> None:
         self.config = config if config is not None else default_config()
         self.redis = redis_client if redis_client is not None else _client_for(self.config)
-        self.keys = Keys(self.config.namespace)
+        self.keys = Keys(self.config.namespace, self.config.on_cluster)
         self._scripts: Scripts | None = None
 
     @property

@@ -82,7 +82,14 @@ class Limiters(ApiObject):
         if not names:
             return []
         pipe = self.redis.pipeline(transaction=False)
-        pipe.time()
+        # TIME has no key: redis-py's cluster pipeline refuses it, so on Cluster it is asked
+        # apart (any node: the clocks of one deployment agree within the lease margins).
+        clock = None
+        if self.keys.cluster:
+            with self.io():
+                clock = self.redis.time()
+        if clock is None:
+            pipe.time()
         for name in names:
             pipe.hgetall(self.keys.limiter(name, "meta"))
             pipe.zrange(self.keys.limiter(name, "slots"), 0, -1, withscores=True)
@@ -91,11 +98,13 @@ class Limiters(ApiObject):
             pipe.get(self.keys.limiter(name, "leaky"))
         with self.io():
             replies = pipe.execute(raise_on_error=False)
-        seconds, micros = replies[0]
+        if clock is None:
+            clock, replies = replies[0], replies[1:]
+        seconds, micros = clock
         now = seconds * 1000 + micros / 1000  # Redis's clock, as the scripts use it
         found = []
         for index, name in enumerate(names):
-            meta, slots, bucket, window, leaky = replies[1 + 5 * index: 6 + 5 * index]
+            meta, slots, bucket, window, leaky = replies[5 * index: 5 + 5 * index]
             if not isinstance(meta, dict) or not meta:
                 continue
             info = _info(name, {text(k): text(v) for k, v in meta.items()}, now,

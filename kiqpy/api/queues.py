@@ -317,7 +317,10 @@ class Queue(ApiObject):
         pipe = self.redis.pipeline(transaction=True)
         pipe.llen(self.key)
         pipe.unlink(self.key)
-        pipe.srem(self.keys.queues, self.name)
+        if not self.keys.cluster:  # on Cluster `queues` is in another slot: a command apart
+            pipe.srem(self.keys.queues, self.name)
         with self.io():
-            count, _, _ = pipe.execute(raise_on_error=False)
+            count = pipe.execute(raise_on_error=False)[0]
+            if self.keys.cluster:
+                self.redis.srem(self.keys.queues, self.name)
         return count if isinstance(count, int) else 0  # a key that was not a list: 0 jobs

@@ -8,7 +8,9 @@ entries (:class:`SortedEntry`) can be deleted, queued now, killed or rescheduled
 
 Every move takes the member out with a conditional ZREM inside one Lua script
 (``kiqpy/lua/move_to_queue.lua``, ``move_to_dead.lua``): when two people click Retry on the same
-job, or the scheduler moves it at the same moment, it lands in exactly one place.
+job, or the scheduler moves it at the same moment, it lands in exactly one place. On Redis
+Cluster the queue is in another slot than the set, so "to its queue" goes through the outbox
+(``kiqpy/outbox.py``: an atomic claim, then the push), with the same guarantee.
 """
 
 from __future__ import annotations
@@ -35,9 +37,11 @@ from kiqpy.api.jobs import JobRecord
 from kiqpy.config import Config
 from kiqpy.errors import PayloadError
 from kiqpy.failures import malformed_job
+from kiqpy.outbox import Outbox
 from kiqpy.payload import encode, queued_copy
 
 _BATCH = 100
+OUTBOX = "outbox"  # a Move through kiqpy/outbox.py (Redis Cluster), not one script
 T = TypeVar("T")
 # The bounds of one search (JobSet.search): entries and bytes read per call at most, and the
 # adaptive size of each ZRANGE (see the docstring for the arithmetic).
@@ -341,6 +345,8 @@ class JobSet(ApiObject):
             job["retry_count"] -= 1
         queue = job["queue"]
         payload = queued_copy(job, entry.value, self.config.sidekiq_version)
+        if self.keys.cluster:
+            return Move(OUTBOX, [self.key], [entry.value, payload])
         return Move("move_to_queue", [self.key, self.keys.queue(queue), self.keys.queues],
                     [entry.value, queue, payload])
 
@@ -358,7 +364,12 @@ class JobSet(ApiObject):
                      self.config.dead_max_jobs])
 
     def move(self, move: Move, client: Any = None) -> bool:
-        """Run one move (on ``client``, a pipeline, when given)."""
+        """Run one move (on ``client``, a pipeline, when given; an outbox move runs at
+        once)."""
+        if move.script == OUTBOX:
+            with self.io():
+                return Outbox(self.config, self.redis, self.keys, self.scripts).move(
+                    move.keys[0], move.args[0], move.args[1])
         script = getattr(self.scripts, move.script)
         with self.io():
             return bool(script(keys=move.keys, args=move.args, client=client))
@@ -368,7 +379,10 @@ class JobSet(ApiObject):
         for batch in _batches((m for m in moves if m is not None), _BATCH):
             pipe = self.redis.pipeline(transaction=False)
             for move in batch:
-                self.move(move, pipe)
+                if move.script == OUTBOX:
+                    moved += self.move(move)
+                else:
+                    self.move(move, pipe)
             with self.io():
                 moved += sum(int(r) for r in pipe.execute())
         return moved

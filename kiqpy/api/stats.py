@@ -75,7 +75,9 @@ class Stats(ApiObject):
         keys = self.keys
         self.problems: list[Problem] = []
         pipe = self.redis.pipeline(transaction=False)
-        pipe.mget([keys.stat(name) for name in COUNTERS])
+        # MGET by name: redis-py's cluster pipeline refuses .mget(), though these keys share
+        # one slot on Cluster (keys.py).
+        pipe.execute_command("MGET", *[keys.stat(name) for name in COUNTERS])
         for key in (keys.schedule, keys.retry, keys.dead):
             pipe.zcard(key)
         pipe.smembers(keys.processes)
@@ -181,7 +183,7 @@ class History(ApiObject):
         dates = [self.start_date - _dt.timedelta(days=n) for n in range(days)]
         pipe = self.redis.pipeline(transaction=False)
         for name in COUNTERS:
-            pipe.mget([self.keys.stat(name, day) for day in dates])
+            pipe.execute_command("MGET", *[self.keys.stat(name, day) for day in dates])
         with self.io():
             processed, failed = pipe.execute()
         self.problems: list[Problem] = []

@@ -100,7 +100,8 @@ def live_processes(client: redis.Redis, keys: Keys, max_age: float | None = None
     many seconds), read through the data API without pruning anything."""
     from kiqpy.api import ProcessSet
 
-    config = Config(namespace=keys.prefix[:-1])  # only the namespace matters: client given
+    # Only the key layout matters: the client is given.
+    config = Config(namespace=keys.prefix[:-1], cluster=keys.cluster)
     processes = ProcessSet(config, client, prune=False)
     if max_age is None:
         return list(processes)

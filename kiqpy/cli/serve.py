@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from kiqpy import log as kiqpy_log
 from kiqpy.config import Config
-from kiqpy.connection import REDIS_DOWN, connect
+from kiqpy.connection import REDIS_DOWN, close, connect
 from kiqpy.errors import RedisUnavailableError
 from kiqpy.keys import Keys
 
@@ -171,7 +171,7 @@ def supervisor_check(config: Config, child_pids: Callable[[], list[int]]
                      ) -> Callable[[], tuple[bool, str]]:
     """Healthy when Redis answers and every child has a fresh heartbeat."""
     client = connect(config.redis_url, 1, config.socket_timeout, config.sentinel_auth)
-    keys, host = Keys(config.namespace), socket.gethostname()
+    keys, host = Keys(config.namespace, config.on_cluster), socket.gethostname()
     max_age = 2 * config.heartbeat_interval + 5
 
     from kiqpy.cli import health
@@ -197,10 +197,14 @@ def forget_dead_child(config: Config) -> Callable[[int], None]:
     child is certainly dead (reaped), so the next heartbeat of any live process requeues its
     in-flight jobs: seconds after a kill -9 instead of a minute. If Redis cannot be reached,
     expiry does the same later."""
-    keys, host = Keys(config.namespace), socket.gethostname()
+    keys, host = Keys(config.namespace, config.on_cluster), socket.gethostname()
 
     def forget(pid: int) -> None:
-        client = connect(config.redis_url, 1, config.socket_timeout, config.sentinel_auth)
+        try:
+            # Inside the try: a cluster client reaches its nodes when it is built.
+            client = connect(config.redis_url, 1, config.socket_timeout, config.sentinel_auth)
+        except RedisUnavailableError:
+            return
         try:
             for member in client.smembers(keys.processes):
                 identity = (member.decode(errors="replace") if isinstance(member, bytes)
@@ -211,7 +215,7 @@ def forget_dead_child(config: Config) -> Callable[[int], None]:
         except (RedisUnavailableError, *REDIS_DOWN):
             pass
         finally:
-            client.connection_pool.disconnect()
+            close(client)
 
     return forget
 

@@ -23,7 +23,7 @@ import click
 import redis
 
 from kiqpy.config import Config
-from kiqpy.connection import connect, safe_url, translate_errors
+from kiqpy.connection import close, connect, safe_url, translate_errors
 from kiqpy.errors import KiqpyError
 
 SECTIONS = ("overview", "processes", "queues", "all")
@@ -175,7 +175,7 @@ def stats(section: str, as_json: bool, redis_url: str | None, namespace: str) ->
                     header = _header(config, client)
                 click.echo(render(data, header))
         finally:
-            client.connection_pool.disconnect()
+            close(client)
     except KiqpyError as exc:
         raise click.ClickException(str(exc)) from exc
 
@@ -208,11 +208,11 @@ def check(queues: tuple[str, ...], redis_url: str | None, namespace: str) -> Non
     client = connect(config.redis_url, 1, config.socket_timeout, config.sentinel_auth)
     try:
         # As the health port: a process whose heartbeat is two beats late counts as gone.
-        ok, reason = check_cluster(client, Keys(config.namespace), queues,
+        ok, reason = check_cluster(client, Keys(config.namespace, config.on_cluster), queues,
                                    max_age=2 * config.heartbeat_interval + 5)
     except REDIS_DOWN as exc:
         ok, reason = False, f"cannot reach Redis at {safe_url(config.redis_url)}: {exc}"
     finally:
-        client.connection_pool.disconnect()
+        close(client)
     click.echo(("ok: " if ok else "not ok: ") + reason)
     sys.exit(0 if ok else 1)

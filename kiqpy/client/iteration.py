@@ -113,7 +113,7 @@ class _Progress:
         config = default_config()
         self.redis = thread_client(config.redis_url, config.socket_timeout,
                                    config.sentinel_auth)
-        self.key = Keys(config.namespace).iteration(jid)
+        self.key = Keys(config.namespace, config.on_cluster).iteration(jid)
 
     def load(self) -> tuple[Any, int | None]:
         raw = self.redis.hmget(self.key, ["cursor", "done"])

@@ -26,7 +26,7 @@ from kiqpy.client.build import JobBuilder, JobClass, current_batch, split_push
 from kiqpy.client.registry import lookup
 from kiqpy.client.timing import run_at
 from kiqpy.config import Config, default_config, on_configure
-from kiqpy.connection import connect, describe, loop_client, translate_errors
+from kiqpy.connection import close, connect, describe, loop_client, translate_errors
 from kiqpy.errors import (
     ArgumentError,
     NotReplicatedError,
@@ -118,13 +118,13 @@ class Client:
         self.redis = redis_client or connect(
             self.config.redis_url, self.config.pool_size or 10, self.config.socket_timeout,
             self.config.sentinel_auth)
-        self.keys = Keys(self.config.namespace)
+        self.keys = Keys(self.config.namespace, self.config.on_cluster)
         self.scripts = Scripts(self.redis)
         self.builder = JobBuilder(self.config, self.redis)
 
     def close(self) -> None:
         """Close the connection pool."""
-        self.redis.connection_pool.disconnect()
+        close(self.redis)
 
     # -- the mixin's entry points ------------------------------------------------------------
     def enqueue(self, job_class: JobClass, args: Sequence[Any], options: dict[str, Any],
@@ -294,6 +294,9 @@ class Client:
         with ``push_replicas``, then WAIT for that many replicas on the same connection."""
         if not jobs:
             return
+        if self.keys.cluster:
+            self._store_cluster(jobs)
+            return
         plan, keys = self._plan(jobs), self.keys
         replicas = self.config.push_replicas
         if plan.single:
@@ -324,6 +327,36 @@ class Client:
                 f"Redis at {describe(self.redis)} stored the push, but only {acked} of "
                 f"{replicas} replica(s) acknowledged it within "
                 f"{self.config.push_replicas_timeout} s; a failover could lose it")
+
+    def _store_cluster(self, jobs: list[Job]) -> None:
+        """:meth:`_store` on Redis Cluster: the `queues` set (slot `{kiqpy}`) and each queue
+        (slot `{<queue>}`) are written by separate commands, the name first, so a job is
+        never in a queue that workers listening by pattern cannot find. A bulk push is one
+        pipeline: redis-py sends each node its commands."""
+        serializer, keys = self.config.serializer, self.keys
+        by_queue: dict[str, list[bytes]] = {}
+        scheduled: dict[bytes, float] = {}
+        enqueued_at = self.config.now_stamp()
+        for job in jobs:
+            if "at" in job:
+                scheduled[encode(set_member(job), serializer)] = job["at"]
+            else:
+                job["enqueued_at"] = enqueued_at
+                by_queue.setdefault(job["queue"], []).append(encode(job, serializer))
+        with _pushing(self.redis):
+            if by_queue:
+                self.redis.sadd(keys.queues, *by_queue)
+            if len(by_queue) == 1 and not scheduled:
+                [(queue, payloads)] = by_queue.items()
+                self.scripts.call(self.scripts.push, [keys.queue(queue)], [queue, *payloads])
+                return
+            pipe = self.redis.pipeline(transaction=False)
+            for queue, payloads in by_queue.items():
+                self.scripts.push(keys=[keys.queue(queue)], args=[queue, *payloads],
+                                  client=pipe)
+            if scheduled:
+                pipe.zadd(keys.schedule, scheduled)
+            pipe.execute()
 
     # -- the async client ----------------------------------------------------------------------
     # For code on an event loop: the same build, checks, client chain and errors as the sync
@@ -391,6 +424,9 @@ class Client:
         """:meth:`_store` on redis.asyncio: the same plan and the same push.lua, sent by
         EVALSHA (loaded on NOSCRIPT, as redis-py's scripts do)."""
         if not jobs:
+            return
+        if self.keys.cluster:  # the queues set and each queue are apart: the sync path, off
+            await asyncio.to_thread(self._store_cluster, jobs)  # the loop
             return
         plan, keys = self._plan(jobs), self.keys
         conn = loop_client(self.config.redis_url, self.config.socket_timeout,

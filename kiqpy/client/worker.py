@@ -291,7 +291,7 @@ class Worker:
             return False
         config = default_config()
         client = thread_client(config.redis_url, config.socket_timeout, config.sentinel_auth)
-        return bool(client.exists(Keys(config.namespace).cancelled(self.jid)))
+        return bool(client.exists(Keys(config.namespace, config.on_cluster).cancelled(self.jid)))
 
 
 def _async_perform(cls: type[Worker]) -> bool:

@@ -35,6 +35,9 @@ BLOCK_SECONDS = 1.0
 # Past this many queues, waiters would hold too many connections; the fetcher polls instead.
 MAX_WAITERS = 16
 POLL_SECONDS = 0.5
+# On Redis Cluster, how often the fetcher reads the paused set (it is in another slot than the
+# queues, so fetch_queue.lua cannot return it).
+PAUSED_SECONDS = 1.0
 # How often a worker listening to patterns (`*`) looks for new queues.
 REFRESH_SECONDS = 2.0
 # A finished job's ack waits at most this long for a fetch to share a round trip with. A kill -9
@@ -61,6 +64,11 @@ class Fetcher:
     set on every call: an idle worker calls it at least every ``BLOCK_SECONDS``, so it learns of
     a pause within about a second, and its waiters and processors then give back any job of a
     paused queue they get (to the front of the queue) instead of running it.
+    On Redis Cluster each queue (with its in-flight lists) lives in its own slot, so no script
+    can take from several: a fetch calls fetch_queue.lua queue by queue in the order (strict or
+    weighted, as here) until it has enough, each call on the shard holding that queue, and
+    reads the paused set at most every ``PAUSED_SECONDS``. An empty fetch thus costs one call
+    per queue instead of one; the waiters block per queue exactly as on a single node.
     Exits: :meth:`stop` ends fetching (quiet) but acks still flow; :meth:`close` flushes the
     acks and ends the loop; :meth:`requeue` then returns every job still held to its queue.
     """
@@ -96,6 +104,7 @@ class Fetcher:
         self._keys: dict[str, tuple[str, str]] = {}
         self._thread: threading.Thread | None = None
         self._waiters: dict[str, threading.Thread] = {}
+        self._paused_due = 0.0  # Cluster: when to read the paused set again
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self, spawn: Callable[[str, Callable[[], None]], threading.Thread]) -> None:
@@ -243,6 +252,8 @@ class Fetcher:
 
     def _exchange(self, acks: list[Unit], want: int) -> list[Unit]:
         """One round trip (fetch.lua): ack ``acks`` and take up to ``want`` jobs."""
+        if self.keys.cluster:
+            return self._exchange_cluster(acks, want)
         paused = self.paused
         names = [name for name in self.order.order() if name not in paused] if want else []
         keys = [*self._fetch_keys(names), self.keys.paused_queues]
@@ -257,6 +268,35 @@ class Fetcher:
         flat, now_paused = self.scripts.call(self.scripts.fetch, keys, args)
         self._note_paused(now_paused)
         return [(names[flat[i] - 1], flat[i + 1]) for i in range(0, len(flat), 2)]
+
+    def _exchange_cluster(self, acks: list[Unit], want: int) -> list[Unit]:
+        """:meth:`_exchange` on Redis Cluster: fetch_queue.lua per queue, in order, until
+        ``want`` jobs are taken; each queue's acks ride along with its call. If a call fails
+        midway, the loop keeps every ack to send again (LREM of a job already acked removes
+        nothing) and :meth:`_adopt` takes in what the earlier calls took."""
+        now = time.monotonic()
+        if want and now >= self._paused_due:
+            self._paused_due = now + PAUSED_SECONDS
+            names: Any = self.redis.smembers(self.keys.paused_queues)
+            self._note_paused(list(names))
+        pending: dict[str, list[bytes]] = {}
+        for name, payload in acks:
+            pending.setdefault(name, []).append(payload)
+        units: list[Unit] = []
+        call, script = self.scripts.call, self.scripts.fetch_queue
+        if want:
+            paused = self.paused
+            for name in self.order.order():
+                if want <= 0:
+                    break
+                if name in paused:
+                    continue
+                jobs = call(script, list(self._keys_for(name)), [want, *pending.pop(name, ())])
+                units += [(name, job) for job in jobs]
+                want -= len(jobs)
+        for name, payloads in pending.items():
+            call(script, list(self._keys_for(name)), [0, *payloads])
+        return units
 
     def _note_paused(self, names: list[bytes]) -> None:
         if not names and not self.paused:
@@ -439,6 +479,9 @@ class Fetcher:
         for name in sorted(self.fetched_from):
             source, inflight = self._keys_for(name)
             keys += [inflight, source]
+        if self.keys.cluster:  # one queue (one slot) per call
+            return sum(int(self.scripts.requeue(keys=keys[i:i + 2], args=[]))
+                       for i in range(0, len(keys), 2))
         return int(self.scripts.requeue(keys=keys, args=[]))
 
 

@@ -57,7 +57,7 @@ class Launcher:
                    else len(config.queues) if len(config.queues) <= MAX_WAITERS else 0)
         self.redis = connect(config.redis_url, config.pool_size or config.concurrency + waiters
                              + 6 + aio.IO_THREADS, config.socket_timeout, config.sentinel_auth)
-        self.keys = Keys(config.namespace)
+        self.keys = Keys(config.namespace, config.on_cluster)
         self.identity = identity or new_identity()
         self.outage = Outage(self.redis.kiqpy_url, self.log)  # type: ignore[attr-defined]
         self.hard_stop = threading.Event()

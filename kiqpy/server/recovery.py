@@ -5,6 +5,12 @@ A process is dead when its heartbeat hash has expired (``process_ttl``, 60 s by 
 it is still listed in ``kiqpy:inflight-owners``. Any live process may notice; a short lock
 makes sure only one recovers at a time, and WATCH makes each list's move all-or-nothing.
 
+On Redis Cluster the in-flight list and its queue share the queue's slot, but the heartbeat hash
+and the dead set are in the ``{kiqpy}`` slot: the move WATCHes the in-flight list alone, after
+checking the heartbeat, and a poison pill is written to the dead set before the in-flight list
+is emptied (so a crash in between leaves it in both: at least once, never lost). A process that
+beats again between that check and the move has its jobs queued again while it still runs them.
+
 A poison pill (a job recovered ``poison_pill_recoveries`` times within ``poison_pill_window``)
 goes to the dead set, and then, as for any job that dies, the death handlers run with the job
 and a :class:`PoisonPill` exception; they run after the move is committed, on the heartbeat
@@ -96,6 +102,10 @@ class Recovery:
         heartbeat = self.keys.process(identity)
         counted: int | None = 0
         pills: list[Job] = []
+        if self.keys.cluster:
+            counted = self._move_cluster(name, inflight, queue, heartbeat, pills)
+            self._report(pills)
+            return counted
 
         def move(pipe: Any) -> None:
             nonlocal counted
@@ -117,22 +127,53 @@ class Recovery:
             pipe.delete(inflight)
 
         self.redis.transaction(move, inflight, heartbeat)
+        self._report(pills)
+        return counted
+
+    def _move_cluster(self, name: str, inflight: str, queue: str, heartbeat: str,
+                      pills: list[Job]) -> int | None:
+        """:meth:`_recover_list`'s move on Redis Cluster (see the module docstring)."""
+        if self.redis.exists(heartbeat):
+            return None
+        counted = 0
+
+        def move(pipe: Any) -> None:
+            nonlocal counted
+            pills.clear()
+            payloads = pipe.lrange(inflight, 0, -1)
+            dead = self.redis.pipeline(transaction=True)  # the {kiqpy} slot
+            pipe.multi()
+            counted = 0
+            for payload in payloads:
+                if self._requeue_one(pipe, name, queue, payload, pills, dead):
+                    counted += 1
+            if len(dead):
+                dead.execute()  # before the in-flight list goes
+            pipe.delete(inflight)
+
+        self.redis.transaction(move, inflight)
+        if counted:
+            self.redis.sadd(self.keys.queues, name)
+        return counted
+
+    def _report(self, pills: list[Job]) -> None:
         # Only once the pills are in the dead set for sure: a handler may release a unique
         # lock, and a retried move must not run it twice.
         for job in pills:
             self.log.error("poison pill sent to the dead set", jid=job["jid"],
                            job_class=job["class"])
             run_death_handlers(self.config, self.log, job, PoisonPill(job["error_message"]))
-        return counted
 
     def _requeue_one(self, pipe: Any, name: str, queue: str, payload: bytes,
-                     pills: list[Job]) -> bool:
+                     pills: list[Job], dead: Any = None) -> bool:
         """Queue on ``pipe`` the requeue of one in-flight payload; a poison pill goes to the
-        dead set instead and is appended to ``pills``. True if the job was requeued."""
+        dead set instead (queued on ``dead`` when given) and is appended to ``pills``. True if
+        the job was requeued."""
+        dead = pipe if dead is None else dead
         try:
             job = decode(payload)
         except PayloadError as exc:
-            add_dead(pipe, self.keys, self.config,
+            add_dead(dead, self.keys, self.config,
                      encode(malformed_job(name, payload, str(exc))))
             return False
         now = now_ms()
@@ -148,7 +189,7 @@ class Recovery:
                 f"poison pill: the process running this job died {len(history)} times within "
                 f"{self.config.poison_pill_window / 3600:g} h; not retried again")
             job["failed_at"] = self.config.now_stamp(serializer_of(payload))
-            add_dead(pipe, self.keys, self.config, encode(job, serializer_of(payload)))
+            add_dead(dead, self.keys, self.config, encode(job, serializer_of(payload)))
             pills.append(job)
             return False
         pipe.rpush(queue, encode(job, serializer_of(payload)))

@@ -14,6 +14,7 @@ from kiqpy.connection import REDIS_DOWN
 from kiqpy.errors import PayloadError
 from kiqpy.failures import malformed_job, trim_dead
 from kiqpy.keys import Keys
+from kiqpy.outbox import Outbox
 from kiqpy.payload import decode, encode, now_ms, queued_copy
 from kiqpy.scripts import Scripts
 from kiqpy.server.batches import Outcomes
@@ -32,6 +33,10 @@ class Scheduler:
     Interval: processes share the work, so each polls on average every ``5 s * processes``
     (``poll_interval_average`` overrides), uniformly spread over [0.5, 1.5] of that, which
     keeps the whole cluster's average near one poll per 5 s without processes in lockstep.
+
+    On Redis Cluster the queues are in other slots than the sets, so due members go through
+    the outbox instead (kiqpy/outbox.py: claimed atomically, then pushed), and each poll also
+    pushes what a dead poller left there.
     """
 
     def __init__(self, config: Config, client: redis.Redis, keys: Keys, outage: Outage,
@@ -39,6 +44,7 @@ class Scheduler:
         self.config, self.redis, self.keys = config, client, keys
         self.outage, self.log, self.stop = outage, log, stop
         self.scripts = Scripts(client)
+        self.outbox = Outbox(config, client, keys, self.scripts) if keys.cluster else None
         self.processes = 1
         # Batch callbacks whose deliverer died: delivered once their claim ends.
         self.outcomes: Outcomes | None = None
@@ -84,6 +90,8 @@ class Scheduler:
 
     def enqueue_due(self, now: float | None = None) -> int:
         """Move every due job now; returns how many moved."""
+        if self.outbox is not None:
+            return self._enqueue_due_cluster(now)
         moved_total = 0
         for key in (self.keys.schedule, self.keys.retry):
             while True:
@@ -98,6 +106,22 @@ class Scheduler:
                 for member in unroutable:
                     moved_total += self._reroute(key, member)
                 if int(looked) < BATCH:
+                    break
+        return moved_total
+
+    def _enqueue_due_cluster(self, now: float | None) -> int:
+        assert self.outbox is not None
+        moved_total = self.outbox.redrive()
+        for key in (self.keys.schedule, self.keys.retry):
+            while True:
+                at = time.time() if now is None else now
+                claimed = self.outbox.claim_due(key, at, BATCH)
+                for member in claimed:
+                    if self.outbox.deliver(bytes(member), key):
+                        moved_total += 1
+                    else:
+                        self.log.error("malformed payload sent to the dead set", source=key)
+                if len(claimed) < BATCH:
                     break
         return moved_total
 

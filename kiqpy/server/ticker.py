@@ -29,6 +29,7 @@ from kiqpy.client.periodic import PeriodicEntry, entries
 from kiqpy.config import Config
 from kiqpy.connection import REDIS_DOWN
 from kiqpy.keys import Keys
+from kiqpy.outbox import Outbox
 from kiqpy.payload import encode
 from kiqpy.scripts import Scripts
 from kiqpy.server.outage import Outage
@@ -172,9 +173,18 @@ class Ticker:
             else:
                 job["enqueued_at"] = self.config.now_stamp()
                 payload, jid, queue = encode(job, self.config.serializer), job["jid"], job["queue"]
-        result = self.scripts.periodic_tick(
-            keys=[self.keys.periodic(entry.name), self.keys.queues, self.keys.queue(queue)],
-            args=[tick, mode, queue, payload, jid])
+        if self.keys.cluster:
+            # The queue is in another slot: the tick puts the job in the outbox, and it is
+            # pushed from there (kiqpy/outbox.py; a crash in between is redriven).
+            result = self.scripts.periodic_tick(
+                keys=[self.keys.periodic(entry.name), self.keys.queues, self.keys.outbox],
+                args=[tick, mode, queue, payload, jid, repr(time.time())])
+            if result == 1:
+                Outbox(self.config, self.redis, self.keys, self.scripts).deliver(payload)
+        else:
+            result = self.scripts.periodic_tick(
+                keys=[self.keys.periodic(entry.name), self.keys.queues, self.keys.queue(queue)],
+                args=[tick, mode, queue, payload, jid])
         if result == 1:
             self.log.info("periodic", entry=entry.name, tick=tick, jid=jid, queue=queue)
         elif result == 3:

@@ -82,7 +82,7 @@ class Dashboard:
                  trust_proxy: bool = False, metrics: bool = False) -> None:
         self.config = config if config is not None else default_config()
         self.redis = ApiObject(self.config).redis
-        self.keys = Keys(self.config.namespace)
+        self.keys = Keys(self.config.namespace, self.config.on_cluster)
         self.prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
         self.auth = security.parse_basic_auth(basic_auth)
         self.trust_proxy = trust_proxy

@@ -120,8 +120,7 @@ def job_links(ctx: Context, key: bytes) -> Callable[[Any, Any], str | None]:
     except UnicodeDecodeError:
         return lambda first, element: None
     kind = sets.get(name)
-    queue = name[len(ctx.keys.queue_prefix):] if name.startswith(ctx.keys.queue_prefix) \
-        else None
+    queue = ctx.keys.queue_name(name) if name.startswith(ctx.keys.queue_prefix) else None
 
     def href(first: Any, element: Any) -> str | None:
         named = getattr(element, "digest", "")

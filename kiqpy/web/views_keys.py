@@ -24,7 +24,7 @@ import re
 from typing import Any, NamedTuple
 
 from kiqpy.api import JobRecord
-from kiqpy.connection import translate_errors
+from kiqpy.connection import is_cluster, key_count, translate_errors
 from kiqpy.web.context import Context, JobRow, back, digest
 from kiqpy.web.http import MAX_CURSOR, HTTPError, Response
 from kiqpy.web.views_jobs import job_links
@@ -82,12 +82,14 @@ def listing(ctx: Context) -> Response:
     with translate_errors(ctx.redis):
         next_cursor, names = _scan(ctx, cursor, ctx.keys.scan_pattern(needle))
         rows = _describe(ctx, sorted(names))
-        total = ctx.redis.dbsize()
+        total = key_count(ctx.redis)
     return ctx.render("keys.html", rows=rows, cursor=cursor, next_cursor=next_cursor,
                       needle=needle, total=total, key_link=lambda k: key_link(ctx, k))
 
 
 def _scan(ctx: Context, cursor: int, pattern: str) -> tuple[int, list[bytes]]:
+    if is_cluster(ctx.redis):
+        return _scan_cluster(ctx, cursor, pattern)
     names: list[bytes] = []
     for _ in range(SCAN_ROUNDS):
         reply: Any = ctx.redis.scan(cursor, match=pattern, count=SCAN_COUNT)
@@ -96,6 +98,31 @@ def _scan(ctx: Context, cursor: int, pattern: str) -> tuple[int, list[bytes]]:
         if cursor == 0 or len(names) >= KEYS_PER_PAGE:
             break
     return int(cursor), list(dict.fromkeys(names))
+
+
+# On Redis Cluster the page's cursor walks the primaries one after the other: it is the
+# primary's index (sorted by name) times NODE_CURSORS plus that node's own SCAN cursor.
+NODE_CURSORS = 1 << 32
+
+
+def _scan_cluster(ctx: Context, cursor: int, pattern: str) -> tuple[int, list[bytes]]:
+    client: Any = ctx.redis
+    nodes = sorted(client.get_primaries(), key=lambda node: node.name)
+    index, node_cursor = divmod(cursor, NODE_CURSORS)
+    names: list[bytes] = []
+    for _ in range(SCAN_ROUNDS):
+        if index >= len(nodes):
+            return 0, list(dict.fromkeys(names))
+        cursors, batch = client.scan(node_cursor, match=pattern, count=SCAN_COUNT,
+                                     target_nodes=nodes[index])
+        node_cursor = int(next(iter(cursors.values())))
+        names.extend(batch)
+        if node_cursor == 0:
+            index += 1
+        if len(names) >= KEYS_PER_PAGE:
+            break
+    following = 0 if index >= len(nodes) else index * NODE_CURSORS + int(node_cursor)
+    return following, list(dict.fromkeys(names))
 
 
 def _describe(ctx: Context, names: list[bytes]) -> list[dict[str, Any]]:
