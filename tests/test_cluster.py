@@ -504,12 +504,14 @@ def test_batches_workflows_results_and_async_jobs(topo, rc, cconfig):
     flow.add("c", kiqpy.Signature("cluster.Part", [1002], {"queue": names[0]}), deps=["b"])
     flow.run()
 
+    from tests.app_cluster import AsyncPart  # its options (store_result) go in the job
+
     async def push_async() -> list[str]:
-        return [await kiqpy.aenqueue("cluster.AsyncPart", n, queue=names[1]) for n in range(4)]
+        return [await AsyncPart.set(queue=names[1]).aperform_async(n) for n in range(4)]
 
     ajids = asyncio.run(push_async())
-    # When a worker runs them all
-    with WorkerProcess(topo.url, "-q", ",".join(names), require=APP) as worker:
+    # When a worker runs them all (the callbacks go to the default queue)
+    with WorkerProcess(topo.url, "-q", ",".join([*names, "default"]), require=APP) as worker:
         wait_for(lambda: rc.llen("test:callbacks") == 2, timeout=30,
                  message="the batch's complete and success callbacks")
         assert [kiqpy.result(jid, timeout=30) for jid in ajids] == [100, 101, 102, 103]
