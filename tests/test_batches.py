@@ -414,3 +414,29 @@ def test_async_jobs_keep_results_and_report_to_their_batch(config, r, redis_url)
     assert int(r.get("test:ran")) == 50
     assert sorted(events(r, batch.bid)) == ["complete", "success"]
     assert BatchStatus(batch.bid).pending == 0
+
+
+def test_a_poison_pill_of_a_batch_is_a_death_of_the_batch(config, r, redis_url):
+    from kiqpy.payload import decode, encode, now_ms
+    from tests.test_recovery import DEAD, died_holding
+
+    # Given a batch of two jobs, one of which killed its worker twice in the last hour and
+    # was held by a third worker that died too
+    batch = new_batch("pills")
+    with batch.jobs():
+        app.Row.perform_async(1)
+        app.Row.perform_async(2)
+    raw = r.rpop("queue:default")
+    pill = decode(raw)
+    now = now_ms()
+    pill["recovered_at"] = [now - 60_000, now - 30_000]
+    died_holding(r, DEAD, {"default": [encode(pill)]})
+    # When a worker recovers it (a poison pill: to the dead set) and runs the other job
+    with worker(redis_url) as w:
+        wait_for(lambda: {"death", "complete"} <= set(events(r, batch.bid)), timeout=30,
+                 message="the batch's death and complete callbacks")
+        stop(w)
+    # Then the batch counted the pill's death, never succeeded, and ran the other job
+    assert sorted(events(r, batch.bid)) == ["complete", "death"]
+    assert r.zcard("dead") == 1
+    assert BatchStatus(batch.bid).failures == 1

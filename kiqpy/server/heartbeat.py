@@ -77,11 +77,12 @@ class Heartbeat:
 
     def __init__(self, config: Config, client: redis.Redis, keys: Keys, identity: str,
                  manager: Manager, fetcher: Fetcher, outage: Outage, log: Any,
-                 on_signal: Callable[[str], None], stop: threading.Event) -> None:
+                 on_signal: Callable[[str], None], stop: threading.Event,
+                 on_dead: Callable[[dict[str, Any], BaseException], Any] | None = None) -> None:
         self.config, self.redis, self.keys, self.identity = config, client, keys, identity
         self.manager, self.fetcher, self.outage, self.log = manager, fetcher, outage, log
         self.on_signal, self.stop = on_signal, stop
-        self.recovery = Recovery(config, client, keys, identity, outage, log)
+        self.recovery = Recovery(config, client, keys, identity, outage, log, on_dead)
         self.metrics = MetricsWriter(config, client, keys,
                                      manager.recorders(), log)
         self.quiet = False

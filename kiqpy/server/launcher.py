@@ -79,7 +79,7 @@ class Launcher:
                                config.async_concurrency)
         self.heartbeat = Heartbeat(config, self.redis, self.keys, self.identity, self.manager,
                                    self.fetcher, self.outage, self.log, self._remote,
-                                   self.background_stop)
+                                   self.background_stop, self._poison_pill_died)
         self.scheduler = Scheduler(config, self.redis, self.keys, self.outage, self.log,
                                    self.background_stop)
         # Only a process that knows periodic entries (from -r modules or the -C file) ticks.
@@ -269,6 +269,11 @@ class Launcher:
                       seconds=round(time.monotonic() - started, 2))
         fire(self.config, self.log, "exit")
         self.stopped.set()
+
+    def _poison_pill_died(self, job: dict[str, Any], error: BaseException) -> None:
+        """A poison pill orphan recovery moved to the dead set: its batch and kept result
+        learn of the death, as for a job that died in a processor."""
+        self.retrier.outcomes.failed(job, error, "dead")
 
     def _leave(self) -> None:
         self.heartbeat.clear()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -41,9 +42,13 @@ class Recovery:
     """Finds dead processes and requeues their in-flight jobs. Called from the heartbeat."""
 
     def __init__(self, config: Config, client: redis.Redis, keys: Keys, identity: str,
-                 outage: Outage, log: Any) -> None:
+                 outage: Outage, log: Any,
+                 on_dead: Callable[[Job, BaseException], Any] | None = None) -> None:
         self.config, self.redis, self.keys, self.identity = config, client, keys, identity
         self.outage, self.log = outage, log
+        # Told of each poison pill once it is in the dead set: its batch counts a death, a
+        # kept result records the failure (kiqpy/server/batches.py Outcomes.failed).
+        self.on_dead = on_dead
         self.scripts = Scripts(client)
 
     def check(self) -> int:
@@ -162,7 +167,10 @@ class Recovery:
         for job in pills:
             self.log.error("poison pill sent to the dead set", jid=job["jid"],
                            job_class=job["class"])
-            run_death_handlers(self.config, self.log, job, PoisonPill(job["error_message"]))
+            error = PoisonPill(job["error_message"])
+            run_death_handlers(self.config, self.log, job, error)
+            if self.on_dead is not None:
+                self.on_dead(job, error)
 
     def _requeue_one(self, pipe: Any, name: str, queue: str, payload: bytes,
                      pills: list[Job], dead: Any = None) -> bool:
