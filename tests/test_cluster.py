@@ -528,3 +528,20 @@ def test_batches_workflows_results_and_async_jobs(topo, rc, cconfig):
     order = [r for r in done if r in ("part:1000", "part:1001", "part:1002")]
     assert order == ["part:1000", "part:1001", "part:1002"]
     assert sorted(r for r in done if r.startswith("apart:")) == [f"apart:{n}" for n in range(4)]
+
+
+def test_the_worker_flag_and_the_config_file_key_turn_cluster_on(topo, tmp_path):
+    from click.testing import CliRunner
+
+    from kiqpy.cli.commands import _settings, worker
+
+    url = f"redis://127.0.0.1:{topo.ports[0]}/0"
+    for args in (["--cluster"], ["-C", str(tmp_path / "k.toml")]):
+        (tmp_path / "k.toml").write_text("[kiqpy]\ncluster = true\n")
+        ctx = worker.make_context("worker", ["--redis-url", url, *args])
+        settings = _settings(ctx, dict(ctx.params))
+        config = Config().replace(**{k: v for k, v in settings.items() if k in (
+            "cluster", "redis_url")})
+        assert config.on_cluster and config.redis_url.startswith("redis+cluster://")
+    result = CliRunner().invoke(worker, ["--cluster", "--redis-url", "unix:///tmp/x.sock"])
+    assert result.exit_code == 2 and "cluster" in result.output

@@ -88,6 +88,9 @@ RUN_HERE = {
 # command -> "path[::test_name] (why)": the test or script elsewhere that runs its equivalent
 ADMIN = "tests/test_cli_admin.py::"
 COVERED_ELSEWHERE = {
+    "kiqpy --cluster":
+        "tests/test_cluster.py::test_the_worker_flag_and_the_config_file_key_turn_cluster_on "
+        "(the flag and the -C key on a real cluster's URL)",
     "kiqpy cancel JID":
         "tests/test_cancel.py::test_a_running_job_is_told_and_neither_retried_nor_dead "
         "(cancels a running job by its jid)",

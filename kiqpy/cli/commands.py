@@ -112,6 +112,8 @@ def _source_is_default(ctx: click.Context, name: str) -> bool:
               help="Password for the Sentinels (the master's goes in the URL).")
 @click.option("--sentinel-tls/--no-sentinel-tls", default=None, envvar="KIQPY_SENTINEL_TLS",
               help="TLS to the Sentinels.")
+@click.option("--cluster/--no-cluster", default=False, envvar="KIQPY_CLUSTER",
+              help="Redis is a Redis Cluster (implied by a redis+cluster:// URL).")
 @click.option("--namespace", default="", envvar="KIQPY_NAMESPACE", help="Prefix for every key.")
 @click.option("--serializer", type=click.Choice(["msgpack", "json"]), default="msgpack",
               envvar="KIQPY_SERIALIZER", help="Encoding of jobs this process writes.")
