@@ -128,7 +128,7 @@ def _registered(ctx: click.Context, job_class: str, requires: tuple[str, ...],
         short = [n for n, cls in jobs.items() if cls.__name__ == job_class]
         if len(short) > 1:  # several jobs share the class name: prefer the -r modules' own
             mine = [n for n in short if _defined_in(jobs[n], requires)]
-            short = mine if len(mine) == 1 else short
+            short = mine or short
         if len(short) != 1:
             known = sorted(jobs)
             # Close to a full name or to a class name: suggest the full names.
