@@ -204,6 +204,8 @@ def async_figures(url: str, r: redis.Redis, n: int, sync_noop: float | None) -> 
     if sync_noop:
         line("  against the sync pure no-op (-c 10) of this run", f"{noop / sync_noop:.0%}",
              "(for reference)")
+    processing(url, r, "NoopIncrAsync", n, [*quiet, "--async-concurrency", "100"],
+               "async: no-op+INCR through kiqpy.aredis()", "(next to the sync INCR job)")
     line("async: aperform_async, 100 tasks on one loop", f"{_apush_rate(url, r, n):,.0f}/s",
          "(for reference; single enqueue above is the sync client)")
 

@@ -80,6 +80,13 @@ class ANoop(kiqpy.Worker, name="bench.ANoop"):
         pass
 
 
+class NoopIncrAsync(kiqpy.Worker, name="bench.NoopIncrAsync"):
+    """NoopIncr as an async job: the INCR through ``kiqpy.aredis()`` (redis.asyncio)."""
+
+    async def perform(self, n: int) -> None:
+        await kiqpy.aredis().incr("bench:count")
+
+
 class ASleep(kiqpy.Worker, name="bench.ASleep"):
     """Awaits ``asyncio.sleep(seconds)``: an async job waiting on I/O."""
 
