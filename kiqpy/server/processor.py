@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from contextlib import ExitStack
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -27,8 +27,15 @@ from kiqpy.server.metrics import Recorder
 from kiqpy.server.retry import Retrier
 from kiqpy.server.watchdog import Watchdog, settle
 
-if TYPE_CHECKING:
-    from kiqpy.server.aio import AsyncRunner
+
+class AsyncHandOff(Protocol):
+    """What a processor needs of the event loop that runs async jobs
+    (:class:`kiqpy.server.aio.AsyncRunner`, which imports this module, not the reverse)."""
+
+    def takes(self, job: dict[str, Any]) -> bool: ...
+
+    def submit(self, queue: str, payload: bytes, job: dict[str, Any]) -> None: ...
+
 
 # The lease of a concurrency_limit slot: the heartbeat renews the slots of running jobs every
 # beat (heartbeat_interval, 10 s by default), so a job may run for as long as it needs, and a
@@ -48,7 +55,7 @@ class Processor:
     def __init__(self, name: str, fetcher: Fetcher, retrier: Retrier, chain: Chain,
                  busy: dict[str, tuple[str, dict[str, Any], float]], halt: threading.Event,
                  log: Any, metrics: Recorder | None = None, watchdog: Watchdog | None = None,
-                 default_timeout: float | None = None, aio: AsyncRunner | None = None,
+                 default_timeout: float | None = None, aio: AsyncHandOff | None = None,
                  leases: dict[str, Slot] | None = None) -> None:
         self.name, self.fetcher, self.retrier, self.chain = name, fetcher, retrier, chain
         self.leases = leases if leases is not None else {}
