@@ -190,3 +190,23 @@ def test_a_failover_under_load_loses_no_acknowledged_job(topo, master, kill):
     # is one), within a few socket timeouts (redis-py retries a dropped connection twice)
     assert set(seen) <= {"RedisUnavailableError", "NotReplicatedError", "longest"}, seen
     assert seen["longest"] < 3 * config.socket_timeout + 2, seen
+
+
+def test_the_async_client_and_aredis_take_a_sentinel_url(topo, master):
+    import asyncio
+
+    # Given the default configuration on the Sentinels' URL
+    kiqpy.configure(kiqpy.Config(redis_url=topo.url))
+    try:
+        async def main() -> tuple[str | None, int]:
+            jid = await kiqpy.aenqueue("sentinel.Record", 7)
+            count = await kiqpy.aredis().incr("test:async-incr")
+            return jid, count
+
+        # When an event loop pushes and runs a command through them
+        jid, count = asyncio.run(main())
+    finally:
+        kiqpy.configure(kiqpy.Config())
+    # Then both reached the master
+    assert jid and master.llen("queue:default") == 1 and count == 1
+    assert int(master.get("test:async-incr")) == 1
