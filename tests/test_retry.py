@@ -244,6 +244,16 @@ def test_retry_false_is_neither_retried_nor_dead_but_death_handlers_run(config, 
     assert died == [(decode(payload)["jid"], RetryError)]
 
 
+def test_a_retry_false_drop_carries_discarded_at_like_every_discard(config, r, log):
+    seen = []
+    config.death_handlers.append(lambda job, exc: seen.append(job.get("discarded_at")))
+    retrier = make_retrier(config, r, log)
+    before = time.time() * 1000
+    assert run(retrier, Boom, push(r, Boom, retry=False))[0] == "discarded"
+    [stamp] = seen
+    assert stamp is not None and before <= stamp <= time.time() * 1000
+
+
 def test_retry_zero_goes_straight_to_dead(config, r, log, died, hooked):
     retrier = make_retrier(config, r, log)
     payload = push(r, Hooked, retry=0)

@@ -97,6 +97,7 @@ class Retrier:
         self._run_error_handlers(exc, job, queue)
         retry = job.get("retry")
         if retry is False:
+            job["discarded_at"] = now_ms()  # as every discard, so a handler can tell
             self._run_death_handlers(job, exc)
             return "discarded"
         self._stamp(job, exc, self.config.now_stamp(serializer_of(payload)))
