@@ -73,12 +73,17 @@ def make_server(host: str, port: int, check: Check, threading_server: bool = Tru
 
 
 def serve_in_thread(host: str, port: int, check: Check,
-                    metrics: Callable[[], bytes] | None = None) -> HTTPServer:
+                    metrics: Callable[[], bytes] | None = None,
+                    spawn: Callable[[str, Callable[[], None]], Any] | None = None
+                    ) -> HTTPServer:
     """Serve health checks (and ``/metrics``, given ``metrics``) from a daemon thread
-    (``kiqpy.health``); returns the server."""
+    (``kiqpy.health``, started by ``spawn``, the launcher's guarded start, when given);
+    returns the server."""
     server = make_server(host, port, check, metrics=metrics)
-    thread = threading.Thread(target=server.serve_forever, name="kiqpy.health", daemon=True)
-    thread.start()
+    if spawn is not None:
+        spawn("kiqpy.health", server.serve_forever)
+    else:
+        threading.Thread(target=server.serve_forever, name="kiqpy.health", daemon=True).start()
     return server
 
 

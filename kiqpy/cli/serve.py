@@ -16,7 +16,6 @@ import contextlib
 import os
 import signal
 import socket
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -120,7 +119,8 @@ def run_worker(config: Config, options: ProcessOptions, max_jobs: int | None = N
         from kiqpy.cli import health
 
         server = health.serve_in_thread(options.health_host, options.health_port,
-                                        launcher.healthy, health.prometheus(config))
+                                        launcher.healthy, health.prometheus(config),
+                                        spawn=launcher.spawn)
     try:
         code = launcher.run()
     finally:
@@ -230,4 +230,4 @@ def _watch_parent(parent: int, launcher: Any) -> None:
                 launcher.stop()
                 return
 
-    threading.Thread(target=watch, name="kiqpy.parent-watch", daemon=True).start()
+    launcher.spawn("kiqpy.parent-watch", watch)  # a crash is logged and stops the process
