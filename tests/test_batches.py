@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import signal
+import threading
 
 import pytest
 import redis
@@ -440,3 +441,30 @@ def test_a_poison_pill_of_a_batch_is_a_death_of_the_batch(config, r, redis_url):
     assert sorted(events(r, batch.bid)) == ["complete", "death"]
     assert r.zcard("dead") == 1
     assert BatchStatus(batch.bid).failures == 1
+
+
+def test_a_client_middleware_raising_on_a_callback_leaves_it_for_the_sweep(config, r):
+    from kiqpy.keys import Keys
+    from kiqpy.log import get_logger
+    from kiqpy.server.batches import Outcomes
+    from kiqpy.server.outage import Outage
+
+    # Given a worker's outcomes whose client middleware raises on callback pushes
+    def refuse(worker, job, queue, redis, next):
+        if job.get("batch_callback"):
+            raise ValueError("no callbacks today")
+        return next()
+
+    cfg = config.replace()
+    cfg.client_middleware.add(refuse)
+    outcomes = Outcomes(cfg, r, Keys(), Outage(cfg.redis_url, get_logger()), threading.Event(),
+                        get_logger())
+    batch = new_batch("refused callbacks")
+    with batch.jobs():
+        jid = app.Row.perform_async(1)
+    # When the job's success is reported, Then nothing raises, and the callbacks wait in the
+    # batch's outbox for the sweep
+    assert outcomes.succeeded({"jid": jid, "bid": batch.bid, "class": "Row"}, None) == "done"
+    assert events(r, batch.bid) == []
+    assert r.hlen(f"kiqpy:batch:{{b-{batch.bid}}}:outbox") >= 1
+    assert r.zscore("kiqpy:batch-outbox", batch.bid) is not None

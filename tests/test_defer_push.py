@@ -99,3 +99,38 @@ def test_bad_hook_and_bad_option_are_refused(redis_url: str) -> None:
         Deferred.set(on_commit=1)
     with pytest.raises(kiqpy.OptionsError, match="on_commit"):
         type("Bad", (kiqpy.Worker,), {}, on_commit="yes")
+
+
+def test_pushes_inside_a_batch_block_are_never_deferred(later: Later, r: redis.Redis) -> None:
+    # Given a hook that would defer every push (a Django transaction)
+    from kiqpy.api import BatchStatus
+
+    batch = kiqpy.Batch(description="in a transaction")
+    # When jobs are pushed inside the batch's block, one by one and in bulk
+    with batch.jobs():
+        Deferred.perform_async(1)
+        Deferred.perform_bulk([[2], [3]])
+    # Then they went out at once and joined the batch before it closed, so it is pending
+    assert later.pushes == [] and r.llen("queue:default") == 3
+    status = BatchStatus(batch.bid)
+    assert (status.total, status.pending, status.complete) == (3, 3, False)
+
+
+def test_async_pushes_inside_a_batch_block_join_the_batch(r: redis.Redis,
+                                                         redis_url: str) -> None:
+    import asyncio
+
+    from kiqpy.api import BatchStatus
+
+    kiqpy.configure(Config(redis_url=redis_url))
+    batch = kiqpy.Batch(description="async")
+
+    async def main() -> None:
+        with batch.jobs():
+            await Deferred.aperform_async(1)
+            await Deferred.aperform_bulk([[2], [3]])
+
+    asyncio.run(main())
+    jobs = [kiqpy.payload.decode(p) for p in r.lrange("queue:default", 0, -1)]
+    assert len(jobs) == 3 and {job["bid"] for job in jobs} == {batch.bid}
+    assert BatchStatus(batch.bid).pending == 3

@@ -63,19 +63,20 @@ DEFAULT_TTL = 30 * 86_400
 #: reporter or the scheduler's sweep delivers it.
 CLAIM_MS = 30_000
 
-# (id of the running job's map, batches created so far in this run): the rank gives a child
-# batch a bid that a re-run of the same job finds again.
-_children: contextvars.ContextVar[tuple[int, int]] = contextvars.ContextVar(
-    "kiqpy_batch_children", default=(0, 0))
+# (the running job map, batches created so far in this run): the rank gives a child batch a
+# bid that a re-run of the same job finds again. The map itself is kept (compared by
+# identity), not its id(): a later job's map may reuse a finished one's address.
+_children: contextvars.ContextVar[tuple[Job | None, int]] = contextvars.ContextVar(
+    "kiqpy_batch_children", default=(None, 0))
 
 
 def _child_bid(job: Job) -> str:
     """The bid of the ``count``-th batch this run of ``job`` creates: the same when the same
     payload runs again after a crash (orphan recovery), a new one after a failure (its
     ``retry_count`` moved on), as a retried Sidekiq Pro job creates a new child."""
-    key, count = _children.get()
-    count = count + 1 if key == id(job) else 1
-    _children.set((id(job), count))
+    run, count = _children.get()
+    count = count + 1 if run is job else 1
+    _children.set((job, count))
     seed = f"{job['jid']}:{job.get('retry_count', '-')}:{count}"
     return hashlib.sha1(seed.encode()).hexdigest()[:24]
 
@@ -260,9 +261,11 @@ def deliver(client: Client, bid: str, reply: list[Any]) -> int:
                               "parent_bid": parent or None}
                     for rank, (cls, options) in enumerate(
                             (json.loads(callbacks) if callbacks else {}).get(name, [])):
+                        # on_commit=False: it is marked delivered below, so it must be in
+                        # Redis now, not at a transaction's commit (Django).
                         client.push({"class": cls, "args": [status, options],
                                      "jid": _callback_jid(bid, name, rank),
-                                     "batch_callback": name})
+                                     "batch_callback": name, "on_commit": False})
                 elif kind == "up" and parent:
                     up = {"success": "success", "complete": "failure", "death": "death"}[name]
                     info = json.dumps({"class": "kiqpy.Batch", "error_class": "BatchFailed",
@@ -293,7 +296,8 @@ def _callback_jid(bid: str, event: str, rank: int) -> str:
 
 def _push_step(client: Client, bid: str, step: dict[str, Any]) -> None:
     item: dict[str, Any] = {"class": step["class"], "args": step["args"], **step["options"],
-                            "jid": step["jid"], "bid": bid, "wf_step": step["name"]}
+                            "jid": step["jid"], "bid": bid, "wf_step": step["name"],
+                            "on_commit": False}  # marked delivered once pushed: push now
     if step["dep_jids"]:
         item["wf_deps"] = step["dep_jids"]
     if step["dependents"] and "result_ttl" not in item and not item.get("store_result"):

@@ -196,9 +196,14 @@ class Client:
                   options: Mapping[str, Any]) -> bool:
         """Hand the push to ``config.defer_push`` (push now or at the transaction's commit);
         True when it took it. Testing modes never defer: a test that pushes inside a
-        transaction (Django's TestCase runs each test in one) sees its jobs at once."""
+        transaction (Django's TestCase runs each test in one) sees its jobs at once. Nor do
+        pushes inside a batch's ``jobs()`` block (see the README's Batches section)."""
         defer = self.config.defer_push
         if defer is None or mode.active() is not None:
+            return False
+        if current_batch.get() is not None:
+            # A batch's jobs go out now: its jobs() block reports its close when it ends, and
+            # a batch closed before its deferred jobs were added would complete empty.
             return False
 
         def push() -> None:
@@ -368,6 +373,10 @@ class Client:
                        at: float | None = None, fields: dict[str, Any] | None = None
                        ) -> str | None:
         """:meth:`enqueue` for code on an event loop."""
+        if current_batch.get() is not None:
+            # Inside `with batch.jobs():` the jids join the batch before the push: the sync
+            # path does both, in a thread (which carries the batch's context over).
+            return await asyncio.to_thread(self.enqueue, job_class, args, options, at, fields)
         builder, store = self._adestination()
         if self.config.client_middleware:
             job = await asyncio.to_thread(builder.build, job_class, args, options, at,
@@ -385,6 +394,9 @@ class Client:
                             batch_size: int = 1000, fields: dict[str, Any] | None = None
                             ) -> list[str | None]:
         """:meth:`enqueue_bulk` for code on an event loop."""
+        if current_batch.get() is not None:  # joining a batch: as in aenqueue
+            return await asyncio.to_thread(self.enqueue_bulk, job_class, arg_lists, options,
+                                           at, batch_size, fields)
         items, times = self._bulk_items(arg_lists, at, batch_size, fields)
         builder, store = self._adestination()
         jids: list[str | None] = []

@@ -213,7 +213,7 @@ class AsyncRunner:
             error = exc
         outcome: str | None = None
         failed = False
-        try:
+        try:  # an error of conclude itself leaves outcome None: released, never stranded
             if error is None and not writes_on_success(job):
                 # no Redis write: concluded here, on the loop
                 outcome, failed = out.conclude(queue, job, payload, cls, None, started, limit,
@@ -222,6 +222,9 @@ class AsyncRunner:
                 outcome, failed = await self._in_io(out.conclude, queue, job, payload, cls,
                                                     error, started, limit, timeout, value,
                                                     False)
+        except Exception as exc:  # the job must still be released below
+            out.log.error("async job outcome not written; released for a re-run",
+                          error=repr(exc))
         finally:
             self.processed += outcome != "throttled"
             self.failed += failed

@@ -22,7 +22,7 @@ from kiqpy.client.batch import CLAIM_MS, report
 from kiqpy.client.push import Client
 from kiqpy.client.results import encode_failure, result_ttl, wants_result
 from kiqpy.config import Config
-from kiqpy.errors import KiqpyError
+from kiqpy.connection import REDIS_DOWN
 from kiqpy.failures import error_class, error_message
 from kiqpy.keys import Keys
 from kiqpy.payload import Job
@@ -91,7 +91,9 @@ class Outcomes:
         for bid, pairs in by_batch.items():
             try:
                 report(self.pusher, bid, "success", more=pairs)
-            except KiqpyError as exc:
+            except REDIS_DOWN:
+                raise  # the caller's outage retry writes the report again
+            except Exception as exc:
                 # A callback or step that cannot be pushed (a client middleware refusing it, a
                 # bad argument): the entry stays in the outbox, and the sweep tries again.
                 self.log.error("batch delivery failed; the sweep will retry it", bid=bid,
@@ -118,7 +120,9 @@ class Outcomes:
     def _report(self, bid: str, kind: str, jid: str, info: str, step: str) -> None:
         try:
             report(self.pusher, bid, kind, jid, info, step)
-        except KiqpyError as exc:
+        except REDIS_DOWN:
+            raise  # the caller's outage retry writes the report again
+        except Exception as exc:
             # A callback or step that cannot be pushed (a client middleware refusing it, a
             # bad argument): the entry stays in the outbox, and the sweep tries again later.
             self.log.error("batch delivery failed; the sweep will retry it", bid=bid,
@@ -142,7 +146,9 @@ class Outcomes:
             bid = raw.decode() if isinstance(raw, bytes) else str(raw)
             try:
                 reply = report(self.pusher, bid, "sweep")
-            except KiqpyError as exc:
+            except REDIS_DOWN:
+                raise  # the scheduler's poll handles an outage
+            except Exception as exc:
                 self.log.error("batch delivery failed; will retry", bid=bid, error=str(exc))
                 continue
             if reply is None or int(reply[7]) == len(reply[8:]) // 2:

@@ -170,8 +170,9 @@ class Heartbeat:
             else:
                 self.outage.ok()
                 self.metrics.flush()
-                self._renew_slots()
                 fire(self.config, self.log, "beat")
+            finally:
+                self._renew_slots()  # every beat, even one whose other steps failed
 
     def _renew_slots(self) -> None:
         """Extend the concurrency_limit slots of the running jobs (one script call each), so
@@ -181,7 +182,7 @@ class Heartbeat:
                 if not slot.renew(self.redis):
                     self.log.warning("a concurrency_limit slot ran out before it was renewed; "
                                      "its class may briefly run over its limit", limiter=slot.key)
-            except (*REDIS_DOWN, redis.exceptions.ResponseError) as exc:
+            except (*REDIS_DOWN, redis.exceptions.RedisError) as exc:
                 self.log.warning("could not renew a concurrency_limit slot", error=str(exc))
                 return
 

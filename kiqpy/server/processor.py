@@ -226,7 +226,9 @@ class Processor:
                 raise ConfigurationError(f"{job['class']}: concurrency_key returned {key!r}; "
                                          "it must return a str")
             name = f"{name}:{key}"
-        gate = concurrent(name, limit, wait_timeout=0, lock_timeout=CLASS_LEASE,
+        # Renewed at every beat: the lease outlasts several beats even when they are slow.
+        lease = max(CLASS_LEASE, 6 * self.retrier.config.heartbeat_interval)
+        gate = concurrent(name, limit, wait_timeout=0, lock_timeout=lease,
                           config=self.retrier.config)
         try:
             held = slot.enter_context(gate.within_limit())
