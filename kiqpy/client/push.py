@@ -338,16 +338,8 @@ class Client:
         (slot `{<queue>}`) are written by separate commands, the name first, so a job is
         never in a queue that workers listening by pattern cannot find. A bulk push is one
         pipeline: redis-py sends each node its commands."""
-        serializer, keys = self.config.serializer, self.keys
-        by_queue: dict[str, list[bytes]] = {}
-        scheduled: dict[bytes, float] = {}
-        enqueued_at = self.config.now_stamp()
-        for job in jobs:
-            if "at" in job:
-                scheduled[encode(set_member(job), serializer)] = job["at"]
-            else:
-                job["enqueued_at"] = enqueued_at
-                by_queue.setdefault(job["queue"], []).append(encode(job, serializer))
+        plan, keys = self._plan(jobs), self.keys  # push_replicas is refused on Cluster
+        by_queue, scheduled = plan.by_queue, plan.scheduled
         with _pushing(self.redis):
             if by_queue:
                 self.redis.sadd(keys.queues, *by_queue)
