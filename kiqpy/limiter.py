@@ -166,7 +166,24 @@ class Slot:
                                  [self.token, int(self.lease * 1000)]))
 
 
-class Bucket(Limiter):
+class _Rate(Limiter):
+    """A limiter that lets calls in over time (bucket, window, leaky): one script, named after
+    its kind (``limiter_<kind>.lua``), on its ``<kind>`` and ``meta`` keys."""
+
+    def _args(self, token: str) -> list[Any]:
+        """The script's ARGV before the shared ``final, waited_ms, meta ttl``."""
+        raise NotImplementedError
+
+    def _try(self, scripts: Scripts, keys: Keys, final: bool, waited_ms: int,
+             token: str) -> tuple[bool, float]:
+        ok, _used, after = scripts.call(
+            getattr(scripts, f"limiter_{self.kind}"),
+            [keys.limiter(self.name, self.kind), keys.limiter(self.name, "meta")],
+            [*self._args(token), int(final), waited_ms, META_TTL_MS])
+        return bool(ok), max(int(after), 0) / 1000
+
+
+class Bucket(_Rate):
     """At most ``size`` calls per calendar interval (second, minute, hour, UTC day)."""
 
     kind = "bucket"
@@ -176,16 +193,11 @@ class Bucket(Limiter):
         super().__init__(name, size, wait_timeout, config)
         self.interval = _check_interval(interval)
 
-    def _try(self, scripts: Scripts, keys: Keys, final: bool, waited_ms: int,
-             token: str) -> tuple[bool, float]:
-        ok, _used, after = scripts.call(
-            scripts.limiter_bucket,
-            [keys.limiter(self.name, "bucket"), keys.limiter(self.name, "meta")],
-            [self.size, self.interval * 1000, int(final), waited_ms, META_TTL_MS])
-        return bool(ok), max(int(after), 0) / 1000
+    def _args(self, token: str) -> list[Any]:
+        return [self.size, self.interval * 1000]
 
 
-class Window(Limiter):
+class Window(_Rate):
     """At most ``size`` calls in any sliding window of ``seconds``."""
 
     kind = "window"
@@ -195,16 +207,11 @@ class Window(Limiter):
         super().__init__(name, size, wait_timeout, config)
         self.seconds = _check_seconds("seconds", seconds)
 
-    def _try(self, scripts: Scripts, keys: Keys, final: bool, waited_ms: int,
-             token: str) -> tuple[bool, float]:
-        ok, _used, after = scripts.call(
-            scripts.limiter_window,
-            [keys.limiter(self.name, "window"), keys.limiter(self.name, "meta")],
-            [self.size, int(self.seconds * 1000), token, int(final), waited_ms, META_TTL_MS])
-        return bool(ok), max(int(after), 0) / 1000
+    def _args(self, token: str) -> list[Any]:
+        return [self.size, int(self.seconds * 1000), token]
 
 
-class Leaky(Limiter):
+class Leaky(_Rate):
     """``size`` calls per interval, evenly spaced (one every interval/size), no bursts."""
 
     kind = "leaky"
@@ -214,13 +221,8 @@ class Leaky(Limiter):
         super().__init__(name, size, wait_timeout, config)
         self.interval = _check_interval(interval)
 
-    def _try(self, scripts: Scripts, keys: Keys, final: bool, waited_ms: int,
-             token: str) -> tuple[bool, float]:
-        ok, _used, after = scripts.call(
-            scripts.limiter_leaky,
-            [keys.limiter(self.name, "leaky"), keys.limiter(self.name, "meta")],
-            [self.size, self.interval * 1000, int(final), waited_ms, META_TTL_MS])
-        return bool(ok), max(int(after), 0) / 1000
+    def _args(self, token: str) -> list[Any]:
+        return [self.size, self.interval * 1000]
 
 
 def concurrent(name: str, size: int, wait_timeout: float = 5, lock_timeout: float = 30,
