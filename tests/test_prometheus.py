@@ -31,9 +31,11 @@ def test_a_workers_health_port_serves_its_job_counters_and_the_clusters(config, 
         app_jobs.Fail.set(retry=False).perform_async("boom")
 
         def scraped() -> str | None:
+            # Every job done: the four run on ten threads, so Fail may end before a Record
             code, text = http_get(f"http://127.0.0.1:{port}/metrics")
+            done = 'kiqpy_jobs_processed_total{job_class="Record",queue="default"} 3.0'
             ok = code == 200 and 'kiqpy_jobs_failed_total{job_class="Fail"' in text
-            return text if ok else None
+            return text if ok and done in text else None
 
         text = wait_for(scraped, timeout=20, message="the counters on /metrics")
     assert sample(text, 'kiqpy_jobs_processed_total{job_class="Record",queue="default"}') == 3
