@@ -16,6 +16,11 @@ import kiqpy
 from kiqpy.config import Config
 from tests.redis_server import RedisServer
 
+# The workers tests start are killed with -9 when a test ends, and many tests then read their
+# log: they write each line at once (--log-flush 0) so that nothing logged is lost to the kill.
+# tests/test_log_writer.py runs workers with the default (lines written together every 50 ms).
+os.environ["KIQPY_LOG_FLUSH"] = "0"
+
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:

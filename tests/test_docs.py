@@ -229,7 +229,7 @@ def test_toml_example_is_read_by_the_cli_and_makes_a_valid_config(tmp_path, monk
         assert (list(got) if isinstance(value, list) else got) == value, key
     fields = {f.name for f in dataclasses.fields(Config)}
     assert set(settings) - fields <= {"requires", "log_format", "log_level", "verbose",
-                                      "logfile", *cli._PROCESS_KEYS}
+                                      "logfile", "log_flush", *cli._PROCESS_KEYS}
     Config(**{k: v for k, v in settings.items() if k in fields})
 
 

@@ -141,6 +141,10 @@ def _source_is_default(ctx: click.Context, name: str) -> bool:
 @click.option("--log-level", type=click.Choice(kiqpy_log.LEVELS, case_sensitive=False),
               default="info",
               envvar="KIQPY_LOG_LEVEL", help="`warning` silences the per-job lines.")
+@click.option("--log-flush", type=click.FloatRange(0, 10), default=kiqpy_log.FLUSH_SECONDS,
+              envvar="KIQPY_LOG_FLUSH",
+              help="Seconds JSON info lines may wait to be written together; 0 writes each "
+                   "at once.  [default: 0.05]")
 @click.option("-v", "--verbose", is_flag=True, envvar="KIQPY_VERBOSE", help="Debug logging.")
 @click.option("--logfile", envvar="KIQPY_LOGFILE",
               help="Append logs to this file instead of stderr; SIGUSR1 reopens it.")
@@ -168,7 +172,7 @@ def worker(ctx: click.Context, **opts: Any) -> None:
     settings = _settings(ctx, opts)
     log_format, log_level = settings.pop("log_format"), settings.pop("log_level")
     kiqpy_log.setup(log_format, "debug" if settings.pop("verbose") else log_level,
-                    logfile=settings.pop("logfile"))
+                    logfile=settings.pop("logfile"), flush_seconds=settings.pop("log_flush"))
     options = ProcessOptions(**{k: settings.pop(k) for k in _PROCESS_KEYS})
     requires = settings.pop("requires")
     for target in requires:
@@ -353,7 +357,7 @@ def _file_key(param: click.Option) -> str:
 
 
 # Flags that are not Config fields: the CLI always needs a value for them.
-_CLI_KEYS = frozenset({"requires", "verbose", "log_format", "log_level", "logfile",
+_CLI_KEYS = frozenset({"requires", "verbose", "log_format", "log_level", "logfile", "log_flush",
                        *_PROCESS_KEYS})
 
 

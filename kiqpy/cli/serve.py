@@ -102,6 +102,7 @@ def run_worker(config: Config, options: ProcessOptions, max_jobs: int | None = N
 
     def stop(signum: int, frame: Any) -> None:
         if stopping["once"]:
+            kiqpy_log.flush()  # os._exit runs no atexit hook
             os._exit(1)  # jobs still in-flight stay there; orphan recovery brings them back
         stopping["once"] = True
         launcher.stop()

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from kiqpy import log as kiqpy_log
 from kiqpy.server.heartbeat import process_rss_kb
 from kiqpy.server.launcher import EXIT_RECYCLE, EXIT_STOPPED
 
@@ -107,6 +108,7 @@ class Supervisor:
                     self.health.socket.close()
                 code = self.run_child(index, self.quiet)
             finally:
+                kiqpy_log.flush()  # os._exit runs no atexit hook
                 os._exit(code)
         self.children[pid] = Child(index, pid)
         self.log.info("worker process started", index=index, pid=pid)
@@ -181,6 +183,7 @@ class Supervisor:
                 if self.stopping_since is not None:
                     self.log.warning("second stop signal: exiting now")
                     self._forward(signal.SIGTERM)
+                    kiqpy_log.flush()
                     os._exit(1)
                 self.stopping_since = time.monotonic()
                 self.restart_at.clear()
