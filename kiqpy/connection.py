@@ -214,7 +214,7 @@ def connect(url: str, pool_size: int = 10, socket_timeout: float | None = 5.0,
             pool = redis.BlockingConnectionPool.from_url(url, **options)
     except ValueError as exc:
         raise ConfigurationError(f"bad Redis URL {safe_url(url)!r}: {exc}") from exc
-    client = redis.Redis(connection_pool=pool)
+    client = PooledRedis(connection_pool=pool)
     client.kiqpy_url = safe_url(url)  # type: ignore[attr-defined]
     return client
 
@@ -339,6 +339,28 @@ class ThreadRedis(redis.Redis):
                 return self.parse_response(conn, args[0], **options)
             except redis.exceptions.ConnectionError:
                 conn.disconnect()
+        return super().execute_command(*args, **options)
+
+
+class PooledRedis(redis.Redis):
+    """The pooled ``redis.Redis`` that :func:`connect` makes: the same API, with the shorter
+    path of :class:`ThreadRedis` for a command on a healthy pooled connection (checked out and
+    back as redis-py does, but without its retry closure and per-command metrics hooks). A
+    push is one such command; so are the fetcher's, the heartbeat's and the data API's. The
+    first connection error disconnects the connection and hands the command to redis-py's full
+    path, which reconnects and retries as :func:`connect` configured it."""
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        pool = self.connection_pool
+        conn = pool.get_connection()
+        try:
+            if conn._sock is not None:
+                conn.send_command(*args, **options)
+                return self.parse_response(conn, args[0], **options)
+        except redis.exceptions.ConnectionError:
+            conn.disconnect()
+        finally:
+            pool.release(conn)
         return super().execute_command(*args, **options)
 
 

@@ -97,3 +97,46 @@ def test_pipelines_and_transactions_work_on_it(config: Config, r: redis.Redis) -
             inner.set("c", 1)
             assert outer.execute() == [True] and inner.execute() == [True]
     assert r.mget("a", "b", "c") == [b"2", b"1", b"1"]
+
+
+# -- the pooled client kiqpy's own code uses (kiqpy.connection.PooledRedis) ----------------------
+def test_the_pooled_client_takes_its_short_path_back_after_a_dropped_connection(
+        redis_url: str, r: redis.Redis) -> None:
+    from kiqpy.connection import PooledRedis, connect
+
+    # Given the pooled client a push uses, connected (its one pooled connection is reused)
+    client = connect(redis_url, pool_size=2)
+    assert isinstance(client, PooledRedis)
+    assert client.incr("n") == 1
+    first = client.client_id()
+    assert client.client_id() == first
+
+    # When Redis drops that connection
+    r.client_kill_filter(_id=first)
+
+    # Then the next command is sent again on a new connection (redis-py's path, as
+    # configured), and the one after takes the short path on it
+    assert client.incr("n") == 2
+    second = client.client_id()
+    assert second != first and client.client_id() == second
+    # A refusal is the caller's error, and leaves the connection usable
+    r.set("text", "x")
+    with pytest.raises(redis.exceptions.ResponseError):
+        client.incr("text")
+    assert client.incr("n") == 3 and client.client_id() == second
+
+
+def test_the_pooled_client_gives_a_timed_out_connection_up(redis_url: str,
+                                                           r: redis.Redis) -> None:
+    from kiqpy.connection import connect
+
+    # A command that outlives the socket timeout is not sent again, and its late reply never
+    # reaches the next command: the connection that timed out is closed
+    client = connect(redis_url, pool_size=1, socket_timeout=0.2)
+    first = client.client_id()
+    with pytest.raises(redis.exceptions.TimeoutError):
+        client.execute_command("BLPOP", "nothing", "0.5")  # answers nil after 0.5 s
+    assert client.client_id() != first
+    assert client.incr("after") == 1
+    wait_for(lambda: not any(c["id"] == str(first) for c in r.client_list()),
+             message="the timed-out connection to be closed")
