@@ -181,10 +181,11 @@ class LineWriter:
                 self._waiting.clear()
 
     def _forked(self) -> None:
-        """In a forked child: the parent's lines were flushed before the fork; no thread."""
+        """In a forked child: the parent's lines were flushed before the fork; no thread. The
+        locks are new: the parent's writer thread may have held one at the fork."""
         self._lock = threading.Lock()
         self._waiting.clear()
-        self._due.clear()
+        self._due = threading.Event()
         self._thread = None
 
     log = debug = info = msg
