@@ -8,18 +8,8 @@ import json
 import os
 import time
 
-import redis
-
 import kiqpy
-
-_client: redis.Redis | None = None
-
-
-def r() -> redis.Redis:
-    global _client
-    if _client is None:
-        _client = redis.Redis.from_url(os.environ["REDIS_URL"])
-    return _client
+from tests.job_redis import r
 
 
 class Callback(kiqpy.Worker, name="Callback"):

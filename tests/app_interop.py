@@ -5,21 +5,10 @@ job map (as kiqpy read it) in the list ``interop:python``."""
 from __future__ import annotations
 
 import json
-import os
 import time
 
-import redis
-
 import kiqpy
-
-_client: redis.Redis | None = None
-
-
-def r() -> redis.Redis:
-    global _client
-    if _client is None:
-        _client = redis.Redis.from_url(os.environ["REDIS_URL"])
-    return _client
+from tests.job_redis import r
 
 
 def record() -> None:

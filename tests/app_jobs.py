@@ -9,15 +9,7 @@ import time
 import redis
 
 import kiqpy
-
-_client: redis.Redis | None = None
-
-
-def r() -> redis.Redis:
-    global _client
-    if _client is None:
-        _client = redis.Redis.from_url(os.environ["REDIS_URL"])
-    return _client
+from tests.job_redis import r
 
 
 class Record(kiqpy.Worker, name="Record"):
